@@ -1,0 +1,207 @@
+#include "codec/codec.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <vector>
+
+#include "util/cat.h"
+
+namespace rollertrace::codec {
+namespace {
+
+using rollertrace::v1::Event;
+using rollertrace::v1::EventBatch;
+
+bool IsIdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+// Splits on '/', at most max_parts parts; returns fewer when there are fewer.
+std::vector<std::string_view> SplitTopic(std::string_view topic) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    size_t slash = topic.find('/', start);
+    if (slash == std::string_view::npos) {
+      parts.push_back(topic.substr(start));
+      return parts;
+    }
+    parts.push_back(topic.substr(start, slash - start));
+    start = slash + 1;
+  }
+}
+
+absl::Status ValidateBody(const Topic& topic, const Event& event) {
+  if (event.body_case() == Event::BODY_NOT_SET) {
+    return absl::InvalidArgumentError(
+        util::Cat("device ", topic.device_id, " sequence ", event.sequence(), ": event has no body"));
+  }
+  const bool is_cycle = event.body_case() == Event::kSterilisationCycle;
+  if (topic.kind == TopicKind::kSteriliserCycles && !is_cycle) {
+    return absl::InvalidArgumentError(util::Cat("steriliser ", topic.device_id, " sequence ",
+                                                   event.sequence(), ": only sterilisation cycles may be sent on ",
+                                                   "sterilisers/{id}/cycles, got ", EventType(event)));
+  }
+  if (topic.kind == TopicKind::kRollerEvents && is_cycle) {
+    return absl::InvalidArgumentError(util::Cat("roller ", topic.device_id, " sequence ", event.sequence(),
+                                                   ": sterilisation cycles belong on sterilisers/{id}/cycles"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateDeviceId(std::string_view device_id) {
+  if (device_id.empty() || device_id.size() > 64) {
+    return absl::InvalidArgumentError(
+        util::Cat("device id must be 1-64 characters, got ", device_id.size()));
+  }
+  if (!IsIdChar(device_id[0]) || device_id[0] == '.' || device_id[0] == '_' || device_id[0] == '-') {
+    return absl::InvalidArgumentError(util::Cat("device id '", device_id, "' must start with a letter or digit"));
+  }
+  for (char c : device_id) {
+    if (!IsIdChar(c)) {
+      return absl::InvalidArgumentError(
+          util::Cat("device id '", device_id, "' may hold only letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string_view TopicRoot(TopicKind kind) {
+  return kind == TopicKind::kRollerEvents ? "rollers" : "sterilisers";
+}
+
+std::string EventsTopic(TopicKind kind, std::string_view device_id, bool json) {
+  return util::Cat(TopicRoot(kind), "/", device_id,
+                      kind == TopicKind::kRollerEvents ? "/events" : "/cycles", json ? "/json" : "");
+}
+
+std::string AckTopic(TopicKind kind, std::string_view device_id) {
+  return util::Cat(TopicRoot(kind), "/", device_id, "/ack");
+}
+
+std::string StatusTopic(TopicKind kind, std::string_view device_id) {
+  return util::Cat(TopicRoot(kind), "/", device_id, "/status");
+}
+
+absl::StatusOr<Topic> ParseTopic(std::string_view topic) {
+  std::vector<std::string_view> parts = SplitTopic(topic);
+  if (parts.size() < 3 || parts.size() > 4 || (parts.size() == 4 && parts[3] != "json")) {
+    return absl::NotFoundError(util::Cat("not a device data topic: '", topic, "'"));
+  }
+  Topic parsed;
+  if (parts[0] == "rollers" && parts[2] == "events") {
+    parsed.kind = TopicKind::kRollerEvents;
+  } else if (parts[0] == "sterilisers" && parts[2] == "cycles") {
+    parsed.kind = TopicKind::kSteriliserCycles;
+  } else {
+    return absl::NotFoundError(util::Cat("not a device data topic: '", topic, "'"));
+  }
+  if (absl::Status s = ValidateDeviceId(parts[1]); !s.ok()) {
+    return absl::NotFoundError(util::Cat("topic '", topic, "': ", s.message()));
+  }
+  parsed.device_id = std::string(parts[1]);
+  parsed.json = parts.size() == 4;
+  return parsed;
+}
+
+absl::Status ValidateEvents(std::string_view device_id, EventBatch* batch) {
+  if (batch->device_id() != device_id) {
+    return absl::PermissionDeniedError(
+        util::Cat("topic names device ", device_id, " but the batch is for '", batch->device_id(), "'"));
+  }
+  if (absl::Status s = ValidateDeviceId(device_id); !s.ok()) return s;
+  if (batch->events_size() == 0) {
+    return absl::InvalidArgumentError(util::Cat("device ", device_id, ": batch has no events"));
+  }
+  for (Event& event : *batch->mutable_events()) {
+    if (event.device_id().empty()) {
+      event.set_device_id(std::string(device_id));
+    } else if (event.device_id() != device_id) {
+      return absl::PermissionDeniedError(
+          util::Cat("batch is for device ", device_id, " but an event is for '", event.device_id(), "'"));
+    }
+    if (event.sequence() == 0) {
+      return absl::InvalidArgumentError(util::Cat("device ", device_id, ": sequence numbers start at 1, got 0"));
+    }
+    if (event.body_case() == Event::BODY_NOT_SET) {
+      return absl::InvalidArgumentError(
+          util::Cat("device ", device_id, " sequence ", event.sequence(), ": event has no body"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EventBatch> DecodeBatch(const Topic& topic, std::string_view payload, std::size_t max_bytes) {
+  if (payload.size() > max_bytes) {
+    return absl::ResourceExhaustedError(util::Cat("device ", topic.device_id, ": payload of ", payload.size(),
+                                                     " bytes exceeds the limit of ", max_bytes));
+  }
+  EventBatch batch;
+  if (topic.json) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(
+        google::protobuf::StringPiece(payload.data(), payload.size()), &batch, options);
+    if (!status.ok()) {
+      return absl::DataLossError(
+          util::Cat("device ", topic.device_id, ": payload is not an EventBatch in JSON: ", status.message()));
+    }
+  } else if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return absl::DataLossError(util::Cat("device ", topic.device_id, ": payload is not a binary EventBatch"));
+  }
+  if (absl::Status s = ValidateEvents(topic.device_id, &batch); !s.ok()) return s;
+  for (const Event& event : batch.events()) {
+    if (absl::Status s = ValidateBody(topic, event); !s.ok()) return s;
+  }
+  return batch;
+}
+
+std::string_view RejectReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+      return "oversized";
+    case absl::StatusCode::kDataLoss:
+      return "malformed";
+    case absl::StatusCode::kPermissionDenied:
+      return "device_mismatch";
+    case absl::StatusCode::kNotFound:
+      return "unknown_topic";
+    default:
+      return "invalid";
+  }
+}
+
+std::string EncodeBatch(const EventBatch& batch, bool json) {
+  std::string out;
+  if (json) {
+    (void)google::protobuf::util::MessageToJsonString(batch, &out);
+  } else {
+    batch.SerializeToString(&out);
+  }
+  return out;
+}
+
+std::string_view EventType(const Event& event) {
+  switch (event.body_case()) {
+    case Event::kSessionStarted:
+      return "session_started";
+    case Event::kUsageSample:
+      return "usage_sample";
+    case Event::kSessionEnded:
+      return "session_ended";
+    case Event::kWearMeasured:
+      return "wear_measured";
+    case Event::kSterilisationCycle:
+      return "sterilisation_cycle";
+    case Event::kHeartbeat:
+      return "heartbeat";
+    case Event::BODY_NOT_SET:
+      break;
+  }
+  return "empty";
+}
+
+}  // namespace rollertrace::codec

@@ -1,0 +1,114 @@
+#include "mqtt/mqtt_client.h"
+
+#include <mqtt/async_client.h>
+
+#include <algorithm>
+
+namespace rollertrace::mqtt {
+
+MqttClient::MqttClient(MqttOptions options)
+    : options_(std::move(options)),
+      client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id)) {}
+
+MqttClient::~MqttClient() { Stop(); }
+
+void MqttClient::Subscribe(std::string filter, int qos) { subscriptions_.emplace_back(std::move(filter), qos); }
+void MqttClient::OnMessage(MessageHandler handler) { on_message_ = std::move(handler); }
+void MqttClient::OnConnected(ConnectedHandler handler) { on_connected_ = std::move(handler); }
+void MqttClient::OnConnectionLost(ConnectedHandler handler) { on_lost_ = std::move(handler); }
+
+void MqttClient::Start() {
+  client_->set_message_callback([this](::mqtt::const_message_ptr msg) {
+    if (on_message_) on_message_(msg->get_topic(), msg->get_payload_str());
+  });
+  client_->set_connected_handler([this](const std::string&) { HandleConnected(); });
+  client_->set_connection_lost_handler([this](const std::string&) {
+    connected_ = false;
+    if (on_lost_) on_lost_();
+    cv_.notify_all();
+  });
+  connector_ = std::thread([this] { RunConnector(); });
+}
+
+void MqttClient::HandleConnected() {
+  for (const auto& [filter, qos] : subscriptions_) {
+    try {
+      client_->subscribe(filter, qos);
+    } catch (const ::mqtt::exception&) {
+      // The connection dropped again; the connector will retry and resubscribe.
+      return;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ever_connected_) ++reconnects_;
+    ever_connected_ = true;
+  }
+  connected_ = true;
+  if (on_connected_) on_connected_();
+  cv_.notify_all();
+}
+
+void MqttClient::RunConnector() {
+  ::mqtt::connect_options_builder builder;
+  builder.clean_session(true)
+      .keep_alive_interval(options_.keep_alive)
+      .connect_timeout(std::chrono::seconds(5))
+      .max_inflight(1024)
+      .automatic_reconnect(false);
+  if (!options_.username.empty()) builder.user_name(options_.username).password(options_.password);
+  if (options_.will) {
+    builder.will(::mqtt::message(options_.will->topic, options_.will->payload, options_.will->qos,
+                                 options_.will->retained));
+  }
+  const ::mqtt::connect_options opts = builder.finalize();
+  std::chrono::milliseconds backoff(100);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (!connected_) {
+      lock.unlock();
+      bool ok = false;
+      try {
+        ok = client_->connect(opts)->wait_for(std::chrono::seconds(6));
+      } catch (const ::mqtt::exception&) {
+        ok = false;
+      }
+      lock.lock();
+      if (!ok) {
+        cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
+        backoff = std::min(backoff * 2, options_.max_backoff);
+        continue;
+      }
+      backoff = std::chrono::milliseconds(100);
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_.load() || !connected_.load(); });
+  }
+}
+
+bool MqttClient::WaitConnected(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] { return connected_.load(); });
+}
+
+absl::Status MqttClient::Publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
+  if (!connected_) return absl::UnavailableError("MQTT broker not connected");
+  try {
+    client_->publish(topic, payload.data(), payload.size(), qos, retained);
+  } catch (const ::mqtt::exception& e) {
+    return absl::UnavailableError(std::string("MQTT publish to ") + topic + " failed: " + e.what());
+  }
+  return absl::OkStatus();
+}
+
+void MqttClient::Stop() {
+  if (stopping_.exchange(true)) return;
+  cv_.notify_all();
+  if (connector_.joinable()) connector_.join();
+  try {
+    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+  } catch (const ::mqtt::exception&) {
+  }
+  connected_ = false;
+}
+
+}  // namespace rollertrace::mqtt

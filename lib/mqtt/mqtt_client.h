@@ -1,0 +1,98 @@
+// The one MQTT wrapper of RollerTrace, around the Eclipse Paho C++ async
+// client. It owns the reconnection: a background thread connects, and after a
+// lost connection connects again with backoff, re-making every subscription.
+// Paho's exceptions stop here; callers see absl::Status.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace rollertrace::mqtt {
+
+struct Will {
+  std::string topic;
+  std::string payload;
+  int qos = 1;
+  bool retained = true;
+};
+
+struct MqttOptions {
+  // e.g. "tcp://127.0.0.1:1883"
+  std::string server_uri;
+  std::string client_id;
+  std::string username;
+  std::string password;
+  std::optional<Will> will;
+  std::chrono::seconds keep_alive{10};
+  // Longest wait between two connection attempts.
+  std::chrono::milliseconds max_backoff{2000};
+};
+
+class MqttClient {
+ public:
+  // Called on Paho's callback thread; must not block for long.
+  using MessageHandler = std::function<void(const std::string& topic, const std::string& payload)>;
+  using ConnectedHandler = std::function<void()>;
+
+  explicit MqttClient(MqttOptions options);
+  // Disconnects and joins the connector thread.
+  ~MqttClient();
+  MqttClient(const MqttClient&) = delete;
+  MqttClient& operator=(const MqttClient&) = delete;
+
+  // REQUIRES: called before Start().
+  void Subscribe(std::string filter, int qos);
+  void OnMessage(MessageHandler handler);
+  // After every successful (re)connect and its subscriptions.
+  void OnConnected(ConnectedHandler handler);
+  void OnConnectionLost(ConnectedHandler handler);
+
+  // Starts connecting in the background; returns at once.
+  void Start();
+  bool WaitConnected(std::chrono::milliseconds timeout);
+  bool connected() const { return connected_.load(); }
+
+  // Queues a publish; Unavailable while disconnected. Does not wait for the
+  // broker's acknowledgement.
+  absl::Status Publish(const std::string& topic, const std::string& payload, int qos, bool retained = false);
+
+  // Disconnects cleanly (the will is not sent). Idempotent.
+  void Stop();
+
+  uint64_t reconnects() const { return reconnects_.load(); }
+
+ private:
+  void RunConnector();
+  void HandleConnected();
+
+  MqttOptions options_;
+  std::unique_ptr<::mqtt::async_client> client_;
+  std::vector<std::pair<std::string, int>> subscriptions_;
+  MessageHandler on_message_;
+  ConnectedHandler on_connected_;
+  ConnectedHandler on_lost_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> reconnects_{0};
+  bool ever_connected_ = false;
+  std::thread connector_;
+};
+
+}  // namespace rollertrace::mqtt

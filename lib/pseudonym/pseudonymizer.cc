@@ -1,0 +1,47 @@
+#include "pseudonym/pseudonymizer.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "util/cat.h"
+
+namespace rollertrace::pseudonym {
+
+absl::StatusOr<Pseudonymizer> Pseudonymizer::FromSecret(std::string secret) {
+  if (secret.size() < 16) {
+    return absl::InvalidArgumentError(
+        util::Cat("the pseudonymisation secret must be at least 16 bytes, got ", secret.size()));
+  }
+  return Pseudonymizer(std::move(secret));
+}
+
+absl::StatusOr<Pseudonymizer> Pseudonymizer::FromFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(util::Cat("cannot read the pseudonymisation secret file ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string secret = buffer.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  absl::StatusOr<Pseudonymizer> p = FromSecret(std::move(secret));
+  if (!p.ok()) return absl::InvalidArgumentError(util::Cat(path, ": ", p.status().message()));
+  return p;
+}
+
+std::string Pseudonymizer::Pseudonym(std::string_view patient_ref) const {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+       reinterpret_cast<const unsigned char*>(patient_ref.data()), patient_ref.size(), mac, &mac_len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "p-";
+  for (unsigned int i = 0; i < mac_len; ++i) {
+    out.push_back(kHex[mac[i] >> 4]);
+    out.push_back(kHex[mac[i] & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace rollertrace::pseudonym

@@ -1,0 +1,30 @@
+// The one key encoder of RollerTrace's RocksDB stores. Integers are big-endian
+// fixed width so byte order is numeric order; a device id (which never holds
+// '\0', see codec::ValidateDeviceId) is followed by '\0' so that one device's
+// keys form a contiguous range that no other device's keys interleave with.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace rollertrace::store {
+
+void AppendBigEndian64(std::string* out, uint64_t value);
+uint64_t ReadBigEndian64(std::string_view bytes);  // REQUIRES: bytes.size() >= 8
+
+// All keys of one device in a per-device column family start with this.
+std::string DevicePrefix(std::string_view device_id);
+
+// device_id '\0' be64(sequence): events, gaps (by first sequence), spools.
+std::string DeviceSequenceKey(std::string_view device_id, uint64_t sequence);
+
+struct DeviceSequence {
+  std::string device_id;
+  uint64_t sequence;
+};
+// Inverse of DeviceSequenceKey; nullopt for a key not made by it.
+std::optional<DeviceSequence> DecodeDeviceSequenceKey(std::string_view key);
+
+}  // namespace rollertrace::store

@@ -1,0 +1,164 @@
+#include "ingest/group_committer.h"
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "codec/codec.h"
+
+namespace rollertrace::ingest {
+namespace {
+
+using rollertrace::v1::EventBatch;
+using rollertrace::v1::IngestRequest;
+using rollertrace::v1::IngestResponse;
+
+void RejectBatch(const EventBatch& batch, std::string_view reason, const std::string& detail,
+                 IngestResponse* response) {
+  auto add = [&](uint64_t sequence) {
+    auto* r = response->add_rejections();
+    r->set_device_id(batch.device_id());
+    r->set_sequence(sequence);
+    r->set_reason(std::string(reason));
+    r->set_detail(detail);
+  };
+  if (batch.events_size() == 0) add(0);
+  for (const auto& event : batch.events()) add(event.sequence());
+}
+
+}  // namespace
+
+GroupCommitter::GroupCommitter(store::EventStore& store, const pseudonym::Pseudonymizer& pseudonymizer,
+                               IngestMetrics& metrics, Clock clock, GroupCommitOptions options)
+    : store_(store),
+      pseudonymizer_(pseudonymizer),
+      metrics_(metrics),
+      clock_(std::move(clock)),
+      options_(options),
+      writer_([this] { Run(); }) {}
+
+GroupCommitter::~GroupCommitter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
+  Pending p;
+  p.received = std::chrono::steady_clock::now();
+  p.response.set_request_id(request.request_id());
+  auto* batches = request.mutable_batches();
+  int keep = 0;
+  for (int i = 0; i < batches->size(); ++i) {
+    EventBatch& batch = (*batches)[i];
+    if (absl::Status s = codec::ValidateEvents(batch.device_id(), &batch); !s.ok()) {
+      const std::string reason(codec::RejectReason(s));
+      RejectBatch(batch, reason, std::string(s.message()), &p.response);
+      metrics_.Rejected(reason, std::max(1, batch.events_size()));
+      continue;
+    }
+    for (auto& event : *batch.mutable_events()) {
+      if (!event.has_session_started() || event.session_started().patient_ref().empty()) continue;
+      auto* started = event.mutable_session_started();
+      started->set_patient_pseudonym(pseudonymizer_.Pseudonym(started->patient_ref()));
+      started->clear_patient_ref();
+    }
+    if (keep != i) batches->SwapElements(keep, i);
+    ++keep;
+  }
+  batches->DeleteSubrange(keep, batches->size() - keep);
+  p.request = std::move(request);
+  std::future<IngestResponse> answer = p.promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+  return answer;
+}
+
+void GroupCommitter::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything answered
+    std::deque<Pending> group;
+    size_t events = 0;
+    while (!queue_.empty() && (group.empty() || events < options_.max_group_events)) {
+      for (const auto& b : queue_.front().request.batches()) events += b.events_size();
+      group.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    lock.unlock();
+    CommitGroup(group);
+    lock.lock();
+  }
+}
+
+void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
+  std::vector<const EventBatch*> batches;
+  std::vector<size_t> owner;
+  for (size_t i = 0; i < group.size(); ++i) {
+    for (const auto& b : group[i].request.batches()) {
+      batches.push_back(&b);
+      owner.push_back(i);
+    }
+  }
+  const int64_t now = clock_();
+  const auto started = std::chrono::steady_clock::now();
+  absl::StatusOr<store::AppendResult> result =
+      batches.empty() ? absl::StatusOr<store::AppendResult>(store::AppendResult{}) : store_.Append(batches, now);
+  const auto finished = std::chrono::steady_clock::now();
+
+  if (!result.ok()) {
+    // Nothing was written; the devices keep their events and send them again.
+    for (auto& p : group) {
+      for (const auto& b : p.request.batches()) {
+        RejectBatch(b, "store_unavailable", std::string(result.status().message()), &p.response);
+        metrics_.Rejected("store_unavailable", b.events_size());
+      }
+      p.promise.set_value(std::move(p.response));
+    }
+    return;
+  }
+
+  size_t total = 0;
+  for (const auto* b : batches) {
+    total += b->events_size();
+    for (const auto& e : b->events()) {
+      if (e.device_time_unix_ms() > 0 && now >= e.device_time_unix_ms()) {
+        metrics_.latency_device.Observe((now - e.device_time_unix_ms()) / 1000.0);
+      }
+    }
+  }
+  if (!batches.empty()) {
+    metrics_.commit_seconds.Observe(std::chrono::duration<double>(finished - started).count());
+    metrics_.commit_events.Observe(static_cast<double>(total));
+  }
+  for (const auto& [type, n] : result->stored_by_type) {
+    metrics_.ingested.Add({{"type", type}}).Increment(static_cast<double>(n));
+  }
+  metrics_.duplicates.Increment(static_cast<double>(result->duplicates));
+  metrics_.gaps.Increment(static_cast<double>(result->gaps_opened));
+
+  std::map<std::string, const rollertrace::v1::DeviceAck*> acks;
+  for (const auto& ack : result->acks) acks[ack.device_id()] = &ack;
+  for (auto& rejected : result->rejections) {
+    metrics_.Rejected(rejected.rejection.reason());
+    *group[owner[rejected.batch_index]].response.add_rejections() = std::move(rejected.rejection);
+  }
+  for (auto& p : group) {
+    std::set<std::string> devices;
+    for (const auto& b : p.request.batches()) devices.insert(b.device_id());
+    for (const auto& id : devices) {
+      if (auto it = acks.find(id); it != acks.end()) *p.response.add_acks() = *it->second;
+    }
+    metrics_.latency_ingestd.Observe(std::chrono::duration<double>(finished - p.received).count());
+    p.promise.set_value(std::move(p.response));
+  }
+}
+
+}  // namespace rollertrace::ingest

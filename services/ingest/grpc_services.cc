@@ -1,0 +1,121 @@
+#include "ingest/grpc_services.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "codec/codec.h"
+
+namespace rollertrace::ingest {
+
+using rollertrace::v1::IngestRequest;
+using rollertrace::v1::IngestResponse;
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* /*context*/,
+                                       grpc::ServerReaderWriter<IngestResponse, IngestRequest>* stream) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::future<IngestResponse>> pending;
+  bool reading_done = false;
+
+  std::thread writer([&] {
+    bool can_write = true;
+    while (true) {
+      std::future<IngestResponse> next;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return reading_done || !pending.empty(); });
+        if (pending.empty()) return;
+        next = std::move(pending.front());
+        pending.pop_front();
+      }
+      IngestResponse response = next.get();  // always wait: the commit must finish before we return
+      if (can_write) can_write = stream->Write(response);
+    }
+  });
+
+  IngestRequest request;
+  while (stream->Read(&request)) {
+    std::future<IngestResponse> answer = committer_.Submit(std::move(request));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      pending.push_back(std::move(answer));
+    }
+    cv.notify_one();
+    request.Clear();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    reading_done = true;
+  }
+  cv.notify_one();
+  writer.join();
+  return grpc::Status::OK;
+}
+
+grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext*, const IngestRequest* request,
+                                            IngestResponse* response) {
+  *response = committer_.Submit(*request).get();
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryServiceImpl::Register(grpc::ServerContext*, const rollertrace::v1::RegisterRequest* request,
+                                           rollertrace::v1::Device* response) {
+  absl::StatusOr<rollertrace::v1::Device> device = store_.Register(request->device(), clock_());
+  if (!device.ok()) return ToGrpc(device.status());
+  *response = *device;
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryServiceImpl::Get(grpc::ServerContext*, const rollertrace::v1::GetDeviceRequest* request,
+                                      rollertrace::v1::DeviceRecord* response) {
+  absl::StatusOr<rollertrace::v1::DeviceRecord> record = store_.GetDevice(request->device_id());
+  if (!record.ok()) return ToGrpc(record.status());
+  *response = *record;
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryServiceImpl::List(grpc::ServerContext*, const rollertrace::v1::ListDevicesRequest* request,
+                                       rollertrace::v1::ListDevicesResponse* response) {
+  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> records = store_.ListDevices(request->kind());
+  if (!records.ok()) return ToGrpc(records.status());
+  for (auto& r : *records) *response->add_devices() = std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext*, const rollertrace::v1::RetireRequest* request,
+                                         rollertrace::v1::Device* response) {
+  if (request->reason().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a retirement needs a reason");
+  }
+  absl::StatusOr<rollertrace::v1::Device> device = store_.Retire(request->device_id(), request->reason(), clock_());
+  if (!device.ok()) return ToGrpc(device.status());
+  *response = *device;
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
+                                            rollertrace::v1::HistoryResponse* response) {
+  if (absl::Status s = store_.GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<rollertrace::v1::HistoryResponse> history =
+      store_.History(request->device_id(), request->from_sequence(), request->limit());
+  if (!history.ok()) return ToGrpc(history.status());
+  *response = std::move(*history);
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::Gaps(grpc::ServerContext*, const rollertrace::v1::GapsRequest* request,
+                                         rollertrace::v1::GapsResponse* response) {
+  absl::StatusOr<std::vector<rollertrace::v1::Gap>> gaps = store_.Gaps(request->device_id());
+  if (!gaps.ok()) return ToGrpc(gaps.status());
+  for (auto& g : *gaps) *response->add_gaps() = std::move(g);
+  return grpc::Status::OK;
+}
+
+}  // namespace rollertrace::ingest

@@ -1,0 +1,63 @@
+// ingestd's gRPC services over the EventStore and the GroupCommitter.
+#pragma once
+
+#include <functional>
+
+#include "ingest/group_committer.h"
+#include "rollertrace/v1/services.grpc.pb.h"
+#include "store/event_store.h"
+
+namespace rollertrace::ingest {
+
+class IngestServiceImpl final : public rollertrace::v1::IngestService::Service {
+ public:
+  explicit IngestServiceImpl(GroupCommitter& committer) : committer_(committer) {}
+
+  // Reads and answers concurrently: requests keep flowing while earlier ones
+  // wait for their commit; responses keep request order.
+  grpc::Status Ingest(grpc::ServerContext* context,
+                      grpc::ServerReaderWriter<rollertrace::v1::IngestResponse, rollertrace::v1::IngestRequest>*
+                          stream) override;
+  grpc::Status IngestBatch(grpc::ServerContext* context, const rollertrace::v1::IngestRequest* request,
+                           rollertrace::v1::IngestResponse* response) override;
+
+ private:
+  GroupCommitter& committer_;
+};
+
+class RegistryServiceImpl final : public rollertrace::v1::RegistryService::Service {
+ public:
+  RegistryServiceImpl(store::EventStore& store, std::function<int64_t()> clock)
+      : store_(store), clock_(std::move(clock)) {}
+
+  grpc::Status Register(grpc::ServerContext*, const rollertrace::v1::RegisterRequest* request,
+                        rollertrace::v1::Device* response) override;
+  grpc::Status Get(grpc::ServerContext*, const rollertrace::v1::GetDeviceRequest* request,
+                   rollertrace::v1::DeviceRecord* response) override;
+  grpc::Status List(grpc::ServerContext*, const rollertrace::v1::ListDevicesRequest* request,
+                    rollertrace::v1::ListDevicesResponse* response) override;
+  grpc::Status Retire(grpc::ServerContext*, const rollertrace::v1::RetireRequest* request,
+                      rollertrace::v1::Device* response) override;
+
+ private:
+  store::EventStore& store_;
+  std::function<int64_t()> clock_;
+};
+
+class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::Service {
+ public:
+  explicit ComplianceServiceImpl(store::EventStore& store) : store_(store) {}
+
+  grpc::Status History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
+                       rollertrace::v1::HistoryResponse* response) override;
+  grpc::Status Gaps(grpc::ServerContext*, const rollertrace::v1::GapsRequest* request,
+                    rollertrace::v1::GapsResponse* response) override;
+
+ private:
+  store::EventStore& store_;
+};
+
+// absl::Status -> grpc::Status with the same code and message.
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace rollertrace::ingest
