@@ -44,4 +44,16 @@ int WaitForShutdownSignal(std::chrono::milliseconds timeout) {
   }
 }
 
+ShutdownWatcher::ShutdownWatcher()
+    : thread_([this] {
+        while (!done_) {
+          if (WaitForShutdownSignal(std::chrono::milliseconds(200)) != 0) requested_ = true;
+        }
+      }) {}
+
+ShutdownWatcher::~ShutdownWatcher() {
+  done_ = true;
+  thread_.join();
+}
+
 }  // namespace rollertrace::process

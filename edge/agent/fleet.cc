@@ -1,0 +1,183 @@
+#include "agent/fleet.h"
+
+#include <thread>
+
+#include "util/cat.h"
+
+namespace rollertrace::edge {
+
+Fleet::Fleet(SpoolDb& db, FleetOptions options) : db_(db), options_(std::move(options)) {}
+
+Fleet::~Fleet() { Stop(); }
+
+absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kind) {
+  if (absl::Status s = codec::ValidateDeviceId(device_id); !s.ok()) return s;
+  if (members_.count(device_id)) return absl::AlreadyExistsError(util::Cat("device ", device_id, " added twice"));
+  absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(db_, device_id);
+  if (!spool.ok()) return spool.status();
+  Member m;
+  m.spool = std::move(*spool);
+  m.status_topic = codec::StatusTopic(kind, device_id);
+  AgentOptions agent_options;
+  agent_options.kind = kind;
+  agent_options.json = options_.json;
+  agent_options.max_batch_events = options_.max_batch_events;
+  agent_options.ack_timeout = options_.ack_timeout;
+  m.agent = std::make_unique<DeviceAgent>(*m.spool, agent_options);
+
+  mqtt::MqttOptions mo;
+  mo.server_uri = options_.mqtt_uri;
+  mo.client_id = device_id;
+  mo.username = options_.mqtt_username;
+  mo.password = options_.mqtt_password;
+  mo.will = mqtt::Will{codec::StatusTopic(kind, device_id), "offline", 1, true};
+  m.mqtt = std::make_unique<mqtt::MqttClient>(mo);
+  m.mqtt->Subscribe(codec::AckTopic(kind, device_id), 1);
+  DeviceAgent* agent = m.agent.get();
+  mqtt::MqttClient* client = m.mqtt.get();
+  const std::string status_topic = codec::StatusTopic(kind, device_id);
+  m.mqtt->OnMessage([agent](const std::string&, const std::string& payload) { agent->OnAck(payload); });
+  m.mqtt->OnConnected([agent, client, status_topic] {
+    (void)client->Publish(status_topic, "online", 1, true);
+    agent->OnConnected();
+  });
+  members_.emplace(device_id, std::move(m));
+  return absl::OkStatus();
+}
+
+void Fleet::Start() {
+  for (auto& [id, m] : members_) m.mqtt->Start();
+  pump_ = std::thread([this] { RunPump(); });
+}
+
+void Fleet::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (pump_.joinable()) pump_.join();
+  for (auto& [id, m] : members_) {
+    // A clean disconnect sends no will, so say it ourselves.
+    if (m.mqtt->connected()) (void)m.mqtt->Publish(m.status_topic, "offline", 1, true);
+    m.mqtt->Stop();
+  }
+}
+
+void Fleet::RunPump() {
+  while (!stopping_) {
+    const auto now = DeviceAgent::Clock::now();
+    for (auto& [id, m] : members_) {
+      if (!m.mqtt->connected()) continue;
+      mqtt::MqttClient* client = m.mqtt.get();
+      m.agent->Pump(
+          [client](const std::string& topic, const std::string& payload) {
+            return client->Publish(topic, payload, 1);
+          },
+          now);
+    }
+    std::this_thread::sleep_for(options_.pump_interval);
+  }
+}
+
+absl::StatusOr<rollertrace::v1::Event> Fleet::Record(const std::string& device_id, rollertrace::v1::Event event,
+                                                     uint64_t source_cursor) {
+  auto it = members_.find(device_id);
+  if (it == members_.end()) return absl::NotFoundError(util::Cat("device ", device_id, " is not in this fleet"));
+  absl::StatusOr<rollertrace::v1::Event> recorded = it->second.agent->Record(std::move(event), source_cursor);
+  if (recorded.ok()) ++recorded_;
+  return recorded;
+}
+
+uint64_t Fleet::SourceCursor(const std::string& device_id) const {
+  auto it = members_.find(device_id);
+  return it == members_.end() ? 0 : it->second.spool->meta().source_cursor();
+}
+
+FleetStats Fleet::Stats() const {
+  FleetStats s;
+  s.devices = members_.size();
+  s.recorded = recorded_;
+  for (const auto& [id, m] : members_) {
+    if (m.mqtt->connected()) ++s.connected;
+    AgentStats a = m.agent->stats();
+    s.pending += a.pending;
+    if (a.oldest_pending_unix_ms > 0 && (s.oldest_pending_unix_ms == 0 || a.oldest_pending_unix_ms < s.oldest_pending_unix_ms)) {
+      s.oldest_pending_unix_ms = a.oldest_pending_unix_ms;
+    }
+    s.published += a.published_events;
+    s.acked += a.acked_events;
+    s.resends += a.resends;
+  }
+  return s;
+}
+
+absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
+                                        const std::atomic<bool>& stop,
+                                        const std::function<void(size_t, size_t)>& progress) {
+  std::map<std::string, uint64_t> seen;  // per device: its events met so far
+  std::map<std::string, uint64_t> cursor;
+  uint64_t recorded = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_progress = start;
+  for (size_t i = 0; i < events.size() && !stop; ++i) {
+    const SimEvent& e = events[i];
+    const std::string& id = e.event.device_id();
+    auto [c, inserted] = cursor.try_emplace(id, 0);
+    if (inserted) c->second = fleet.SourceCursor(id);
+    const uint64_t k = ++seen[id];
+    if (k <= c->second) continue;  // recorded by an earlier run
+    rollertrace::v1::Event event = e.event;
+    if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return s;
+    ++recorded;
+    if (rate > 0) {
+      const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(recorded / rate));
+      std::this_thread::sleep_until(due);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (progress && now - last_progress > std::chrono::seconds(2)) {
+      progress(i + 1, events.size());
+      last_progress = now;
+    }
+  }
+  if (progress) progress(events.size(), events.size());
+  return recorded;
+}
+
+bool WaitUntilDrained(const Fleet& fleet, const std::atomic<bool>& stop,
+                      std::chrono::steady_clock::time_point deadline, const std::function<void()>& tick) {
+  while (true) {
+    if (tick) tick();
+    if (fleet.Stats().pending == 0) return true;
+    if (stop || std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+std::string Describe(const FleetStats& s) {
+  return util::Cat(s.recorded, " recorded, ", s.acked, " acked, ", s.pending, " pending, ", s.resends,
+                   " resends, ", s.connected, "/", s.devices, " connected");
+}
+
+FleetMetrics::FleetMetrics(metrics::Metrics& m)
+    : spool_(m.Gauge("rollertrace_agent_spool_events", "Events in the spool not yet acknowledged by ingestd").Add({})),
+      oldest_(m.Gauge("rollertrace_agent_oldest_unacked_age_seconds",
+                      "Age (by device time) of the oldest unacknowledged event; 0 when none")
+                  .Add({})),
+      connected_(m.Gauge("rollertrace_agent_devices_connected", "Devices of this process connected to the broker")
+                     .Add({})),
+      recorded_(m.Counter("rollertrace_agent_events_recorded_total", "Events written to the spool").Add({})),
+      published_(m.Counter("rollertrace_agent_events_published_total", "Events published, resends included").Add({})),
+      acked_(m.Counter("rollertrace_agent_events_acked_total", "Events removed from the spool by an ack").Add({})),
+      resends_(m.Counter("rollertrace_agent_resends_total", "Times the backlog was sent again after an ack timeout")
+                   .Add({})) {}
+
+void FleetMetrics::Update(const FleetStats& s, int64_t now_unix_ms) {
+  spool_.Set(static_cast<double>(s.pending));
+  oldest_.Set(s.oldest_pending_unix_ms > 0 ? (now_unix_ms - s.oldest_pending_unix_ms) / 1000.0 : 0.0);
+  connected_.Set(static_cast<double>(s.connected));
+  recorded_.Increment(static_cast<double>(s.recorded - last_.recorded));
+  published_.Increment(static_cast<double>(s.published - last_.published));
+  acked_.Increment(static_cast<double>(s.acked - last_.acked));
+  resends_.Increment(static_cast<double>(s.resends - last_.resends));
+  last_ = s;
+}
+
+}  // namespace rollertrace::edge

@@ -1,0 +1,117 @@
+// Fleet: one or many DeviceAgents in one process, each with its own MQTT
+// connection (client id = device id, last will "offline" retained on its
+// status topic), all sharing one SpoolDb and one pump thread. roller-agent runs
+// a fleet of one; roller-fleet runs many.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "agent/device_agent.h"
+#include "agent/simulator.h"
+#include "agent/spool.h"
+#include "metrics/metrics.h"
+#include "mqtt/mqtt_client.h"
+
+namespace rollertrace::edge {
+
+struct FleetOptions {
+  std::string mqtt_uri = "tcp://127.0.0.1:1883";
+  std::string mqtt_username;
+  std::string mqtt_password;
+  bool json = false;
+  size_t max_batch_events = 100;
+  std::chrono::milliseconds ack_timeout{3000};
+  std::chrono::milliseconds pump_interval{20};
+};
+
+struct FleetStats {
+  size_t devices = 0;
+  size_t connected = 0;
+  uint64_t recorded = 0;
+  size_t pending = 0;
+  int64_t oldest_pending_unix_ms = 0;  // 0 when nothing is pending
+  uint64_t published = 0;
+  uint64_t acked = 0;
+  uint64_t resends = 0;
+};
+
+class Fleet {
+ public:
+  // Borrows `db`, which must outlive the fleet.
+  Fleet(SpoolDb& db, FleetOptions options);
+  // Stops the pump and disconnects every device.
+  ~Fleet();
+  Fleet(const Fleet&) = delete;
+  Fleet& operator=(const Fleet&) = delete;
+
+  // REQUIRES: before Start().
+  absl::Status AddDevice(const std::string& device_id, codec::TopicKind kind);
+  void Start();
+  void Stop();
+
+  // Spools an event for a device added earlier. Thread-safe.
+  absl::StatusOr<rollertrace::v1::Event> Record(const std::string& device_id, rollertrace::v1::Event event,
+                                                uint64_t source_cursor);
+  // How far the device's source was consumed before this process started.
+  uint64_t SourceCursor(const std::string& device_id) const;
+  FleetStats Stats() const;
+
+ private:
+  struct Member {
+    std::unique_ptr<Spool> spool;
+    std::unique_ptr<DeviceAgent> agent;
+    std::unique_ptr<mqtt::MqttClient> mqtt;
+    std::string status_topic;
+  };
+  void RunPump();
+
+  SpoolDb& db_;
+  FleetOptions options_;
+  std::map<std::string, Member> members_;
+  std::atomic<uint64_t> recorded_{0};
+  std::atomic<bool> stopping_{false};
+  std::thread pump_;
+};
+
+// Replays simulator events into `fleet` at `rate` events per second (0 = as
+// fast as the spool takes them), resuming each device after its source cursor.
+// Returns how many it recorded; stops early when `stop` becomes true.
+// progress(i, n) is called now and then with events done of n.
+absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
+                                        const std::atomic<bool>& stop,
+                                        const std::function<void(size_t, size_t)>& progress);
+
+// Waits until every spooled event is acknowledged (true), or `stop` is set or
+// `deadline` passes (false). Calls tick() about twice a second.
+bool WaitUntilDrained(const Fleet& fleet, const std::atomic<bool>& stop,
+                      std::chrono::steady_clock::time_point deadline, const std::function<void()>& tick);
+
+// A progress line: "1200 recorded, 1100 acked, 100 pending, 8/8 connected".
+std::string Describe(const FleetStats& stats);
+
+// The agent-side metrics: spool depth, age of the oldest unacked event,
+// events recorded, published, acked, resends. Call Update() now and then.
+class FleetMetrics {
+ public:
+  FleetMetrics(metrics::Metrics& m);
+  void Update(const FleetStats& stats, int64_t now_unix_ms);
+
+ private:
+  prometheus::Gauge& spool_;
+  prometheus::Gauge& oldest_;
+  prometheus::Gauge& connected_;
+  prometheus::Counter& recorded_;
+  prometheus::Counter& published_;
+  prometheus::Counter& acked_;
+  prometheus::Counter& resends_;
+  FleetStats last_;
+};
+
+}  // namespace rollertrace::edge

@@ -1,0 +1,129 @@
+// roller-fleet: many simulated rollers and sterilisers in one process, for the
+// demo and for load. Each device has its own MQTT connection and spool.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+
+#include "agent/fleet.h"
+#include "agent/registration.h"
+#include "agent/simulator.h"
+#include "process/shutdown.h"
+
+namespace {
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  rollertrace::process::BlockShutdownSignals();
+  CLI::App app{
+      "roller-fleet - simulates a clinic's rollers and sterilisers and streams their events over MQTT.\n"
+      "Repeatable from --seed. Every event is spooled durably before it is sent and kept until ingestd\n"
+      "acknowledges it; a restarted fleet resumes where it stopped. Exits 0 once everything is acked."};
+  rollertrace::edge::SimOptions sim;
+  rollertrace::edge::FleetOptions fleet_options;
+  std::string spool_dir = "./data/fleet-spool";
+  std::string register_with;
+  std::string metrics_listen = "127.0.0.1:9467";
+  double rate = 500;
+  int duration_s = 0;
+  int ack_timeout_ms = 3000;
+  app.add_option("--rollers", sim.rollers, "Simulated rollers")->capture_default_str()->check(CLI::Range(0, 10000));
+  app.add_option("--sterilisers", sim.sterilisers, "Simulated sterilisers")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  app.add_option("--days", sim.days, "Clinic days simulated (ending now)")->capture_default_str()->check(CLI::Range(1, 3650));
+  app.add_option("--seed", sim.seed, "Random seed; the same seed gives the same clinic")->capture_default_str();
+  app.add_option("--failing-cycle-rate", sim.failing_cycle_rate, "Share of sterilisation cycles that fall short")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--roller-prefix", sim.roller_prefix, "Roller ids are this plus a number")->capture_default_str();
+  app.add_option("--steriliser-prefix", sim.steriliser_prefix, "Steriliser ids are this plus a number")
+      ->capture_default_str();
+  app.add_option("--rate", rate, "Events per second over the whole fleet; 0 = as fast as possible")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
+  app.add_option("--mqtt", fleet_options.mqtt_uri, "Broker URI")->capture_default_str();
+  app.add_flag("--json", fleet_options.json, "Publish on the /json topics (protobuf JSON mapping)");
+  app.add_option("--spool-dir", spool_dir, "Durable spool directory")->capture_default_str();
+  app.add_option("--register-with", register_with,
+                 "ingestd address: register the simulated devices there first (existing ones are kept)");
+  app.add_option("--ack-timeout-ms", ack_timeout_ms, "Resend unacknowledged events after this long")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  app.add_option("--duration", duration_s, "Stop after this many seconds; 0 = when everything is acked")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  fleet_options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+  sim.end_unix_ms = NowUnixMs();
+
+  rollertrace::edge::ClinicSimulator clinic(sim);
+  std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days
+            << " days, " << clinic.events().size() << " events (seed " << sim.seed << ")" << std::endl;
+  if (!register_with.empty()) {
+    auto added = rollertrace::edge::RegisterDevices(register_with, clinic.devices());
+    if (!added.ok()) {
+      std::cerr << "roller-fleet: " << added.status().message() << std::endl;
+      return 1;
+    }
+    std::cerr << "roller-fleet: registered " << *added << " new devices with " << register_with << std::endl;
+  }
+  auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
+  if (!metrics.ok()) {
+    std::cerr << "roller-fleet: " << metrics.status().message() << std::endl;
+    return 1;
+  }
+  auto db = rollertrace::edge::SpoolDb::Open(spool_dir);
+  if (!db.ok()) {
+    std::cerr << "roller-fleet: " << db.status().message() << std::endl;
+    return 1;
+  }
+  rollertrace::edge::Fleet fleet(**db, fleet_options);
+  for (const auto& d : clinic.devices()) {
+    auto kind = d.kind() == rollertrace::v1::DEVICE_KIND_STERILISER ? rollertrace::codec::TopicKind::kSteriliserCycles
+                                                                     : rollertrace::codec::TopicKind::kRollerEvents;
+    if (absl::Status s = fleet.AddDevice(d.device_id(), kind); !s.ok()) {
+      std::cerr << "roller-fleet: " << s.message() << std::endl;
+      return 1;
+    }
+  }
+  rollertrace::edge::FleetMetrics fleet_metrics(**metrics);
+  rollertrace::process::ShutdownWatcher shutdown;
+  const auto deadline = duration_s > 0 ? std::chrono::steady_clock::now() + std::chrono::seconds(duration_s)
+                                       : std::chrono::steady_clock::time_point::max();
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    while (!stop && !shutdown.requested() && std::chrono::steady_clock::now() < deadline) {
+      fleet_metrics.Update(fleet.Stats(), NowUnixMs());
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    stop = true;
+  });
+  fleet.Start();
+  auto played = rollertrace::edge::PlaySimulation(fleet, clinic.events(), rate, stop, [&](size_t i, size_t n) {
+    std::cerr << "roller-fleet: source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
+  });
+  if (!played.ok()) {
+    std::cerr << "roller-fleet: " << played.status().message() << std::endl;
+    stop = true;
+    stopper.join();
+    return 1;
+  }
+  auto last_line = std::chrono::steady_clock::now();
+  bool drained = rollertrace::edge::WaitUntilDrained(fleet, stop, deadline, [&] {
+    if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
+      std::cerr << "roller-fleet: waiting for acks; " << Describe(fleet.Stats()) << std::endl;
+      last_line = std::chrono::steady_clock::now();
+    }
+  });
+  stop = true;
+  stopper.join();
+  fleet_metrics.Update(fleet.Stats(), NowUnixMs());
+  std::cerr << "roller-fleet: " << (drained ? "done" : "stopped") << "; " << Describe(fleet.Stats()) << std::endl;
+  fleet.Stop();
+  return drained ? 0 : 3;
+}

@@ -1,0 +1,52 @@
+// ClinicSimulator: a repeatable clinic for demos, tests and load. From a seed
+// it plans rollers (one patient each, a course of up to four sessions 7-14 days
+// apart), a morning sterilisation cycle for every roller used that day, usage
+// samples while a session runs, and a nightly heartbeat per roller. Pure: the
+// end of the simulated period is passed in.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codec/codec.h"
+#include "rollertrace/v1/events.pb.h"
+#include "rollertrace/v1/records.pb.h"
+
+namespace rollertrace::edge {
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int rollers = 4;
+  int sterilisers = 1;
+  int days = 28;
+  // The simulated period ends here; device times are before it.
+  int64_t end_unix_ms = 0;
+  // Share of sterilisation cycles whose exposure falls short of the method.
+  double failing_cycle_rate = 0.05;
+  std::string roller_prefix = "R-";
+  std::string steriliser_prefix = "S-";
+  std::string clinic = "clinic-1";
+};
+
+struct SimEvent {
+  codec::TopicKind kind;
+  // device_id, device_time_unix_ms and body are set; sequence is the spool's.
+  rollertrace::v1::Event event;
+};
+
+class ClinicSimulator {
+ public:
+  explicit ClinicSimulator(const SimOptions& options);
+
+  // The registrations of every simulated device, rollers first.
+  const std::vector<rollertrace::v1::Device>& devices() const { return devices_; }
+  // Every event of the period, in device-time order.
+  const std::vector<SimEvent>& events() const { return events_; }
+
+ private:
+  std::vector<rollertrace::v1::Device> devices_;
+  std::vector<SimEvent> events_;
+};
+
+}  // namespace rollertrace::edge

@@ -1,0 +1,217 @@
+#include "bridge/bridge.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <iostream>
+#include <set>
+
+namespace rollertrace::bridge {
+
+using rollertrace::v1::IngestRequest;
+using rollertrace::v1::IngestResponse;
+
+namespace {
+
+mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options) {
+  mqtt::MqttOptions m;
+  m.server_uri = options.mqtt_uri;
+  m.client_id = options.mqtt_client_id;
+  m.username = options.mqtt_username;
+  m.password = options.mqtt_password;
+  return m;
+}
+
+}  // namespace
+
+Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
+    : options_(std::move(options)),
+      mqtt_(MqttOptionsFor(options_)),
+      received_(metrics.Counter("rollertrace_bridge_messages_received_total",
+                                "MQTT messages taken from device topics, by topic kind")),
+      rejected_(metrics.Counter("rollertrace_bridge_messages_rejected_total",
+                                "MQTT messages refused before forwarding, by reason")),
+      ingest_rejected_(metrics.Counter("rollertrace_bridge_ingest_rejections_total",
+                                       "Events ingestd refused, by reason, as reported to the bridge")),
+      forwarded_(metrics.Counter("rollertrace_bridge_events_forwarded_total", "Events sent to ingestd").Add({})),
+      acks_published_(
+          metrics.Counter("rollertrace_bridge_acks_published_total", "Acks published to devices").Add({})),
+      dropped_(metrics
+                   .Counter("rollertrace_bridge_events_dropped_total",
+                            "Events dropped from a full queue (their devices send them again)")
+                   .Add({})),
+      stream_restarts_(metrics
+                           .Counter("rollertrace_bridge_ingest_stream_restarts_total",
+                                    "Times the gRPC stream to ingestd was (re)opened")
+                           .Add({})),
+      queue_depth_(metrics.Gauge("rollertrace_bridge_queue_events", "Events waiting to be sent to ingestd").Add({})),
+      inflight_depth_(
+          metrics.Gauge("rollertrace_bridge_inflight_requests", "Requests sent to ingestd and not yet answered")
+              .Add({})),
+      mqtt_connected_(metrics.Gauge("rollertrace_bridge_mqtt_connected", "1 while connected to the broker").Add({})),
+      mqtt_reconnects_(
+          metrics.Counter("rollertrace_bridge_mqtt_reconnects_total", "Reconnections to the MQTT broker").Add({})) {}
+
+Bridge::~Bridge() { Stop(); }
+
+void Bridge::Start() {
+  const std::string share = "$share/" + options_.share_group + "/";
+  mqtt_.Subscribe(share + "rollers/+/events", 1);
+  mqtt_.Subscribe(share + "rollers/+/events/json", 1);
+  mqtt_.Subscribe(share + "sterilisers/+/cycles", 1);
+  mqtt_.Subscribe(share + "sterilisers/+/cycles/json", 1);
+  mqtt_.OnMessage([this](const std::string& topic, const std::string& payload) { OnMessage(topic, payload); });
+  mqtt_.OnConnected([this] {
+    mqtt_connected_.Set(1);
+    if (mqtt_.reconnects() > 0) mqtt_reconnects_.Increment();
+    std::cerr << "mqtt-bridge: connected to " << options_.mqtt_uri << std::endl;
+  });
+  mqtt_.OnConnectionLost([this] {
+    mqtt_connected_.Set(0);
+    std::cerr << "mqtt-bridge: lost the broker, reconnecting" << std::endl;
+  });
+  mqtt_.Start();
+  forwarder_ = std::thread([this] { RunForwarder(); });
+}
+
+void Bridge::Stop() {
+  if (stopping_.exchange(true)) return;
+  mqtt_.Stop();
+  cv_.notify_all();
+  if (forwarder_.joinable()) forwarder_.join();
+}
+
+void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
+  absl::StatusOr<codec::Topic> parsed = codec::ParseTopic(topic);
+  if (!parsed.ok()) {
+    rejected_.Add({{"reason", std::string(codec::RejectReason(parsed.status()))}}).Increment();
+    std::cerr << "mqtt-bridge: rejected: " << parsed.status().message() << std::endl;
+    return;
+  }
+  received_.Add({{"topic", std::string(codec::TopicRoot(parsed->kind))}}).Increment();
+  absl::StatusOr<rollertrace::v1::EventBatch> batch = codec::DecodeBatch(*parsed, payload, options_.max_payload_bytes);
+  if (!batch.ok()) {
+    rejected_.Add({{"reason", std::string(codec::RejectReason(batch.status()))}}).Increment();
+    std::cerr << "mqtt-bridge: rejected on " << topic << ": " << batch.status().message() << std::endl;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued_events_ += batch->events_size();
+    queue_.push_back(Queued{parsed->kind, std::move(*batch)});
+    while (queued_events_ > options_.max_queued_events && queue_.size() > 1) {
+      queued_events_ -= queue_.front().batch.events_size();
+      dropped_.Increment(queue_.front().batch.events_size());
+      queue_.pop_front();
+    }
+    queue_depth_.Set(static_cast<double>(queued_events_));
+  }
+  cv_.notify_all();
+}
+
+void Bridge::RunForwarder() {
+  auto channel = grpc::CreateChannel(options_.ingestd_address, grpc::InsecureChannelCredentials());
+  auto stub = rollertrace::v1::IngestService::NewStub(channel);
+  std::chrono::milliseconds backoff(100);
+  while (!stopping_) {
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(500))) {
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      continue;
+    }
+    backoff = std::chrono::milliseconds(100);
+    stream_restarts_.Increment();
+    ServeStream(*stub);
+    if (!stopping_) std::cerr << "mqtt-bridge: stream to ingestd ended, reopening" << std::endl;
+  }
+}
+
+void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
+  grpc::ClientContext context;
+  auto stream = stub.Ingest(&context);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_broken_ = false;
+  }
+  std::thread reader([&] {
+    IngestResponse response;
+    while (stream->Read(&response)) HandleResponse(response);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stream_broken_ = true;
+    }
+    cv_.notify_all();
+  });
+
+  // What the previous stream took and did not answer goes first, in order.
+  std::vector<IngestRequest> resend;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, inflight] : inflight_) resend.push_back(inflight.request);
+  }
+  bool ok = true;
+  for (const auto& request : resend) {
+    if (!(ok = stream->Write(request))) break;
+  }
+
+  while (ok && !stopping_) {
+    IngestRequest request;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] {
+        return stopping_ || stream_broken_ || (!queue_.empty() && inflight_.size() < options_.max_inflight_requests);
+      });
+      if (stopping_ || stream_broken_) break;
+      if (queue_.empty() || inflight_.size() >= options_.max_inflight_requests) continue;
+      if (queued_events_ < options_.max_request_events && options_.linger.count() > 0) {
+        cv_.wait_for(lock, options_.linger,
+                     [this] { return stopping_ || queued_events_ >= options_.max_request_events; });
+      }
+      Inflight inflight;
+      size_t events = 0;
+      while (!queue_.empty() && (events == 0 || events + queue_.front().batch.events_size() <= options_.max_request_events)) {
+        Queued& q = queue_.front();
+        events += q.batch.events_size();
+        inflight.kinds[q.batch.device_id()] = q.kind;
+        *inflight.request.add_batches() = std::move(q.batch);
+        queue_.pop_front();
+      }
+      queued_events_ -= events;
+      queue_depth_.Set(static_cast<double>(queued_events_));
+      const uint64_t id = next_request_id_++;
+      inflight.request.set_request_id(id);
+      request = inflight.request;
+      inflight_.emplace(id, std::move(inflight));
+      inflight_depth_.Set(static_cast<double>(inflight_.size()));
+      forwarded_.Increment(static_cast<double>(events));
+    }
+    ok = stream->Write(request);
+  }
+  context.TryCancel();
+  reader.join();
+  stream->Finish();
+}
+
+void Bridge::HandleResponse(const IngestResponse& response) {
+  std::map<std::string, codec::TopicKind> kinds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = inflight_.find(response.request_id());
+    if (it == inflight_.end()) return;  // answered already, before a stream restart
+    kinds = std::move(it->second.kinds);
+    inflight_.erase(it);
+    inflight_depth_.Set(static_cast<double>(inflight_.size()));
+  }
+  cv_.notify_all();
+  for (const auto& rejection : response.rejections()) {
+    ingest_rejected_.Add({{"reason", rejection.reason()}}).Increment();
+  }
+  for (const auto& ack : response.acks()) {
+    auto kind = kinds.find(ack.device_id());
+    if (kind == kinds.end()) continue;
+    std::string payload;
+    ack.SerializeToString(&payload);
+    if (mqtt_.Publish(codec::AckTopic(kind->second, ack.device_id()), payload, 1).ok()) acks_published_.Increment();
+  }
+}
+
+}  // namespace rollertrace::bridge

@@ -1,0 +1,100 @@
+// Bridge: MQTT -> ingestd -> MQTT. Takes device batches from a shared
+// subscription, validates them (codec::DecodeBatch), forwards them to ingestd
+// over one long-lived gRPC stream in requests of many batches, and publishes
+// ingestd's acks to each device's ack topic.
+//
+// It holds nothing that matters: a batch lost here (bridge killed, queue full)
+// is sent again by its device, which keeps it until an ack covers it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "codec/codec.h"
+#include "metrics/metrics.h"
+#include "mqtt/mqtt_client.h"
+#include "rollertrace/v1/services.grpc.pb.h"
+
+namespace rollertrace::bridge {
+
+struct BridgeOptions {
+  std::string mqtt_uri = "tcp://127.0.0.1:1883";
+  std::string mqtt_client_id = "mqtt-bridge";
+  std::string mqtt_username;
+  std::string mqtt_password;
+  // Shared-subscription group; bridges in one group split the devices' messages.
+  std::string share_group = "ingest";
+  std::string ingestd_address = "127.0.0.1:50051";
+  size_t max_payload_bytes = codec::kDefaultMaxPayloadBytes;
+  // Events per gRPC request, and how long to wait to fill one.
+  size_t max_request_events = 2048;
+  std::chrono::milliseconds linger{2};
+  // Requests sent and not yet answered; beyond this the bridge waits.
+  size_t max_inflight_requests = 64;
+  // Events queued for ingestd; beyond this the oldest are dropped (and counted).
+  size_t max_queued_events = 200000;
+};
+
+class Bridge {
+ public:
+  Bridge(BridgeOptions options, metrics::Metrics& metrics);
+  // Stops and joins.
+  ~Bridge();
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
+
+  void Start();
+  void Stop();
+
+  // Handles one MQTT message; public so tests can drive it without a broker.
+  void OnMessage(const std::string& topic, const std::string& payload);
+
+ private:
+  struct Queued {
+    codec::TopicKind kind;
+    rollertrace::v1::EventBatch batch;
+  };
+  struct Inflight {
+    rollertrace::v1::IngestRequest request;
+    std::map<std::string, codec::TopicKind> kinds;
+  };
+  void RunForwarder();
+  // One stream's life: resend in-flight, then forward until it breaks.
+  void ServeStream(rollertrace::v1::IngestService::Stub& stub);
+  void HandleResponse(const rollertrace::v1::IngestResponse& response);
+
+  BridgeOptions options_;
+  mqtt::MqttClient mqtt_;
+
+  prometheus::Family<prometheus::Counter>& received_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Counter>& ingest_rejected_;
+  prometheus::Counter& forwarded_;
+  prometheus::Counter& acks_published_;
+  prometheus::Counter& dropped_;
+  prometheus::Counter& stream_restarts_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& inflight_depth_;
+  prometheus::Gauge& mqtt_connected_;
+  prometheus::Counter& mqtt_reconnects_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Queued> queue_;
+  size_t queued_events_ = 0;
+  std::map<uint64_t, Inflight> inflight_;  // by request id, in send order
+  uint64_t next_request_id_ = 1;
+  bool stream_broken_ = false;
+  std::atomic<bool> stopping_{false};
+  std::thread forwarder_;
+};
+
+}  // namespace rollertrace::bridge

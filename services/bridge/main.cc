@@ -1,0 +1,53 @@
+// mqtt-bridge: MQTT device topics -> ingestd, and ingestd's acks -> devices.
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <unistd.h>
+
+#include "bridge/bridge.h"
+#include "metrics/metrics.h"
+#include "process/shutdown.h"
+
+int main(int argc, char** argv) {
+  rollertrace::process::BlockShutdownSignals();
+  CLI::App app{
+      "mqtt-bridge - forwards device batches from MQTT to ingestd and publishes ingestd's acks.\n"
+      "Subscribes with a shared subscription to rollers/+/events, rollers/+/events/json,\n"
+      "sterilisers/+/cycles and sterilisers/+/cycles/json. Stateless: run several for scale."};
+  rollertrace::bridge::BridgeOptions options;
+  options.mqtt_client_id = "mqtt-bridge-" + std::to_string(getpid());
+  std::string metrics_listen = "127.0.0.1:9465";
+  app.add_option("--mqtt", options.mqtt_uri, "Broker URI")->capture_default_str();
+  app.add_option("--client-id", options.mqtt_client_id, "MQTT client id (unique per bridge)")->capture_default_str();
+  app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
+  app.add_option("--mqtt-password-file", options.mqtt_password, "File holding the broker password")
+      ->check(CLI::ExistingFile)
+      ->each([&](const std::string& path) {
+        std::ifstream in(path);
+        std::getline(in, options.mqtt_password);
+      });
+  app.add_option("--share-group", options.share_group, "Shared-subscription group")->capture_default_str();
+  app.add_option("--ingestd", options.ingestd_address, "ingestd gRPC address")->capture_default_str();
+  app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
+  app.add_option("--max-payload-bytes", options.max_payload_bytes, "Larger MQTT payloads are rejected")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{64} * 1024 * 1024));
+  app.add_option("--max-request-events", options.max_request_events, "Events per request to ingestd")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000}));
+  CLI11_PARSE(app, argc, argv);
+
+  auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
+  if (!metrics.ok()) {
+    std::cerr << "mqtt-bridge: " << metrics.status().message() << "\n";
+    return 1;
+  }
+  rollertrace::bridge::Bridge bridge(options, **metrics);
+  bridge.Start();
+  std::cerr << "mqtt-bridge: " << options.mqtt_uri << " -> " << options.ingestd_address << ", metrics on "
+            << (metrics_listen.empty() ? "(off)" : metrics_listen) << std::endl;
+  int sig = rollertrace::process::WaitForShutdownSignal();
+  std::cerr << "mqtt-bridge: signal " << sig << ", shutting down" << std::endl;
+  bridge.Stop();
+  return 0;
+}

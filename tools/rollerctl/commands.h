@@ -1,0 +1,32 @@
+// rollerctl's commands over ingestd's gRPC API. Each returns the process exit
+// code: 0 done, 1 the server refused or failed (message on err), 3 unreachable.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "rollertrace/v1/services.grpc.pb.h"
+
+namespace rollertrace::rollerctl {
+
+struct Context {
+  std::shared_ptr<grpc::Channel> channel;
+  bool json = false;
+  std::chrono::seconds timeout{10};
+  std::ostream* out;
+  std::ostream* err;
+};
+
+int Register(const Context& ctx, const rollertrace::v1::Device& device);
+int List(const Context& ctx, rollertrace::v1::DeviceKind kind);
+int Show(const Context& ctx, const std::string& device_id);
+// limit 0: every event from `from` on, fetched page by page.
+int History(const Context& ctx, const std::string& device_id, uint64_t from, uint64_t limit);
+int Gaps(const Context& ctx, const std::string& device_id);
+int Retire(const Context& ctx, const std::string& device_id, const std::string& reason);
+
+}  // namespace rollertrace::rollerctl

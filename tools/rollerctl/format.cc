@@ -1,0 +1,124 @@
+#include "rollerctl/format.h"
+
+#include <algorithm>
+#include <ctime>
+#include <iomanip>
+#include <sstream>
+
+#include "codec/codec.h"
+#include "util/cat.h"
+
+namespace rollertrace::rollerctl {
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%Y-%m-%d %H:%M:%S UTC");
+  return out.str();
+}
+
+std::string KindName(rollertrace::v1::DeviceKind kind) {
+  switch (kind) {
+    case rollertrace::v1::DEVICE_KIND_ROLLER:
+      return "roller";
+    case rollertrace::v1::DEVICE_KIND_STERILISER:
+      return "steriliser";
+    default:
+      return "?";
+  }
+}
+
+std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle) {
+  std::string name = rollertrace::v1::Lifecycle_Name(lifecycle);
+  if (name.rfind("LIFECYCLE_", 0) == 0) name = name.substr(10);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::replace(name.begin(), name.end(), '_', ' ');
+  return name;
+}
+
+namespace {
+std::string Indicator(rollertrace::v1::IndicatorResult r) {
+  switch (r) {
+    case rollertrace::v1::INDICATOR_PASS:
+      return "pass";
+    case rollertrace::v1::INDICATOR_FAIL:
+      return "FAIL";
+    case rollertrace::v1::INDICATOR_PENDING:
+      return "pending";
+    default:
+      return "n/r";
+  }
+}
+std::string EnumTail(const std::string& name, size_t prefix) {
+  std::string s = name.size() > prefix ? name.substr(prefix) : name;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+}  // namespace
+
+std::string DescribeEvent(const rollertrace::v1::Event& e) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  switch (e.body_case()) {
+    case rollertrace::v1::Event::kSessionStarted: {
+      const auto& s = e.session_started();
+      out << "session " << s.session_id() << " started: patient " << s.patient_pseudonym().substr(0, 14)
+          << ", operator " << s.operator_id() << ", "
+          << EnumTail(rollertrace::v1::Indication_Name(s.indication()), 11) << ", "
+          << EnumTail(rollertrace::v1::Area_Name(s.area()), 5) << ", " << std::setprecision(2)
+          << s.needle_length_mm() << " mm";
+      break;
+    }
+    case rollertrace::v1::Event::kUsageSample:
+      out << "usage in " << e.usage_sample().session_id() << ": " << e.usage_sample().revolutions() << " rev at "
+          << e.usage_sample().pressure_kpa() << " kPa";
+      break;
+    case rollertrace::v1::Event::kSessionEnded:
+      out << "session " << e.session_ended().session_id() << " ended: " << e.session_ended().total_revolutions()
+          << " rev in all";
+      break;
+    case rollertrace::v1::Event::kWearMeasured:
+      out << "wear measured: " << e.wear_measured().wear_fraction() * 100 << " %";
+      break;
+    case rollertrace::v1::Event::kSterilisationCycle: {
+      const auto& c = e.sterilisation_cycle();
+      out << "cycle #" << c.cycle_number() << " " << c.method() << ": " << c.exposure_temperature_c() << " °C for "
+          << c.exposure_seconds() / 60.0 << " min, load " << c.load_size() << ", CI "
+          << Indicator(c.chemical_indicator()) << ", BI " << Indicator(c.biological_indicator());
+      break;
+    }
+    case rollertrace::v1::Event::kHeartbeat:
+      out << "heartbeat: battery " << e.heartbeat().battery_fraction() * 100 << " %, firmware "
+          << e.heartbeat().firmware() << ", " << e.heartbeat().signal_dbm() << " dBm";
+      break;
+    default:
+      out << "(empty)";
+  }
+  return out.str();
+}
+
+void Table::Print(std::ostream& out) const {
+  std::vector<size_t> width(header_.size(), 0);
+  auto measure = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  };
+  measure(header_);
+  for (const auto& r : rows_) measure(r);
+  auto print = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      out << row[i];
+      if (i + 1 < row.size()) out << std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out << "\n";
+  };
+  print(header_);
+  std::vector<std::string> rule;
+  for (size_t w : width) rule.push_back(std::string(w, '-'));
+  print(rule);
+  for (const auto& r : rows_) print(r);
+}
+
+}  // namespace rollertrace::rollerctl

@@ -1,0 +1,32 @@
+// How rollerctl shows things to a person: aligned tables, readable times.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "rollertrace/v1/records.pb.h"
+
+namespace rollertrace::rollerctl {
+
+// "2026-11-25 16:53:13 UTC"; "-" for 0.
+std::string FormatTime(int64_t unix_ms);
+std::string KindName(rollertrace::v1::DeviceKind kind);
+std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle);
+// One line about an event's body, e.g. "usage_sample session R-0001-s1: 42 rev, 12.5 kPa".
+std::string DescribeEvent(const rollertrace::v1::Event& event);
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const;
+  size_t size() const { return rows_.size(); }
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace rollertrace::rollerctl
