@@ -19,16 +19,11 @@ void DeviceAgent::OnAck(const std::string& payload) {
   if (!ack.ParseFromString(payload) || ack.device_id() != spool_.device_id()) return;
   absl::StatusOr<size_t> removed = spool_.Acknowledge(ack);
   if (!removed.ok() || *removed == 0) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  stats_.acked_events += *removed;
-  last_progress_ = Clock::now();
-  current_timeout_ = options_.ack_timeout;
+  acked_events_ += *removed;
+  last_ack_ns_ = Clock::now().time_since_epoch().count();
 }
 
-void DeviceAgent::OnConnected() {
-  std::lock_guard<std::mutex> lock(mu_);
-  resend_all_ = true;
-}
+void DeviceAgent::OnConnected() { resend_all_ = true; }
 
 void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -37,17 +32,20 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
     current_timeout_ = options_.ack_timeout;
     return;
   }
+  const Clock::time_point last_ack{Clock::duration(last_ack_ns_.load())};
+  if (last_ack > last_progress_) {
+    last_progress_ = last_ack;
+    current_timeout_ = options_.ack_timeout;
+  }
   // Only acks count as progress. Without them the whole backlog goes out
   // again, with the wait doubling while nothing answers.
-  if (!resend_all_ && now - last_progress_ > current_timeout_) {
+  if (now - last_progress_ > current_timeout_) {
     resend_all_ = true;
-    ++stats_.resends;
-    current_timeout_ = std::min(current_timeout_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                          std::chrono::seconds(60)));
+    ++resends_;
+    current_timeout_ = std::min(current_timeout_ * 2, std::chrono::milliseconds(60000));
   }
-  if (resend_all_) {
+  if (resend_all_.exchange(false)) {
     sent_through_ = 0;
-    resend_all_ = false;
     last_progress_ = now;
   }
   while (true) {
@@ -61,13 +59,18 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
       return;
     }
     sent_through_ = batch.events(batch.events_size() - 1).sequence();
-    stats_.published_events += batch.events_size();
+    published_events_ += batch.events_size();
   }
 }
 
 AgentStats DeviceAgent::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  AgentStats s = stats_;
+  AgentStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.published_events = published_events_;
+    s.resends = resends_;
+  }
+  s.acked_events = acked_events_;
   s.pending = spool_.pending_count();
   s.oldest_pending_unix_ms = spool_.oldest_pending_unix_ms();
   return s;

@@ -5,6 +5,7 @@
 // from the spool. Pure of network: publishing goes through a Publisher.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -61,12 +62,19 @@ class DeviceAgent {
   Spool& spool_;
   const AgentOptions options_;
   const std::string topic_;
+  // Pump's state. Pump may block inside the MQTT client, so OnAck and
+  // OnConnected, which run on the client's callback thread, never take mu_:
+  // they only touch the spool and the atomics below.
   mutable std::mutex mu_;
   uint64_t sent_through_ = 0;  // highest sequence published on this connection
-  bool resend_all_ = true;
   Clock::time_point last_progress_ = Clock::now();
   std::chrono::milliseconds current_timeout_;
-  AgentStats stats_;
+  uint64_t published_events_ = 0;
+  uint64_t resends_ = 0;
+
+  std::atomic<bool> resend_all_{true};
+  std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events
+  std::atomic<uint64_t> acked_events_{0};
 };
 
 }  // namespace rollertrace::edge

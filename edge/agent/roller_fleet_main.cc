@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--roller-prefix", sim.roller_prefix, "Roller ids are this plus a number")->capture_default_str();
   app.add_option("--steriliser-prefix", sim.steriliser_prefix, "Steriliser ids are this plus a number")
       ->capture_default_str();
+  app.add_option("--end-time-ms", sim.end_unix_ms,
+                 "End of the simulated period, unix ms (default: now); fix it to replay the same clinic");
   app.add_option("--rate", rate, "Events per second over the whole fleet; 0 = as fast as possible")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e7));
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   fleet_options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
-  sim.end_unix_ms = NowUnixMs();
+  if (sim.end_unix_ms == 0) sim.end_unix_ms = NowUnixMs();
 
   rollertrace::edge::ClinicSimulator clinic(sim);
   std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days

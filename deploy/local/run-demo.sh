@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build, start Mosquitto, ingestd,
+# mqtt-bridge and a simulated clinic on loopback, let it run, show what was
+# stored, and stop everything this script started.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: deploy/local/run-demo.sh [--duration SECONDS] [--rollers N] [--days N] [--seed N] [--rate EVENTS_PER_S] [--keep]
+
+  --duration S   longest time the simulated clinic may run (default 60); it stops
+                 earlier once every event is stored and acknowledged
+  --rollers N    simulated rollers (default 12), plus 2 sterilisers
+  --days N       clinic days simulated, ending now (default 28)
+  --seed N       simulator seed (default 1): same seed, same clinic
+  --rate R       events per second the fleet sends (default 400)
+  --keep         leave the processes running after the summary (Ctrl-C stops them)
+
+Everything runs on 127.0.0.1. Data and logs go to run/demo-<time>/.
+USAGE
+}
+
+duration=60 rollers=12 days=28 seed=1 rate=400 keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --rollers) rollers=$2; shift 2 ;;
+    --days) days=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run-demo: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for v in "$duration" "$rollers" "$days" "$seed" "$rate"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "run-demo: '$v' is not a whole number" >&2; exit 2; }
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Installing missing Debian packages"
+bash "$root/deploy/local/install-deps.sh"
+step "Building"
+bash "$root/deploy/local/build.sh"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+taken=" "
+pick_port() {  # VAR DEFAULT: the contract's default port, or the next free one above it
+  local p=$2
+  while port_busy "$p" || [[ "$taken" == *" $p "* ]]; do p=$((p + 1)); done
+  [ "$p" = "$2" ] || echo "run-demo: port $2 is busy, using $p instead" >&2
+  taken="$taken$p "
+  printf -v "$1" '%s' "$p"
+}
+wait_port() {  # port, log name, pid
+  for _ in $(seq 1 200); do
+    kill -0 "$3" 2>/dev/null || break
+    port_busy "$1" && return 0
+    sleep 0.1
+  done
+  echo "run-demo: $2 did not start (nothing answers on port $1); see $run_dir/$2.log" >&2; tail -n 20 "$run_dir/$2.log" >&2; exit 1
+}
+
+run_dir="$root/run/demo-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run_dir"
+pick_port mqtt_port 1883
+pick_port grpc_port 50051
+pick_port ingest_metrics 9464
+pick_port bridge_metrics 9465
+pick_port fleet_metrics 9467
+
+pids=()
+cleanup() {  # SIGTERM in reverse start order; SIGKILL what is still there after 10 s
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "Starting Mosquitto on 127.0.0.1:$mqtt_port"
+sed "s/^listener 1883 /listener $mqtt_port /" "$root/deploy/mosquitto/mosquitto.conf" >"$run_dir/mosquitto.conf"
+mosquitto -c "$run_dir/mosquitto.conf" >"$run_dir/mosquitto.log" 2>&1 &
+pids+=($!)
+wait_port "$mqtt_port" mosquitto $!
+
+step "Starting ingestd on 127.0.0.1:$grpc_port (metrics :$ingest_metrics)"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run_dir/pseudonym.secret"
+chmod 600 "$run_dir/pseudonym.secret"
+"$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc_port" --metrics "127.0.0.1:$ingest_metrics" \
+  --data-dir "$run_dir/ingestd-db" --pseudonym-secret-file "$run_dir/pseudonym.secret" >"$run_dir/ingestd.log" 2>&1 &
+pids+=($!)
+wait_port "$grpc_port" ingestd $!
+
+step "Starting mqtt-bridge (metrics :$bridge_metrics)"
+"$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt_port" --ingestd "127.0.0.1:$grpc_port" \
+  --metrics "127.0.0.1:$bridge_metrics" >"$run_dir/bridge.log" 2>&1 &
+pids+=($!)
+wait_port "$bridge_metrics" bridge $!
+
+step "Running a simulated clinic: $rollers rollers, 2 sterilisers, $days days (at most ${duration}s)"
+set +e
+"$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 2 --days "$days" --seed "$seed" --rate "$rate" \
+  --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$grpc_port" --spool-dir "$run_dir/fleet-spool" \
+  --metrics "127.0.0.1:$fleet_metrics" --duration "$duration" 2>&1 | tee "$run_dir/fleet.log"
+fleet_status=${PIPESTATUS[0]}
+set -e
+case $fleet_status in
+  0) echo "run-demo: every event the clinic produced is stored and acknowledged" ;;
+  3) echo "run-demo: stopped at --duration with events still unacknowledged (they stay in the spool)" ;;
+  *) echo "run-demo: roller-fleet failed (exit $fleet_status); see $run_dir/fleet.log" >&2 ;;
+esac
+
+ctl() { "$bin/tools/rollerctl/rollerctl" --server "127.0.0.1:$grpc_port" "$@"; }
+step "What ingestd stored, per device (rollerctl list)"
+ctl list
+step "The first events of roller R-0001 (rollerctl history R-0001 --limit 12)"
+ctl history R-0001 --limit 12
+step "Sequence gaps of R-0001 (rollerctl gaps R-0001)"
+ctl gaps R-0001
+
+metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v '^#' || true; }
+step "Ingest figures (from ingestd's /metrics)"
+metric_lines "$ingest_metrics" '^rollertrace_(events_ingested_total|events_rejected_total|events_duplicate_total|sequence_gaps_opened_total|ingest_commit_events_(sum|count)|ingest_commit_seconds_(sum|count))'
+step "Bridge figures (from mqtt-bridge's /metrics)"
+metric_lines "$bridge_metrics" '^rollertrace_bridge_(messages_received_total|messages_rejected_total|events_forwarded_total|acks_published_total|events_dropped_total)'
+
+step "Where to look next"
+cat <<INFO
+  Metrics:   ingestd http://127.0.0.1:$ingest_metrics/metrics   mqtt-bridge http://127.0.0.1:$bridge_metrics/metrics
+             roller-fleet http://127.0.0.1:$fleet_metrics/metrics (while it runs)
+  Prometheus scrape config: deploy/prometheus/prometheus.yml; Grafana dashboards: dashboards/ (docs/OBSERVABILITY.md)
+  gRPC:      127.0.0.1:$grpc_port with server reflection (grpcurl -plaintext 127.0.0.1:$grpc_port list)
+  Data/logs: $run_dir
+INFO
+
+if [ "$keep" = 1 ]; then
+  step "Still running; press Ctrl-C to stop"
+  while true; do sleep 3600; done
+fi
+step "Stopping everything this script started"

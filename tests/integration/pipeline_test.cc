@@ -1,0 +1,231 @@
+// The pipeline end to end with real processes: Mosquitto, ingestd (RocksDB on
+// disk), mqtt-bridge and roller-fleet / mosquitto_pub, all on loopback.
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "agent/simulator.h"
+#include "codec/codec.h"
+#include "pseudonym/pseudonymizer.h"
+#include "support/cluster.h"
+
+namespace rollertrace::testing {
+namespace {
+
+using rollertrace::v1::Event;
+using rollertrace::v1::EventBatch;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The same clinic the fleet plays for these flags.
+edge::SimOptions FleetSim(int rollers, int days, uint64_t seed, int64_t end) {
+  edge::SimOptions o;
+  o.rollers = rollers;
+  o.sterilisers = 1;
+  o.days = days;
+  o.seed = seed;
+  o.end_unix_ms = end;
+  return o;
+}
+
+std::vector<std::string> FleetArgs(const edge::SimOptions& o, const Cluster& c, const std::string& spool,
+                                   const std::string& rate) {
+  return {"--rollers",     std::to_string(o.rollers), "--sterilisers", std::to_string(o.sterilisers),
+          "--days",        std::to_string(o.days),    "--seed",        std::to_string(o.seed),
+          "--end-time-ms", std::to_string(o.end_unix_ms), "--register-with", c.ingestd_address(),
+          "--spool-dir",   spool,                     "--rate",        rate,
+          "--ack-timeout-ms", "1000"};
+}
+
+// Every event the simulator planned is in the store once, in sequence order,
+// with the patient reference replaced by its pseudonym; no gap is open.
+void ExpectStoredExactlyOnce(Cluster& cluster, const edge::SimOptions& options) {
+  edge::ClinicSimulator clinic(options);
+  auto pseudonymizer = pseudonym::Pseudonymizer::FromSecret(kTestSecret);
+  ASSERT_TRUE(pseudonymizer.ok());
+  std::map<std::string, std::vector<Event>> expected;
+  for (const auto& e : clinic.events()) expected[e.event.device_id()].push_back(e.event);
+  ASSERT_EQ(expected.size(), clinic.devices().size());
+  for (const auto& [id, events] : expected) {
+    std::vector<v1::StoredEvent> stored = cluster.History(id);
+    ASSERT_EQ(stored.size(), events.size()) << "device " << id;
+    for (size_t i = 0; i < events.size(); ++i) {
+      Event want = events[i];
+      want.set_sequence(i + 1);
+      if (want.has_session_started()) {
+        auto* s = want.mutable_session_started();
+        s->set_patient_pseudonym(pseudonymizer->Pseudonym(s->patient_ref()));
+        s->clear_patient_ref();
+      }
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(stored[i].event(), want))
+          << "device " << id << " position " << i << "\nstored: " << stored[i].event().ShortDebugString()
+          << "\nwanted: " << want.ShortDebugString();
+    }
+    v1::DeviceRecord record = cluster.Device(id);
+    EXPECT_EQ(record.state().events_stored(), events.size()) << id;
+    EXPECT_EQ(record.state().contiguous_through(), events.size()) << id;
+    EXPECT_EQ(record.state().open_gaps_size(), 0) << id;
+  }
+}
+
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+v1::Device Roller(const std::string& id) {
+  v1::Device d;
+  d.set_device_id(id);
+  d.set_kind(v1::DEVICE_KIND_ROLLER);
+  d.set_model("DRS-540-1.00");
+  d.set_needle_count(540);
+  d.set_needle_length_mm(1.0);
+  d.set_rated_penetrations(540 * 3000);
+  return d;
+}
+
+EventBatch HeartbeatBatch(const std::string& id, std::vector<uint64_t> sequences) {
+  EventBatch batch;
+  batch.set_device_id(id);
+  for (uint64_t seq : sequences) {
+    Event* e = batch.add_events();
+    e->set_device_id(id);
+    e->set_sequence(seq);
+    e->set_device_time_unix_ms(NowMs());
+    e->mutable_heartbeat()->set_battery_fraction(0.5);
+  }
+  return batch;
+}
+
+TEST(Pipeline, StoresEverySimulatedEventExactlyOnce) {
+  Cluster cluster("pipeline");
+  cluster.StartAll();
+  const auto sim = FleetSim(5, 21, 7, NowMs());
+  auto fleet = cluster.StartFleet(FleetArgs(sim, cluster, cluster.dir() + "/spool", "0"), "fleet.log");
+  ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
+  ExpectStoredExactlyOnce(cluster, sim);
+
+  // What a compliance officer sees: the roller's events in sequence order, none missing.
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"history", "R-0001"}, &out), 0) << out;
+  const size_t expected = cluster.History("R-0001").size();
+  EXPECT_NE(out.find(std::to_string(expected) + " events"), std::string::npos) << out;
+  size_t last = 0;
+  size_t rows = 0;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || !isdigit(static_cast<unsigned char>(line[0]))) continue;
+    if (line.find(" events") != std::string::npos) continue;
+    size_t seq = std::stoul(line);
+    EXPECT_EQ(seq, last + 1) << line;
+    last = seq;
+    ++rows;
+  }
+  EXPECT_EQ(rows, expected);
+}
+
+TEST(Pipeline, LosesAndDuplicatesNothingWhenBridgeIngestdAndAgentAreKilled) {
+  Cluster cluster("kill");
+  cluster.StartAll();
+  const auto sim = FleetSim(20, 28, 11, NowMs());
+  const auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "250");
+  auto fleet = cluster.StartFleet(args, "fleet-1.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+
+  cluster.KillBridge();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster.StartBridge();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+
+  cluster.KillIngestd();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster.StartIngestd();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+  ASSERT_TRUE(fleet->Running()) << "the fleet finished before it could be killed mid-stream";
+  fleet->Signal(SIGKILL);
+  fleet->Wait(std::chrono::seconds(10));
+  auto restarted = cluster.StartFleet(args, "fleet-2.log");
+  ASSERT_EQ(restarted->Wait(std::chrono::seconds(180)), 0) << ReadFile(restarted->log_path());
+  ExpectStoredExactlyOnce(cluster, sim);
+}
+
+TEST(Pipeline, StoresJsonEventPublishedWithMosquittoPub) {
+  Cluster cluster("json");
+  cluster.StartAll();
+  cluster.Register(Roller("J-0001"));
+  const std::string json = R"({"deviceId":"J-0001","events":[{"sequence":"1","deviceTimeUnixMs":"1764000000000",)"
+                           R"("usageSample":{"sessionId":"J-0001-s1","revolutions":42,"pressureKpa":12.5}}]})";
+  cluster.Publish("rollers/J-0001/events/json", json);
+  ASSERT_TRUE(Eventually([&] { return cluster.History("J-0001").size() == 1; }));
+  const auto stored = cluster.History("J-0001");
+  EXPECT_EQ(stored[0].event().usage_sample().revolutions(), 42u);
+  EXPECT_EQ(stored[0].event().device_time_unix_ms(), 1764000000000);
+  EXPECT_EQ(cluster.Device("J-0001").state().total_revolutions(), 42u);
+}
+
+TEST(Pipeline, CountsMalformedPayloadsAndStillStoresTheNextGoodOne) {
+  Cluster cluster("malformed");
+  cluster.StartAll();
+  cluster.Register(Roller("M-0001"));
+  auto bridge_metric = [&](const std::string& reason) {
+    return MetricValue(HttpGet(cluster.bridge_metrics_port(), "/metrics"),
+                       "rollertrace_bridge_messages_rejected_total{reason=\"" + reason + "\"}");
+  };
+
+  cluster.Publish("rollers/M-0001/events", std::string("\xff\xff\xff not protobuf", 17));
+  EXPECT_TRUE(Eventually([&] { return bridge_metric("malformed") == 1; }));
+  cluster.Publish("rollers/M-0001/events/json", "{\"deviceId\": \"M-0001\", \"events\": [");
+  EXPECT_TRUE(Eventually([&] { return bridge_metric("malformed") == 2; }));
+  cluster.Publish("rollers/M-0001/events", HeartbeatBatch("SOMEONE-ELSE", {1}).SerializeAsString());
+  EXPECT_TRUE(Eventually([&] { return bridge_metric("device_mismatch") == 1; }));
+  cluster.Publish("rollers/M-0001/events", std::string(300 * 1024, 'x'));
+  EXPECT_TRUE(Eventually([&] { return bridge_metric("oversized") == 1; }));
+  cluster.Publish("rollers/NOT-REGISTERED/events", HeartbeatBatch("NOT-REGISTERED", {1}).SerializeAsString());
+  EXPECT_TRUE(Eventually([&] {
+    return MetricValue(HttpGet(cluster.ingestd_metrics_port(), "/metrics"),
+                       "rollertrace_events_rejected_total{reason=\"unknown_device\"}") == 1;
+  }));
+
+  cluster.Publish("rollers/M-0001/events", HeartbeatBatch("M-0001", {1, 2}).SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return cluster.History("M-0001").size() == 2; }));
+  EXPECT_EQ(cluster.Device("M-0001").state().contiguous_through(), 2u);
+}
+
+TEST(Pipeline, RecordsASequenceGapAndClosesItWhenLateEventsArrive) {
+  Cluster cluster("gaps");
+  cluster.StartAll();
+  cluster.Register(Roller("G-0001"));
+  cluster.Publish("rollers/G-0001/events", HeartbeatBatch("G-0001", {1, 2, 5}).SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return cluster.History("G-0001").size() == 3; }));
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"gaps", "G-0001"}, &out), 0);
+  EXPECT_NE(out.find("3-4"), std::string::npos) << out;
+  EXPECT_NE(out.find("open"), std::string::npos) << out;
+  EXPECT_EQ(cluster.Device("G-0001").state().contiguous_through(), 2u);
+
+  cluster.Publish("rollers/G-0001/events", HeartbeatBatch("G-0001", {4, 3}).SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return cluster.History("G-0001").size() == 5; }));
+  const auto record = cluster.Device("G-0001");
+  EXPECT_EQ(record.state().contiguous_through(), 5u);
+  EXPECT_EQ(record.state().open_gaps_size(), 0);
+  EXPECT_EQ(record.state().gaps_opened(), 1u);
+  ASSERT_EQ(cluster.Rollerctl({"--json", "gaps", "G-0001"}, &out), 0);
+  EXPECT_NE(out.find("closed_unix_ms"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing

@@ -1,0 +1,154 @@
+#include "support/cluster.h"
+
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+namespace rollertrace::testing {
+
+Cluster::Cluster(const std::string& name)
+    : dir_(MakeTempDir(name)),
+      mqtt_port_(FreePort()),
+      ingestd_port_(FreePort()),
+      ingestd_metrics_port_(FreePort()),
+      bridge_metrics_port_(FreePort()) {
+  channel_ = grpc::CreateChannel(ingestd_address(), grpc::InsecureChannelCredentials());
+}
+
+Cluster::~Cluster() {
+  bridge_.reset();
+  // The rest stop side by side: each takes about a second.
+  if (ingestd_) ingestd_->Signal(SIGTERM);
+  if (broker_) broker_->Signal(SIGTERM);
+  ingestd_.reset();
+  broker_.reset();
+}
+
+std::string Cluster::mqtt_uri() const { return "tcp://127.0.0.1:" + std::to_string(mqtt_port_); }
+std::string Cluster::ingestd_address() const { return "127.0.0.1:" + std::to_string(ingestd_port_); }
+
+void Cluster::StartBroker() {
+  const std::string conf = dir_ + "/mosquitto.conf";
+  std::ofstream out(conf);
+  out << "listener " << mqtt_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
+      << "max_inflight_messages 1024\nmax_queued_messages 100000\nmessage_size_limit 1048576\n";
+  out.close();
+  broker_ = Process::Start({ROLLERTRACE_MOSQUITTO, "-c", conf}, dir_ + "/mosquitto.log");
+  ASSERT_TRUE(WaitForPort(mqtt_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/mosquitto.log");
+}
+
+void Cluster::StartIngestd() {
+  ingestd_ = Process::Start({ROLLERTRACE_INGESTD, "--listen", ingestd_address(), "--metrics",
+                             "127.0.0.1:" + std::to_string(ingestd_metrics_port_), "--data-dir", ingestd_data_dir()},
+                            dir_ + "/ingestd.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
+  ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");
+}
+
+void Cluster::StartBridge() {
+  bridge_ = Process::Start({ROLLERTRACE_BRIDGE, "--mqtt", mqtt_uri(), "--ingestd", ingestd_address(), "--metrics",
+                            "127.0.0.1:" + std::to_string(bridge_metrics_port_), "--client-id",
+                            "bridge-" + std::to_string(bridge_metrics_port_)},
+                           dir_ + "/bridge.log");
+  ASSERT_TRUE(WaitForPort(bridge_metrics_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/bridge.log");
+  // Subscribed once it says it is connected.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (MetricValue(HttpGet(bridge_metrics_port_, "/metrics"), "rollertrace_bridge_mqtt_connected") != 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ReadFile(dir_ + "/bridge.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the SUBACKs land
+}
+
+void Cluster::StartAll() {
+  StartBroker();
+  StartIngestd();
+  StartBridge();
+}
+
+void Cluster::KillBroker() {
+  broker_->Signal(SIGKILL);
+  broker_->Wait(std::chrono::seconds(10));
+}
+void Cluster::KillIngestd() {
+  ingestd_->Signal(SIGKILL);
+  ingestd_->Wait(std::chrono::seconds(10));
+}
+void Cluster::KillBridge() {
+  bridge_->Signal(SIGKILL);
+  bridge_->Wait(std::chrono::seconds(10));
+}
+
+std::unique_ptr<Process> Cluster::StartFleet(const std::vector<std::string>& args, const std::string& log_name) {
+  std::vector<std::string> argv = {ROLLERTRACE_FLEET, "--mqtt", mqtt_uri(), "--metrics", ""};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Process::Start(argv, dir_ + "/" + log_name);
+}
+
+int Cluster::Rollerctl(const std::vector<std::string>& args, std::string* out) {
+  const std::string log = dir_ + "/rollerctl-out.txt";
+  std::remove(log.c_str());
+  std::vector<std::string> argv = {ROLLERTRACE_ROLLERCTL, "--server", ingestd_address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto p = Process::Start(argv, log);
+  int code = p->Wait(std::chrono::seconds(60));
+  if (out) *out = ReadFile(log);
+  return code;
+}
+
+void Cluster::Publish(const std::string& topic, const std::string& payload) {
+  const std::string file = dir_ + "/payload-" + std::to_string(++publish_count_);
+  std::ofstream(file, std::ios::binary) << payload;
+  auto p = Process::Start({ROLLERTRACE_MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", std::to_string(mqtt_port_), "-q",
+                           "1", "-t", topic, "-f", file},
+                          dir_ + "/mosquitto_pub.log");
+  ASSERT_EQ(p->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir_ + "/mosquitto_pub.log");
+}
+
+void Cluster::Register(const rollertrace::v1::Device& device) {
+  auto stub = rollertrace::v1::RegistryService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  rollertrace::v1::RegisterRequest req;
+  *req.mutable_device() = device;
+  rollertrace::v1::Device resp;
+  grpc::Status s = stub->Register(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+}
+
+rollertrace::v1::DeviceRecord Cluster::Device(const std::string& device_id) {
+  auto stub = rollertrace::v1::RegistryService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  rollertrace::v1::GetDeviceRequest req;
+  req.set_device_id(device_id);
+  rollertrace::v1::DeviceRecord record;
+  grpc::Status s = stub->Get(&ctx, req, &record);
+  EXPECT_TRUE(s.ok()) << device_id << ": " << s.error_message();
+  return record;
+}
+
+std::vector<rollertrace::v1::StoredEvent> Cluster::History(const std::string& device_id) {
+  auto stub = rollertrace::v1::ComplianceService::NewStub(channel_);
+  std::vector<rollertrace::v1::StoredEvent> out;
+  uint64_t next = 1;
+  while (next != 0) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    rollertrace::v1::HistoryRequest req;
+    req.set_device_id(device_id);
+    req.set_from_sequence(next);
+    rollertrace::v1::HistoryResponse resp;
+    grpc::Status s = stub->History(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << device_id << ": " << s.error_message();
+    if (!s.ok()) break;
+    for (auto& e : *resp.mutable_events()) out.push_back(std::move(e));
+    next = resp.next_sequence();
+  }
+  return out;
+}
+
+}  // namespace rollertrace::testing

@@ -1,0 +1,83 @@
+#include "agent/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "rules/registration.h"
+
+namespace rollertrace::edge {
+namespace {
+
+SimOptions Options(uint64_t seed) {
+  SimOptions o;
+  o.seed = seed;
+  o.rollers = 10;
+  o.sterilisers = 2;
+  o.days = 42;
+  o.end_unix_ms = 1764000000000;
+  return o;
+}
+
+TEST(ClinicSimulator, IsRepeatableFromItsSeed) {
+  ClinicSimulator a(Options(3)), b(Options(3)), c(Options(4));
+  ASSERT_EQ(a.events().size(), b.events().size());
+  for (size_t i = 0; i < a.events().size(); ++i) {
+    EXPECT_EQ(a.events()[i].event.SerializeAsString(), b.events()[i].event.SerializeAsString());
+  }
+  bool differs = a.events().size() != c.events().size();
+  for (size_t i = 0; !differs && i < a.events().size(); ++i) {
+    differs = a.events()[i].event.SerializeAsString() != c.events()[i].event.SerializeAsString();
+  }
+  EXPECT_TRUE(differs);
+}
+
+TEST(ClinicSimulator, RegistersValidDevices) {
+  ClinicSimulator sim(Options(1));
+  ASSERT_EQ(sim.devices().size(), 12u);
+  for (const auto& d : sim.devices()) EXPECT_TRUE(rules::ValidateRegistration(d).ok()) << d.device_id();
+}
+
+TEST(ClinicSimulator, PlansCoursesOfAtMostFourSessionsOnePatientEach) {
+  ClinicSimulator sim(Options(5));
+  std::map<std::string, int> sessions;
+  std::map<std::string, std::set<std::string>> patients;
+  int64_t last = 0;
+  for (const auto& e : sim.events()) {
+    EXPECT_GE(e.event.device_time_unix_ms(), last);
+    EXPECT_LT(e.event.device_time_unix_ms(), 1764000000000);
+    last = e.event.device_time_unix_ms();
+    if (e.event.has_session_started()) {
+      ++sessions[e.event.device_id()];
+      patients[e.event.device_id()].insert(e.event.session_started().patient_ref());
+    }
+  }
+  EXPECT_EQ(sessions.size(), 10u);
+  for (const auto& [id, n] : sessions) {
+    EXPECT_GE(n, 1) << id;
+    EXPECT_LE(n, 4) << id;
+    EXPECT_EQ(patients[id].size(), 1u) << id;
+  }
+}
+
+TEST(ClinicSimulator, SterilisesEveryRollerOnTheMorningItIsUsed) {
+  ClinicSimulator sim(Options(9));
+  std::map<std::string, int64_t> last_cycle_end;
+  for (const auto& e : sim.events()) {
+    if (e.event.has_sterilisation_cycle()) {
+      EXPECT_EQ(e.kind, codec::TopicKind::kSteriliserCycles);
+      for (const auto& roller : e.event.sterilisation_cycle().load()) {
+        last_cycle_end[roller] = e.event.sterilisation_cycle().end_unix_ms();
+      }
+    }
+    if (e.event.has_session_started()) {
+      auto it = last_cycle_end.find(e.event.device_id());
+      ASSERT_NE(it, last_cycle_end.end()) << e.event.device_id();
+      EXPECT_LT(e.event.device_time_unix_ms() - it->second, 24 * 3600 * 1000) << e.event.device_id();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rollertrace::edge

@@ -1,0 +1,113 @@
+#include "ingest/group_committer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+namespace rollertrace::ingest {
+namespace {
+
+using rollertrace::v1::IngestRequest;
+
+class GroupCommitterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("group_committer_test." + std::to_string(getpid()) + "." +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    store_ = std::move(*store::EventStore::Open(dir_.string()));
+    metrics_ = std::move(*metrics::Metrics::Create(""));
+    ingest_metrics_ = std::make_unique<IngestMetrics>(*metrics_);
+    for (int i = 0; i < 4; ++i) {
+      rollertrace::v1::Device d;
+      d.set_device_id("R-" + std::to_string(i));
+      d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+      d.set_needle_count(192);
+      d.set_needle_length_mm(0.5);
+      d.set_rated_penetrations(1000);
+      ASSERT_TRUE(store_->Register(d, 1).ok());
+    }
+    committer_ = std::make_unique<GroupCommitter>(*store_, pseudonymizer_, *ingest_metrics_, [] { return 42; });
+  }
+  void TearDown() override {
+    committer_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  static IngestRequest Request(uint64_t id, const std::string& device, uint64_t first, int n) {
+    IngestRequest r;
+    r.set_request_id(id);
+    auto* b = r.add_batches();
+    b->set_device_id(device);
+    for (int i = 0; i < n; ++i) {
+      auto* e = b->add_events();
+      e->set_sequence(first + i);
+      e->mutable_heartbeat()->set_battery_fraction(1);
+    }
+    return r;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::EventStore> store_;
+  std::unique_ptr<metrics::Metrics> metrics_;
+  std::unique_ptr<IngestMetrics> ingest_metrics_;
+  pseudonym::Pseudonymizer pseudonymizer_ = *pseudonym::Pseudonymizer::FromSecret("unit-test-secret-0123456789");
+  std::unique_ptr<GroupCommitter> committer_;
+};
+
+TEST_F(GroupCommitterTest, AnswersEveryConcurrentRequestWithItsDevicesAcks) {
+  std::vector<std::thread> threads;
+  std::vector<uint64_t> acked(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 25; ++k) {
+        auto response = committer_->Submit(Request(k, "R-" + std::to_string(t), k * 4 + 1, 4)).get();
+        EXPECT_EQ(response.request_id(), static_cast<uint64_t>(k));
+        ASSERT_EQ(response.acks_size(), 1);
+        EXPECT_EQ(response.acks(0).device_id(), "R-" + std::to_string(t));
+        acked[t] = response.acks(0).contiguous_through();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_EQ(acked[t], 100u);
+    EXPECT_EQ(store_->GetDevice("R-" + std::to_string(t))->state().events_stored(), 100u);
+  }
+  EXPECT_EQ(ingest_metrics_->ingested.Add({{"type", "heartbeat"}}).Value(), 400);
+}
+
+TEST_F(GroupCommitterTest, PseudonymisesPatientsBeforeStoring) {
+  IngestRequest r = Request(1, "R-0", 1, 1);
+  auto* e = r.mutable_batches(0)->mutable_events(0);
+  e->mutable_session_started()->set_patient_ref("MRN-777001");
+  auto response = committer_->Submit(r).get();
+  EXPECT_EQ(response.rejections_size(), 0);
+  auto history = store_->History("R-0", 1, 0);
+  ASSERT_EQ(history->events_size(), 1);
+  const auto& started = history->events(0).event().session_started();
+  EXPECT_TRUE(started.patient_ref().empty());
+  EXPECT_EQ(started.patient_pseudonym(), pseudonymizer_.Pseudonym("MRN-777001"));
+}
+
+TEST_F(GroupCommitterTest, RejectsInvalidBatchesAndStoresTheRest) {
+  IngestRequest r = Request(7, "R-1", 1, 2);
+  auto* bad = r.add_batches();
+  bad->set_device_id("R-2");
+  bad->add_events()->set_sequence(1);  // no body
+  auto* ghost = r.add_batches();
+  *ghost = Request(0, "GHOST", 1, 1).batches(0);
+  auto response = committer_->Submit(r).get();
+  ASSERT_EQ(response.rejections_size(), 2);
+  EXPECT_EQ(response.rejections(0).reason(), "invalid");
+  EXPECT_EQ(response.rejections(1).reason(), "unknown_device");
+  ASSERT_EQ(response.acks_size(), 1);
+  EXPECT_EQ(response.acks(0).contiguous_through(), 2u);
+  EXPECT_EQ(ingest_metrics_->rejected.Add({{"reason", "unknown_device"}}).Value(), 1);
+}
+
+}  // namespace
+}  // namespace rollertrace::ingest

@@ -1,0 +1,214 @@
+#include "store/event_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace rollertrace::store {
+namespace {
+
+using rollertrace::v1::Device;
+using rollertrace::v1::EventBatch;
+
+class EventStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("event_store_test." + std::to_string(getpid()) + "." +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    Reopen();
+    ASSERT_TRUE(store_->Register(Roller("R-1"), 100).ok());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = EventStore::Open(dir_.string());
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  static Device Roller(const std::string& id, uint32_t needles = 540, double mm = 1.0) {
+    Device d;
+    d.set_device_id(id);
+    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+    d.set_model("DRS-540");
+    d.set_needle_count(needles);
+    d.set_needle_length_mm(mm);
+    d.set_rated_penetrations(1000000);
+    return d;
+  }
+  static EventBatch Batch(const std::string& id, std::vector<uint64_t> seqs) {
+    EventBatch b;
+    b.set_device_id(id);
+    for (uint64_t s : seqs) {
+      auto* e = b.add_events();
+      e->set_device_id(id);
+      e->set_sequence(s);
+      e->set_device_time_unix_ms(1000 + s);
+      e->mutable_usage_sample()->set_revolutions(10);
+    }
+    return b;
+  }
+  AppendResult Append(std::vector<EventBatch> batches, int64_t now = 5000) {
+    std::vector<const EventBatch*> ptrs;
+    for (auto& b : batches) ptrs.push_back(&b);
+    auto r = store_->Append(ptrs, now);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : AppendResult{};
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<EventStore> store_;
+};
+
+TEST_F(EventStoreTest, StoresEachEventOnceAndAcksRepeats) {
+  AppendResult first = Append({Batch("R-1", {1, 2, 3})});
+  EXPECT_EQ(first.stored_by_type["usage_sample"], 3u);
+  ASSERT_EQ(first.acks.size(), 1u);
+  EXPECT_EQ(first.acks[0].contiguous_through(), 3u);
+
+  AppendResult again = Append({Batch("R-1", {2, 3, 4})});
+  EXPECT_EQ(again.duplicates, 2u);
+  EXPECT_EQ(again.stored_by_type["usage_sample"], 1u);
+  ASSERT_EQ(again.acks.size(), 1u);
+  EXPECT_EQ(again.acks[0].contiguous_through(), 4u);
+  ASSERT_EQ(again.acks[0].committed_size(), 1);
+  EXPECT_EQ(again.acks[0].committed(0).first(), 2u);
+  EXPECT_EQ(again.acks[0].committed(0).last(), 4u);
+
+  auto record = store_->GetDevice("R-1");
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state().events_stored(), 4u);
+  EXPECT_EQ(record->state().duplicates(), 2u);
+  EXPECT_EQ(record->state().total_revolutions(), 40u);
+}
+
+TEST_F(EventStoreTest, DeduplicatesWithinOneGroup) {
+  AppendResult r = Append({Batch("R-1", {1, 2}), Batch("R-1", {2, 1, 3})});
+  EXPECT_EQ(r.stored_by_type["usage_sample"], 3u);
+  EXPECT_EQ(r.duplicates, 2u);
+  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 3);
+}
+
+TEST_F(EventStoreTest, RecordsAGapAndClosesItWhenTheMissingEventsArrive) {
+  Append({Batch("R-1", {1, 2, 6})}, 5000);
+  auto record = store_->GetDevice("R-1");
+  EXPECT_EQ(record->state().contiguous_through(), 2u);
+  EXPECT_EQ(record->state().highest_sequence(), 6u);
+  ASSERT_EQ(record->state().open_gaps_size(), 1);
+  EXPECT_EQ(record->state().open_gaps(0).first(), 3u);
+  EXPECT_EQ(record->state().open_gaps(0).last(), 5u);
+
+  AppendResult mid = Append({Batch("R-1", {4})}, 6000);
+  EXPECT_EQ(mid.acks[0].contiguous_through(), 2u);
+  auto gaps = store_->Gaps("R-1");
+  ASSERT_EQ(gaps->size(), 1u);
+  ASSERT_EQ((*gaps)[0].missing_size(), 2);  // 3 and 5 still missing
+  EXPECT_EQ((*gaps)[0].missing(0).first(), 3u);
+  EXPECT_EQ((*gaps)[0].missing(1).first(), 5u);
+
+  Append({Batch("R-1", {3})}, 7000);
+  EXPECT_EQ(store_->GetDevice("R-1")->state().contiguous_through(), 4u);
+  AppendResult last = Append({Batch("R-1", {5})}, 8000);
+  EXPECT_EQ(last.acks[0].contiguous_through(), 6u);
+
+  gaps = store_->Gaps("R-1");
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].opened_unix_ms(), 5000);
+  EXPECT_EQ((*gaps)[0].closed_unix_ms(), 8000);
+  EXPECT_EQ(store_->GetDevice("R-1")->state().open_gaps_size(), 0);
+}
+
+TEST_F(EventStoreTest, RejectsUnknownDevicesWithoutLosingOthersEvents) {
+  AppendResult r = Append({Batch("GHOST", {1}), Batch("R-1", {1})});
+  ASSERT_EQ(r.rejections.size(), 1u);
+  EXPECT_EQ(r.rejections[0].batch_index, 0u);
+  EXPECT_EQ(r.rejections[0].rejection.reason(), "unknown_device");
+  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 1);
+}
+
+TEST_F(EventStoreTest, RejectsRawPatientReferencesAndWrongKinds) {
+  EventBatch b = Batch("R-1", {1});
+  b.mutable_events(0)->mutable_session_started()->set_patient_ref("MRN-123");
+  EventBatch cycle = Batch("R-1", {2});
+  cycle.mutable_events(0)->mutable_sterilisation_cycle()->set_cycle_number(1);
+  AppendResult r = Append({b, cycle});
+  ASSERT_EQ(r.rejections.size(), 2u);
+  EXPECT_EQ(r.rejections[0].rejection.reason(), "unpseudonymised");
+  EXPECT_EQ(r.rejections[1].rejection.reason(), "wrong_device_kind");
+  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 0);
+}
+
+TEST_F(EventStoreTest, KeepsEventsAndStateAcrossReopen) {
+  Append({Batch("R-1", {1, 2, 3, 5})});
+  Reopen();
+  auto record = store_->GetDevice("R-1");
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state().events_stored(), 4u);
+  EXPECT_EQ(record->state().open_gaps_size(), 1);
+  AppendResult r = Append({Batch("R-1", {3, 4})});
+  EXPECT_EQ(r.duplicates, 1u);
+  EXPECT_EQ(r.acks[0].contiguous_through(), 5u);
+}
+
+TEST_F(EventStoreTest, StateAlwaysMatchesTheStoredEvents) {
+  // Many groups, many devices, repeats and gaps: the device record written in
+  // the same batch must agree with the events actually present.
+  ASSERT_TRUE(store_->Register(Roller("R-2"), 100).ok());
+  for (uint64_t round = 0; round < 20; ++round) {
+    Append({Batch("R-1", {round * 3 + 1, round * 3 + 2}), Batch("R-2", {round + 1, round + 1}),
+            Batch("R-1", {round * 3 + 3, round * 3 + 1})});
+  }
+  Reopen();
+  for (const char* id : {"R-1", "R-2"}) {
+    auto history = store_->History(id, 1, 0);
+    auto record = store_->GetDevice(id);
+    EXPECT_EQ(static_cast<uint64_t>(history->events_size()), record->state().events_stored()) << id;
+    EXPECT_EQ(record->state().highest_sequence(), record->state().events_stored()) << id;
+    for (int i = 0; i < history->events_size(); ++i) {
+      EXPECT_EQ(history->events(i).event().sequence(), static_cast<uint64_t>(i + 1));
+    }
+  }
+}
+
+TEST_F(EventStoreTest, PagesThroughHistory) {
+  std::vector<uint64_t> seqs;
+  for (uint64_t s = 1; s <= 25; ++s) seqs.push_back(s);
+  Append({Batch("R-1", seqs)});
+  auto page = store_->History("R-1", 1, 10);
+  ASSERT_EQ(page->events_size(), 10);
+  EXPECT_EQ(page->next_sequence(), 11u);
+  page = store_->History("R-1", 21, 10);
+  ASSERT_EQ(page->events_size(), 5);
+  EXPECT_EQ(page->next_sequence(), 0u);
+  EXPECT_EQ(page->events(0).event().sequence(), 21u);
+  EXPECT_EQ(page->events(0).receive_unix_ms(), 5000);
+}
+
+TEST_F(EventStoreTest, RefusesRegistrationsOutsideTheDomain) {
+  auto r = store_->Register(Roller("R-9", 540, 3.1), 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.status().message()).find("needle length 3.1 mm is outside 0.25-2.5 mm"),
+            std::string::npos)
+      << r.status();
+  EXPECT_EQ(store_->Register(Roller("R-1"), 1).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(EventStoreTest, RetiresForGood) {
+  auto retired = store_->Retire("R-1", "course finished", 9000);
+  ASSERT_TRUE(retired.ok());
+  EXPECT_EQ(retired->lifecycle(), rollertrace::v1::LIFECYCLE_RETIRED);
+  EXPECT_EQ(store_->Retire("R-1", "again", 9001).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Retire("NOPE", "x", 1).status().code(), absl::StatusCode::kNotFound);
+  auto list = store_->ListDevices(rollertrace::v1::DEVICE_KIND_ROLLER);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].device().retired_reason(), "course finished");
+}
+
+}  // namespace
+}  // namespace rollertrace::store
