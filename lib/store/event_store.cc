@@ -184,10 +184,23 @@ absl::StatusOr<bool> EventStore::LoadDevice(std::string_view device_id, DeviceRe
   return true;
 }
 
+absl::StatusOr<bool> EventStore::LoadDeviceForWrite(const std::string& device_id, DeviceRecord* record) {
+  if (auto it = write_cache_.find(device_id); it != write_cache_.end()) {
+    *record = it->second;
+    return true;
+  }
+  absl::StatusOr<bool> found = LoadDevice(device_id, record);
+  if (found.ok() && *found) write_cache_[device_id] = *record;
+  return found;
+}
+
 absl::Status EventStore::PutDevice(const DeviceRecord& record) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  return FromRocks(db_->Put(wo, devices_, record.device().device_id(), record.SerializeAsString()), "write device");
+  absl::Status s =
+      FromRocks(db_->Put(wo, devices_, record.device().device_id(), record.SerializeAsString()), "write device");
+  if (s.ok()) write_cache_[record.device().device_id()] = record;
+  return s;
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* const> batches, int64_t now) {
@@ -214,7 +227,7 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
           continue;
         }
         Touched t;
-        absl::StatusOr<bool> found = LoadDevice(id, &t.record);
+        absl::StatusOr<bool> found = LoadDeviceForWrite(id, &t.record);
         if (!found.ok()) return found.status();
         if (!*found) {
           unknown.insert(id);
@@ -271,6 +284,7 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
     wo.sync = options_.sync;
     if (absl::Status s = FromRocks(db_->Write(wo, &wb), "append events"); !s.ok()) return s;
   }
+  for (auto& [id, t] : touched) write_cache_[id] = std::move(t.record);
   return result;
 }
 
@@ -278,7 +292,7 @@ absl::StatusOr<Device> EventStore::Register(Device device, int64_t now) {
   if (absl::Status s = rules::ValidateRegistration(device); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(write_mu_);
   DeviceRecord record;
-  absl::StatusOr<bool> found = LoadDevice(device.device_id(), &record);
+  absl::StatusOr<bool> found = LoadDeviceForWrite(device.device_id(), &record);
   if (!found.ok()) return found.status();
   if (*found) return absl::AlreadyExistsError(util::Cat("device ", device.device_id(), " is already registered"));
   device.set_registered_unix_ms(now);
@@ -293,7 +307,7 @@ absl::StatusOr<Device> EventStore::Register(Device device, int64_t now) {
 absl::StatusOr<Device> EventStore::Retire(std::string_view device_id, std::string_view reason, int64_t now) {
   std::lock_guard<std::mutex> lock(write_mu_);
   DeviceRecord record;
-  absl::StatusOr<bool> found = LoadDevice(device_id, &record);
+  absl::StatusOr<bool> found = LoadDeviceForWrite(std::string(device_id), &record);
   if (!found.ok()) return found.status();
   if (!*found) return absl::NotFoundError(util::Cat("device ", device_id, " is not registered"));
   if (record.device().lifecycle() == rollertrace::v1::LIFECYCLE_RETIRED) {

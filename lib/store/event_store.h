@@ -84,6 +84,9 @@ class EventStore {
   EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
              StoreOptions options);
   absl::StatusOr<bool> LoadDevice(std::string_view device_id, rollertrace::v1::DeviceRecord* record) const;
+  // REQUIRES: write_mu_ held. The writers' view of device records, kept in
+  // memory; updated only after the write that changes a record succeeded.
+  absl::StatusOr<bool> LoadDeviceForWrite(const std::string& device_id, rollertrace::v1::DeviceRecord* record);
   absl::Status PutDevice(const rollertrace::v1::DeviceRecord& record);
 
   std::unique_ptr<rocksdb::DB> db_;
@@ -93,6 +96,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* gaps_;
   StoreOptions options_;
   std::mutex write_mu_;  // serialises read-modify-write of device records
+  std::map<std::string, rollertrace::v1::DeviceRecord> write_cache_;  // guarded by write_mu_
 };
 
 }  // namespace rollertrace::store

@@ -1,0 +1,201 @@
+// Events/s into the store: ingestd's write path (GroupCommitter -> EventStore,
+// with validation, pseudonymisation, dedupe, gap tracking and device state)
+// beside raw RocksDB WriteBatch writes of the same events, with the same WAL
+// sync setting and batch size, in one run. Prints the ratio at the end.
+//
+//   build/bench/store_bench [--benchmark_min_time=2]
+#include <benchmark/benchmark.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include "ingest/group_committer.h"
+#include "store/event_store.h"
+#include "store/keys.h"
+
+namespace {
+
+using rollertrace::v1::Event;
+
+std::filesystem::path FreshDir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("rollertrace-bench-" + name + "-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+Event SampleEvent(const std::string& device, uint64_t seq) {
+  Event e;
+  e.set_device_id(device);
+  e.set_sequence(seq);
+  e.set_device_time_unix_ms(1764000000000 + static_cast<int64_t>(seq) * 1000);
+  auto* u = e.mutable_usage_sample();
+  u->set_session_id(device + "-s1");
+  u->set_revolutions(40);
+  u->set_pressure_kpa(12.5);
+  return e;
+}
+
+constexpr int kDevices = 50;
+
+std::string Device(int i) { return "R-" + std::to_string(1000 + i); }
+
+void RawRocksDbWriteBatch(benchmark::State& state) {
+  const int batch_size = static_cast<int>(state.range(0));
+  auto dir = FreshDir("raw");
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.IncreaseParallelism(2);
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::Open(options, dir.string(), &raw).ok()) {
+    state.SkipWithError("cannot open RocksDB");
+    return;
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    rocksdb::WriteBatch wb;
+    ++seq;
+    for (int i = 0; i < batch_size; ++i) {
+      const std::string device = Device(i % kDevices);
+      rollertrace::v1::StoredEvent stored;
+      *stored.mutable_event() = SampleEvent(device, seq * batch_size + i);
+      stored.set_receive_unix_ms(1764000000000);
+      wb.Put(rollertrace::store::DeviceSequenceKey(device, seq * batch_size + i), stored.SerializeAsString());
+    }
+    db->Write(wo, &wb);
+  }
+  state.SetItemsProcessed(state.iterations() * batch_size);
+  db->Close();
+  db.reset();
+  std::filesystem::remove_all(dir);
+}
+
+void IngestWritePath(benchmark::State& state) {
+  const int batch_size = static_cast<int>(state.range(0));
+  auto dir = FreshDir("ingest");
+  auto store = rollertrace::store::EventStore::Open(dir.string());
+  auto metrics = rollertrace::metrics::Metrics::Create("");
+  auto pseudonymizer = rollertrace::pseudonym::Pseudonymizer::FromSecret("benchmark-secret-0123456789");
+  if (!store.ok() || !metrics.ok() || !pseudonymizer.ok()) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  for (int i = 0; i < kDevices; ++i) {
+    rollertrace::v1::Device d;
+    d.set_device_id(Device(i));
+    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+    d.set_needle_count(540);
+    d.set_needle_length_mm(1.0);
+    d.set_rated_penetrations(1620000);
+    (void)(*store)->Register(d, 1);
+  }
+  rollertrace::ingest::IngestMetrics ingest_metrics(**metrics);
+  rollertrace::ingest::GroupCommitter committer(**store, *pseudonymizer, ingest_metrics,
+                                                [] { return int64_t{1764000000000}; });
+  std::map<std::string, uint64_t> next_seq;
+  uint64_t request_id = 0;
+  for (auto _ : state) {
+    rollertrace::v1::IngestRequest request;
+    request.set_request_id(++request_id);
+    std::map<std::string, rollertrace::v1::EventBatch*> batches;
+    for (int i = 0; i < batch_size; ++i) {
+      const std::string device = Device(i % kDevices);
+      auto*& b = batches[device];
+      if (b == nullptr) {
+        b = request.add_batches();
+        b->set_device_id(device);
+      }
+      *b->add_events() = SampleEvent(device, ++next_seq[device]);
+    }
+    auto response = committer.Submit(std::move(request)).get();
+    if (response.rejections_size() > 0) state.SkipWithError(response.rejections(0).detail().c_str());
+  }
+  state.SetItemsProcessed(state.iterations() * batch_size);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// EventStore::Append alone, without the committer thread hand-off.
+void StoreAppend(benchmark::State& state) {
+  const int batch_size = static_cast<int>(state.range(0));
+  auto dir = FreshDir("append");
+  auto store = rollertrace::store::EventStore::Open(dir.string());
+  for (int i = 0; i < kDevices; ++i) {
+    rollertrace::v1::Device d;
+    d.set_device_id(Device(i));
+    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+    d.set_needle_count(540);
+    d.set_needle_length_mm(1.0);
+    d.set_rated_penetrations(1620000);
+    (void)(*store)->Register(d, 1);
+  }
+  std::map<std::string, uint64_t> next_seq;
+  for (auto _ : state) {
+    std::map<std::string, rollertrace::v1::EventBatch> batches;
+    for (int i = 0; i < batch_size; ++i) {
+      const std::string device = Device(i % kDevices);
+      auto& b = batches[device];
+      b.set_device_id(device);
+      *b.add_events() = SampleEvent(device, ++next_seq[device]);
+    }
+    std::vector<const rollertrace::v1::EventBatch*> ptrs;
+    for (auto& [d, b] : batches) ptrs.push_back(&b);
+    auto r = (*store)->Append(ptrs, 1764000000000);
+    if (!r.ok()) state.SkipWithError("append failed");
+  }
+  state.SetItemsProcessed(state.iterations() * batch_size);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+BENCHMARK(RawRocksDbWriteBatch)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(StoreAppend)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(IngestWritePath)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Console output plus the ingest/raw ratio for each batch size.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& run : runs) {
+      if (!run.aggregate_name.empty() && run.aggregate_name != "mean") continue;
+      auto it = run.counters.find("items_per_second");
+      if (it != run.counters.end()) rates_[run.run_name.str()] = it->second.value;
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    for (const char* arg : {"100", "1000"}) {
+      const std::string raw = std::string("RawRocksDbWriteBatch/") + arg + "/real_time";
+      const std::string append = std::string("StoreAppend/") + arg + "/real_time";
+      const std::string ingest = std::string("IngestWritePath/") + arg + "/real_time";
+      if (!rates_.count(raw) || !rates_.count(ingest) || !rates_.count(append)) continue;
+      std::cout << std::fixed << "batch " << std::setw(4) << arg << ": raw RocksDB " << std::setprecision(0)
+                << rates_[raw] << " events/s; EventStore::Append " << rates_[append] << " (" << std::setprecision(2)
+                << rates_[append] / rates_[raw] << "x); ingestd write path " << std::setprecision(0)
+                << rates_[ingest] << " (" << std::setprecision(2) << rates_[ingest] / rates_[raw]
+                << "x, target >= 0.60x)\n";
+    }
+  }
+
+ private:
+  std::map<std::string, double> rates_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
