@@ -18,6 +18,7 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   Member m;
   m.spool = std::move(*spool);
   m.status_topic = codec::StatusTopic(kind, device_id);
+  m.kind = kind;
   AgentOptions agent_options;
   agent_options.kind = kind;
   agent_options.json = options_.json;
@@ -108,6 +109,14 @@ FleetStats Fleet::Stats() const {
   return s;
 }
 
+size_t Fleet::Pending(codec::TopicKind kind) const {
+  size_t pending = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.kind == kind) pending += m.spool->pending_count();
+  }
+  return pending;
+}
+
 absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
                                         const std::atomic<bool>& stop,
                                         const std::function<void(size_t, size_t)>& progress) {
@@ -123,6 +132,13 @@ absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent
     if (inserted) c->second = fleet.SourceCursor(id);
     const uint64_t k = ++seen[id];
     if (k <= c->second) continue;  // recorded by an earlier run
+    if (e.needs_cycles_committed) {
+      const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!stop && fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
+             std::chrono::steady_clock::now() < limit) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
     rollertrace::v1::Event event = e.event;
     if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return s;
     ++recorded;

@@ -62,6 +62,8 @@ class Fleet {
   // How far the device's source was consumed before this process started.
   uint64_t SourceCursor(const std::string& device_id) const;
   FleetStats Stats() const;
+  // Events pending in the spools of this kind of device.
+  size_t Pending(codec::TopicKind kind) const;
 
  private:
   struct Member {
@@ -69,6 +71,7 @@ class Fleet {
     std::unique_ptr<DeviceAgent> agent;
     std::unique_ptr<mqtt::MqttClient> mqtt;
     std::string status_topic;
+    codec::TopicKind kind;
   };
   void RunPump();
 
@@ -82,6 +85,8 @@ class Fleet {
 
 // Replays simulator events into `fleet` at `rate` events per second (0 = as
 // fast as the spool takes them), resuming each device after its source cursor.
+// Before a session start it waits (up to 30 s) until the sterilisers' events
+// are acknowledged, as in a clinic where cycles end hours before sessions.
 // Returns how many it recorded; stops early when `stop` becomes true.
 // progress(i, n) is called now and then with events done of n.
 absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,

@@ -90,6 +90,7 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
       used_on[day].push_back(r);
       const int64_t start = day0 + day * kDay + uniform(9 * 60, 16 * 60) * kMinute;
       Event& started = add(codec::TopicKind::kRollerEvents, id, start);
+      events_.back().needs_cycles_committed = true;
       auto* s = started.mutable_session_started();
       s->set_session_id(util::Cat(id, "-s", session));
       s->set_patient_ref(patient);
@@ -115,7 +116,7 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
       Event& ended = add(codec::TopicKind::kRollerEvents, id, t + kMinute);
       ended.mutable_session_ended()->set_session_id(util::Cat(id, "-s", session));
       ended.mutable_session_ended()->set_total_revolutions(total);
-      day += static_cast<int>(uniform(7, 14));
+      day += static_cast<int>(uniform(8, 13));  // >= 7 days apart, < 14 days: no SESSION_TOO_SOON, no COURSE_GAP
     }
     for (int d = 0; d < options.days; ++d) {
       Event& hb = add(codec::TopicKind::kRollerEvents, id, day0 + d * kDay + 20 * kHour + r * 1000);

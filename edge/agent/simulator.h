@@ -31,6 +31,9 @@ struct SimOptions {
 
 struct SimEvent {
   codec::TopicKind kind;
+  // A session start: in a clinic the morning's cycle was recorded hours
+  // before; a replay must let the steriliser's records land first.
+  bool needs_cycles_committed = false;
   // device_id, device_time_unix_ms and body are set; sequence is the spool's.
   rollertrace::v1::Event event;
 };

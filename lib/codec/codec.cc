@@ -174,6 +174,47 @@ std::string_view RejectReason(const absl::Status& status) {
   }
 }
 
+std::string AuthorizeTopic(std::string_view device_id) { return util::Cat("rollers/", device_id, "/authorize"); }
+std::string DecisionTopic(std::string_view device_id) { return util::Cat("rollers/", device_id, "/decision"); }
+std::string CommandTopic(std::string_view device_id) { return util::Cat("rollers/", device_id, "/command"); }
+
+absl::StatusOr<std::string> ParseAuthorizeTopic(std::string_view topic) {
+  std::vector<std::string_view> parts = SplitTopic(topic);
+  if (parts.size() != 3 || parts[0] != "rollers" || parts[2] != "authorize" || !ValidateDeviceId(parts[1]).ok()) {
+    return absl::NotFoundError(util::Cat("not an authorisation topic: '", topic, "'"));
+  }
+  return std::string(parts[1]);
+}
+
+absl::StatusOr<rollertrace::v1::AuthorizeRequest> DecodeAuthorize(std::string_view device_id,
+                                                                  std::string_view payload, std::size_t max_bytes) {
+  if (payload.size() > max_bytes) {
+    return absl::ResourceExhaustedError(util::Cat("roller ", device_id, ": authorisation request of ",
+                                                  payload.size(), " bytes exceeds the limit of ", max_bytes));
+  }
+  rollertrace::v1::AuthorizeRequest request;
+  const size_t first = payload.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && payload[first] == '{') {
+    auto status = google::protobuf::util::JsonStringToMessage(
+        google::protobuf::StringPiece(payload.data(), payload.size()), &request);
+    if (!status.ok()) {
+      return absl::DataLossError(util::Cat("roller ", device_id, ": not an AuthorizeRequest in JSON: ",
+                                           status.message()));
+    }
+  } else if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return absl::DataLossError(util::Cat("roller ", device_id, ": not a binary AuthorizeRequest"));
+  }
+  if (request.device_id().empty()) request.set_device_id(std::string(device_id));
+  if (request.device_id() != device_id) {
+    return absl::PermissionDeniedError(
+        util::Cat("topic names roller ", device_id, " but the request is for '", request.device_id(), "'"));
+  }
+  if (request.correlation_id().empty()) {
+    return absl::InvalidArgumentError(util::Cat("roller ", device_id, ": authorisation request has no correlation id"));
+  }
+  return request;
+}
+
 std::string EncodeBatch(const EventBatch& batch, bool json) {
   std::string out;
   if (json) {

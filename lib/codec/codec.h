@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "rollertrace/v1/events.pb.h"
+#include "rollertrace/v1/services.pb.h"
 
 namespace rollertrace::codec {
 
@@ -60,6 +61,19 @@ absl::StatusOr<rollertrace::v1::EventBatch> DecodeBatch(
 std::string_view RejectReason(const absl::Status& status);
 
 std::string EncodeBatch(const rollertrace::v1::EventBatch& batch, bool json);
+
+// rollers/{id}/authorize, /decision and /command.
+std::string AuthorizeTopic(std::string_view device_id);
+std::string DecisionTopic(std::string_view device_id);
+std::string CommandTopic(std::string_view device_id);
+// The device id of "rollers/{id}/authorize"; NotFound for any other topic.
+absl::StatusOr<std::string> ParseAuthorizeTopic(std::string_view topic);
+// An AuthorizeRequest in binary protobuf, or in the JSON mapping when the
+// payload starts with '{'. Same errors as DecodeBatch; the request's
+// device_id is filled in when empty.
+absl::StatusOr<rollertrace::v1::AuthorizeRequest> DecodeAuthorize(std::string_view device_id,
+                                                                  std::string_view payload,
+                                                                  std::size_t max_bytes = kDefaultMaxPayloadBytes);
 
 // "session_started", "usage_sample", ... or "empty": the metric label of an event.
 std::string_view EventType(const rollertrace::v1::Event& event);

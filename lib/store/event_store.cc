@@ -25,7 +25,8 @@ using rollertrace::v1::EventBatch;
 using rollertrace::v1::Gap;
 using rollertrace::v1::SequenceRange;
 
-constexpr const char* kColumnFamilies[] = {"default", "events", "devices", "gaps"};
+constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
+                                           "sessions", "cycle_sessions", "violations", "decisions", "recalls"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -165,7 +166,13 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       events_(handles_[1]),
       devices_(handles_[2]),
       gaps_(handles_[3]),
-      options_(options) {}
+      cycles_(handles_[4]),
+      sessions_(handles_[5]),
+      cycle_sessions_(handles_[6]),
+      violations_(handles_[7]),
+      decisions_(handles_[8]),
+      recalls_(handles_[9]),
+      options_(std::move(options)) {}
 
 EventStore::~EventStore() {
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
@@ -204,14 +211,9 @@ absl::Status EventStore::PutDevice(const DeviceRecord& record) {
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* const> batches, int64_t now) {
-  struct Touched {
-    DeviceRecord record;
-    std::vector<uint64_t> committed;
-    std::vector<Gap> closed_gaps;
-  };
   std::lock_guard<std::mutex> lock(write_mu_);
   AppendResult result;
-  std::map<std::string, Touched> touched;
+  TouchedMap touched;
   std::set<std::string> unknown;
   rocksdb::WriteBatch wb;
   std::string key;
@@ -263,6 +265,7 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
       stored.SerializeToString(&value);
       key = DeviceSequenceKey(id, event.sequence());
       wb.Put(events_, key, value);
+      if (absl::Status s = ApplyDomain(event, now, t, touched, wb, &result); !s.ok()) return s;
       ApplyEvent(event, now, state, &t.closed_gaps, &result.gaps_opened);
       ++result.stored_by_type[std::string(codec::EventType(event))];
     }

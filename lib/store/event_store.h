@@ -19,10 +19,12 @@
 #include "absl/status/statusor.h"
 #include "rollertrace/v1/records.pb.h"
 #include "rollertrace/v1/services.pb.h"
+#include "rules/policy.h"
 
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace rollertrace::store {
@@ -30,6 +32,8 @@ namespace rollertrace::store {
 struct StoreOptions {
   // Sync the WAL before Append returns. Only benchmarks turn this off.
   bool sync = true;
+  // The rules applied to every session start and cycle on ingestion.
+  rules::Policy policy;
 };
 
 struct RejectedEvent {
@@ -44,6 +48,27 @@ struct AppendResult {
   std::map<std::string, uint64_t> stored_by_type;  // codec::EventType label -> count
   uint64_t duplicates = 0;
   uint64_t gaps_opened = 0;
+  // Domain outcomes of this append, for metrics and for the devices.
+  std::vector<rollertrace::v1::Violation> violations;
+  std::vector<rollertrace::v1::Decision> decisions;  // re-checks of ingested session starts
+  std::vector<rollertrace::v1::Command> commands;
+  std::vector<rollertrace::v1::CycleRecord> cycles;
+};
+
+// A biological-indicator result and what it set off.
+struct BiologicalIndicatorOutcome {
+  rollertrace::v1::CycleRecord cycle;
+  bool recalled = false;
+  rollertrace::v1::RecallReport recall;
+  std::vector<rollertrace::v1::Command> commands;
+};
+
+struct ViolationFilter {
+  int64_t from_unix_ms = 0;
+  int64_t to_unix_ms = 0;  // 0: no bound
+  std::string rule;
+  std::string device_id;
+  rollertrace::v1::Severity severity = rollertrace::v1::SEVERITY_UNSPECIFIED;
 };
 
 class EventStore {
@@ -71,6 +96,26 @@ class EventStore {
   // KIND_UNSPECIFIED lists every kind. Ordered by device id.
   absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> ListDevices(rollertrace::v1::DeviceKind kind) const;
 
+  // The rules' answer for a session about to start; stored. An unregistered
+  // roller gets a deny with UNKNOWN_DEVICE. REQUIRES: the session's patient
+  // reference already pseudonymised.
+  absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request,
+                                                      int64_t now_unix_ms);
+  // Records a late biological-indicator result (PASS or FAIL). A FAIL recalls
+  // every load of the steriliser since its last negative indicator: sessions
+  // marked at risk, rollers not sterilised again since locked.
+  absl::StatusOr<BiologicalIndicatorOutcome> RecordBiologicalIndicator(
+      const rollertrace::v1::BiologicalIndicatorRequest& request, int64_t now_unix_ms);
+  // Releases a locked roller; FailedPrecondition when it is not locked.
+  absl::StatusOr<rollertrace::v1::Device> Unlock(std::string_view device_id, std::string_view reason,
+                                                 std::string_view by, int64_t now_unix_ms,
+                                                 rollertrace::v1::Command* command);
+  absl::StatusOr<rollertrace::v1::CycleRecord> GetCycle(std::string_view steriliser_id, uint64_t cycle) const;
+  absl::StatusOr<rollertrace::v1::RecallReport> GetRecall(std::string_view steriliser_id, uint64_t cycle) const;
+  absl::StatusOr<std::vector<rollertrace::v1::Violation>> ListViolations(const ViolationFilter& filter) const;
+  // Sessions of one device, in order.
+  absl::StatusOr<std::vector<rollertrace::v1::SessionRecord>> Sessions(std::string_view device_id) const;
+
   // Events of one device from `from_sequence` on, in sequence order.
   absl::StatusOr<rollertrace::v1::HistoryResponse> History(std::string_view device_id, uint64_t from_sequence,
                                                            uint32_t limit) const;
@@ -83,6 +128,18 @@ class EventStore {
  private:
   EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
              StoreOptions options);
+  struct Touched {
+    rollertrace::v1::DeviceRecord record;
+    std::vector<uint64_t> committed;
+    std::vector<rollertrace::v1::Gap> closed_gaps;
+  };
+  using TouchedMap = std::map<std::string, Touched>;
+  // Applies DOMAIN.md to one new event of `self` (before its counters move).
+  // May touch other devices (the rollers of a cycle's load).
+  absl::Status ApplyDomain(const rollertrace::v1::Event& event, int64_t now, Touched& self, TouchedMap& touched,
+                           rocksdb::WriteBatch& wb, AppendResult* result);
+  absl::Status RecallFrom(const rollertrace::v1::CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
+                          TouchedMap& touched, BiologicalIndicatorOutcome* outcome);
   absl::StatusOr<bool> LoadDevice(std::string_view device_id, rollertrace::v1::DeviceRecord* record) const;
   // REQUIRES: write_mu_ held. The writers' view of device records, kept in
   // memory; updated only after the write that changes a record succeeded.
@@ -94,7 +151,14 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* events_;
   rocksdb::ColumnFamilyHandle* devices_;
   rocksdb::ColumnFamilyHandle* gaps_;
+  rocksdb::ColumnFamilyHandle* cycles_;
+  rocksdb::ColumnFamilyHandle* sessions_;
+  rocksdb::ColumnFamilyHandle* cycle_sessions_;
+  rocksdb::ColumnFamilyHandle* violations_;
+  rocksdb::ColumnFamilyHandle* decisions_;
+  rocksdb::ColumnFamilyHandle* recalls_;
   StoreOptions options_;
+  uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records
   std::map<std::string, rollertrace::v1::DeviceRecord> write_cache_;  // guarded by write_mu_
 };

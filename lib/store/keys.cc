@@ -36,3 +36,20 @@ std::optional<DeviceSequence> DecodeDeviceSequenceKey(std::string_view key) {
 }
 
 }  // namespace rollertrace::store
+
+namespace rollertrace::store {
+
+std::string CycleSessionKey(std::string_view steriliser_id, uint64_t cycle, std::string_view device_id,
+                            uint64_t sequence) {
+  return DeviceSequenceKey(steriliser_id, cycle) + DeviceSequenceKey(device_id, sequence);
+}
+
+std::string TimeKey(int64_t unix_ms, std::string_view device_id, uint64_t sequence, std::string_view suffix) {
+  std::string key;
+  AppendBigEndian64(&key, static_cast<uint64_t>(unix_ms));
+  key += DeviceSequenceKey(device_id, sequence);
+  key.append(suffix);
+  return key;
+}
+
+}  // namespace rollertrace::store

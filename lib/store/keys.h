@@ -28,3 +28,14 @@ struct DeviceSequence {
 std::optional<DeviceSequence> DecodeDeviceSequenceKey(std::string_view key);
 
 }  // namespace rollertrace::store
+
+namespace rollertrace::store {
+
+// steriliser '\0' be64(cycle) device '\0' be64(sequence): the index from a
+// cycle to the sessions that relied on it.
+std::string CycleSessionKey(std::string_view steriliser_id, uint64_t cycle, std::string_view device_id,
+                            uint64_t sequence);
+// be64(unix_ms) device '\0' be64(sequence) suffix: records in time order.
+std::string TimeKey(int64_t unix_ms, std::string_view device_id, uint64_t sequence, std::string_view suffix = {});
+
+}  // namespace rollertrace::store

@@ -49,7 +49,12 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
               .Add({})),
       mqtt_connected_(metrics.Gauge("rollertrace_bridge_mqtt_connected", "1 while connected to the broker").Add({})),
       mqtt_reconnects_(
-          metrics.Counter("rollertrace_bridge_mqtt_reconnects_total", "Reconnections to the MQTT broker").Add({})) {}
+          metrics.Counter("rollertrace_bridge_mqtt_reconnects_total", "Reconnections to the MQTT broker").Add({})),
+      authorizations_(metrics.Counter("rollertrace_bridge_authorizations_total",
+                                      "Authorisation requests relayed to ingestd, by result (allow, deny, error)")),
+      commands_published_(metrics.Counter("rollertrace_bridge_commands_published_total",
+                                          "Commands (lock, unlock, retire) published to devices")
+                              .Add({})) {}
 
 Bridge::~Bridge() { Stop(); }
 
@@ -59,6 +64,7 @@ void Bridge::Start() {
   mqtt_.Subscribe(share + "rollers/+/events/json", 1);
   mqtt_.Subscribe(share + "sterilisers/+/cycles", 1);
   mqtt_.Subscribe(share + "sterilisers/+/cycles/json", 1);
+  mqtt_.Subscribe(share + "rollers/+/authorize", 1);
   mqtt_.OnMessage([this](const std::string& topic, const std::string& payload) { OnMessage(topic, payload); });
   mqtt_.OnConnected([this] {
     mqtt_connected_.Set(1);
@@ -71,16 +77,69 @@ void Bridge::Start() {
   });
   mqtt_.Start();
   forwarder_ = std::thread([this] { RunForwarder(); });
+  authorizer_ = std::thread([this] { RunAuthorizer(); });
 }
 
 void Bridge::Stop() {
   if (stopping_.exchange(true)) return;
   mqtt_.Stop();
   cv_.notify_all();
+  authorize_cv_.notify_all();
   if (forwarder_.joinable()) forwarder_.join();
+  if (authorizer_.joinable()) authorizer_.join();
+}
+
+void Bridge::OnAuthorize(const std::string& device_id, const std::string& payload) {
+  absl::StatusOr<rollertrace::v1::AuthorizeRequest> request =
+      codec::DecodeAuthorize(device_id, payload, options_.max_payload_bytes);
+  if (!request.ok()) {
+    rejected_.Add({{"reason", std::string(codec::RejectReason(request.status()))}}).Increment();
+    std::cerr << "mqtt-bridge: rejected authorisation: " << request.status().message() << std::endl;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (authorize_queue_.size() >= 10000) {
+      authorizations_.Add({{"result", "dropped"}}).Increment();
+      return;  // the agent decides offline when no answer comes
+    }
+    authorize_queue_.push_back(std::move(*request));
+  }
+  authorize_cv_.notify_one();
+}
+
+void Bridge::RunAuthorizer() {
+  auto channel = grpc::CreateChannel(options_.ingestd_address, grpc::InsecureChannelCredentials());
+  auto stub = rollertrace::v1::ComplianceService::NewStub(channel);
+  while (true) {
+    rollertrace::v1::AuthorizeRequest request;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      authorize_cv_.wait(lock, [this] { return stopping_ || !authorize_queue_.empty(); });
+      if (stopping_) return;
+      request = std::move(authorize_queue_.front());
+      authorize_queue_.pop_front();
+    }
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    rollertrace::v1::Decision decision;
+    grpc::Status s = stub->AuthorizeUse(&context, request, &decision);
+    if (!s.ok()) {
+      authorizations_.Add({{"result", "error"}}).Increment();
+      std::cerr << "mqtt-bridge: authorisation for " << request.device_id() << " failed: " << s.error_message()
+                << std::endl;
+      continue;
+    }
+    authorizations_.Add({{"result", decision.allowed() ? "allow" : "deny"}}).Increment();
+    (void)mqtt_.Publish(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), 1);
+  }
 }
 
 void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
+  if (absl::StatusOr<std::string> roller = codec::ParseAuthorizeTopic(topic); roller.ok()) {
+    OnAuthorize(*roller, payload);
+    return;
+  }
   absl::StatusOr<codec::Topic> parsed = codec::ParseTopic(topic);
   if (!parsed.ok()) {
     rejected_.Add({{"reason", std::string(codec::RejectReason(parsed.status()))}}).Increment();
@@ -153,6 +212,7 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
     if (!(ok = stream->Write(request))) break;
   }
 
+  auto last_write = std::chrono::steady_clock::now();
   while (ok && !stopping_) {
     IngestRequest request;
     {
@@ -161,6 +221,14 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
         return stopping_ || stream_broken_ || (!queue_.empty() && inflight_.size() < options_.max_inflight_requests);
       });
       if (stopping_ || stream_broken_) break;
+      if (queue_.empty() && std::chrono::steady_clock::now() - last_write > std::chrono::seconds(1)) {
+        // An empty request now and then collects commands ingestd raised
+        // outside ingestion (recalls, unlocks).
+        lock.unlock();
+        ok = stream->Write(IngestRequest());
+        last_write = std::chrono::steady_clock::now();
+        continue;
+      }
       if (queue_.empty() || inflight_.size() >= options_.max_inflight_requests) continue;
       if (queued_events_ < options_.max_request_events && options_.linger.count() > 0) {
         cv_.wait_for(lock, options_.linger,
@@ -185,6 +253,7 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
       forwarded_.Increment(static_cast<double>(events));
     }
     ok = stream->Write(request);
+    last_write = std::chrono::steady_clock::now();
   }
   context.TryCancel();
   reader.join();
@@ -192,11 +261,16 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
 }
 
 void Bridge::HandleResponse(const IngestResponse& response) {
+  for (const auto& command : response.commands()) {
+    if (mqtt_.Publish(codec::CommandTopic(command.device_id()), command.SerializeAsString(), 1).ok()) {
+      commands_published_.Increment();
+    }
+  }
   std::map<std::string, codec::TopicKind> kinds;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = inflight_.find(response.request_id());
-    if (it == inflight_.end()) return;  // answered already, before a stream restart
+    if (it == inflight_.end()) return;  // an idle request, or answered before a stream restart
     kinds = std::move(it->second.kinds);
     inflight_.erase(it);
     inflight_depth_.Set(static_cast<double>(inflight_.size()));

@@ -67,6 +67,9 @@ class Bridge {
     std::map<std::string, codec::TopicKind> kinds;
   };
   void RunForwarder();
+  // Answers authorisation requests through ingestd's AuthorizeUse.
+  void RunAuthorizer();
+  void OnAuthorize(const std::string& device_id, const std::string& payload);
   // One stream's life: resend in-flight, then forward until it breaks.
   void ServeStream(rollertrace::v1::IngestService::Stub& stub);
   void HandleResponse(const rollertrace::v1::IngestResponse& response);
@@ -85,6 +88,8 @@ class Bridge {
   prometheus::Gauge& inflight_depth_;
   prometheus::Gauge& mqtt_connected_;
   prometheus::Counter& mqtt_reconnects_;
+  prometheus::Family<prometheus::Counter>& authorizations_;
+  prometheus::Counter& commands_published_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -93,8 +98,11 @@ class Bridge {
   std::map<uint64_t, Inflight> inflight_;  // by request id, in send order
   uint64_t next_request_id_ = 1;
   bool stream_broken_ = false;
+  std::deque<rollertrace::v1::AuthorizeRequest> authorize_queue_;
+  std::condition_variable authorize_cv_;
   std::atomic<bool> stopping_{false};
   std::thread forwarder_;
+  std::thread authorizer_;
 };
 
 }  // namespace rollertrace::bridge

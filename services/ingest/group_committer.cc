@@ -80,6 +80,14 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
   return answer;
 }
 
+void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : commands) {
+    metrics_.commands.Add({{"command", c.command()}}).Increment();
+    outbox_.push_back(std::move(c));
+  }
+}
+
 void GroupCommitter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -142,6 +150,21 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
     metrics_.ingested.Add({{"type", type}}).Increment(static_cast<double>(n));
   }
   metrics_.duplicates.Increment(static_cast<double>(result->duplicates));
+  for (const auto& v : result->violations) {
+    metrics_.violations.Add({{"rule", v.rule()}, {"severity", IngestMetrics::SeverityLabel(v.severity())}}).Increment();
+  }
+  for (const auto& d : result->decisions) metrics_.Decided(d, "ingest");
+  for (const auto& c : result->cycles) {
+    metrics_.cycles.Add({{"result", c.parameters_passed() ? "pass" : "fail"}}).Increment();
+  }
+  Enqueue(std::move(result->commands));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!outbox_.empty() && !group.empty()) {
+      for (auto& c : outbox_) *group.front().response.add_commands() = std::move(c);
+      outbox_.clear();
+    }
+  }
   metrics_.gaps.Increment(static_cast<double>(result->gaps_opened));
 
   std::map<std::string, const rollertrace::v1::DeviceAck*> acks;

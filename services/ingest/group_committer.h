@@ -42,6 +42,10 @@ class GroupCommitter {
   // events and events the store refused are listed as rejections. Thread-safe.
   std::future<rollertrace::v1::IngestResponse> Submit(rollertrace::v1::IngestRequest request);
 
+  // Commands raised outside ingestion (recalls, unlocks) ride on the next
+  // response; the bridge publishes them. Thread-safe.
+  void Enqueue(std::vector<rollertrace::v1::Command> commands);
+
  private:
   struct Pending {
     std::chrono::steady_clock::time_point received;
@@ -61,6 +65,7 @@ class GroupCommitter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::vector<rollertrace::v1::Command> outbox_;
   bool stopping_ = false;
   std::thread writer_;
 };

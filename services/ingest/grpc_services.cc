@@ -100,6 +100,83 @@ grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext*, const rollertrace
   return grpc::Status::OK;
 }
 
+grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext*, const rollertrace::v1::UnlockRequest* request,
+                                         rollertrace::v1::Device* response) {
+  rollertrace::v1::Command command;
+  absl::StatusOr<rollertrace::v1::Device> device =
+      store_.Unlock(request->device_id(), request->reason(), request->by(), clock_(), &command);
+  if (!device.ok()) return ToGrpc(device.status());
+  committer_.Enqueue({command});
+  *response = *device;
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext*, const rollertrace::v1::AuthorizeRequest* request,
+                                                 rollertrace::v1::Decision* response) {
+  if (absl::Status s = codec::ValidateDeviceId(request->device_id()); !s.ok()) return ToGrpc(s);
+  rollertrace::v1::AuthorizeRequest req = *request;
+  auto* session = req.mutable_session();
+  if (!session->patient_ref().empty()) {
+    session->set_patient_pseudonym(pseudonymizer_.Pseudonym(session->patient_ref()));
+    session->clear_patient_ref();
+  }
+  if (session->patient_pseudonym().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an authorisation needs the patient (session.patient_ref)");
+  }
+  absl::StatusOr<rollertrace::v1::Decision> d = store_.Authorize(req, clock_());
+  if (!d.ok()) return ToGrpc(d.status());
+  metrics_.Decided(*d, "authorize");
+  *response = *d;
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
+    grpc::ServerContext*, const rollertrace::v1::BiologicalIndicatorRequest* request,
+    rollertrace::v1::BiologicalIndicatorResponse* response) {
+  absl::StatusOr<store::BiologicalIndicatorOutcome> outcome = store_.RecordBiologicalIndicator(*request, clock_());
+  if (!outcome.ok()) return ToGrpc(outcome.status());
+  metrics_.bi_results.Add({{"result", request->result() == rollertrace::v1::INDICATOR_PASS ? "pass" : "fail"}})
+      .Increment();
+  if (outcome->recalled) {
+    metrics_.recalls.Increment();
+    *response->mutable_recall() = outcome->recall;
+  }
+  committer_.Enqueue(std::move(outcome->commands));
+  *response->mutable_cycle() = outcome->cycle;
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+                                             rollertrace::v1::CycleRecord* response) {
+  absl::StatusOr<rollertrace::v1::CycleRecord> c = store_.GetCycle(request->steriliser_id(), request->cycle_number());
+  if (!c.ok()) return ToGrpc(c.status());
+  *response = *c;
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext*,
+                                                   const rollertrace::v1::ViolationsRequest* request,
+                                                   rollertrace::v1::ViolationsResponse* response) {
+  store::ViolationFilter f;
+  f.from_unix_ms = request->from_unix_ms();
+  f.to_unix_ms = request->to_unix_ms();
+  f.rule = request->rule();
+  f.device_id = request->device_id();
+  f.severity = request->severity();
+  absl::StatusOr<std::vector<rollertrace::v1::Violation>> v = store_.ListViolations(f);
+  if (!v.ok()) return ToGrpc(v.status());
+  for (auto& x : *v) *response->add_violations() = std::move(x);
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::Recall(grpc::ServerContext*, const rollertrace::v1::RecallRequest* request,
+                                           rollertrace::v1::RecallReport* response) {
+  absl::StatusOr<rollertrace::v1::RecallReport> r = store_.GetRecall(request->steriliser_id(), request->cycle_number());
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = *r;
+  return grpc::Status::OK;
+}
+
 grpc::Status ComplianceServiceImpl::History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
                                             rollertrace::v1::HistoryResponse* response) {
   if (absl::Status s = store_.GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);

@@ -27,8 +27,8 @@ class IngestServiceImpl final : public rollertrace::v1::IngestService::Service {
 
 class RegistryServiceImpl final : public rollertrace::v1::RegistryService::Service {
  public:
-  RegistryServiceImpl(store::EventStore& store, std::function<int64_t()> clock)
-      : store_(store), clock_(std::move(clock)) {}
+  RegistryServiceImpl(store::EventStore& store, GroupCommitter& committer, std::function<int64_t()> clock)
+      : store_(store), committer_(committer), clock_(std::move(clock)) {}
 
   grpc::Status Register(grpc::ServerContext*, const rollertrace::v1::RegisterRequest* request,
                         rollertrace::v1::Device* response) override;
@@ -38,15 +38,37 @@ class RegistryServiceImpl final : public rollertrace::v1::RegistryService::Servi
                     rollertrace::v1::ListDevicesResponse* response) override;
   grpc::Status Retire(grpc::ServerContext*, const rollertrace::v1::RetireRequest* request,
                       rollertrace::v1::Device* response) override;
+  grpc::Status Unlock(grpc::ServerContext*, const rollertrace::v1::UnlockRequest* request,
+                      rollertrace::v1::Device* response) override;
 
  private:
   store::EventStore& store_;
+  GroupCommitter& committer_;
   std::function<int64_t()> clock_;
 };
 
 class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::Service {
  public:
-  explicit ComplianceServiceImpl(store::EventStore& store) : store_(store) {}
+  ComplianceServiceImpl(store::EventStore& store, GroupCommitter& committer,
+                        const pseudonym::Pseudonymizer& pseudonymizer, IngestMetrics& metrics,
+                        std::function<int64_t()> clock)
+      : store_(store),
+        committer_(committer),
+        pseudonymizer_(pseudonymizer),
+        metrics_(metrics),
+        clock_(std::move(clock)) {}
+
+  grpc::Status AuthorizeUse(grpc::ServerContext*, const rollertrace::v1::AuthorizeRequest* request,
+                            rollertrace::v1::Decision* response) override;
+  grpc::Status RecordBiologicalIndicator(grpc::ServerContext*,
+                                         const rollertrace::v1::BiologicalIndicatorRequest* request,
+                                         rollertrace::v1::BiologicalIndicatorResponse* response) override;
+  grpc::Status GetCycle(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+                        rollertrace::v1::CycleRecord* response) override;
+  grpc::Status ListViolations(grpc::ServerContext*, const rollertrace::v1::ViolationsRequest* request,
+                              rollertrace::v1::ViolationsResponse* response) override;
+  grpc::Status Recall(grpc::ServerContext*, const rollertrace::v1::RecallRequest* request,
+                      rollertrace::v1::RecallReport* response) override;
 
   grpc::Status History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
                        rollertrace::v1::HistoryResponse* response) override;
@@ -55,6 +77,10 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
 
  private:
   store::EventStore& store_;
+  GroupCommitter& committer_;
+  const pseudonym::Pseudonymizer& pseudonymizer_;
+  IngestMetrics& metrics_;
+  std::function<int64_t()> clock_;
 };
 
 // absl::Status -> grpc::Status with the same code and message.

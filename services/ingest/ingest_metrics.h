@@ -4,6 +4,7 @@
 #include <string>
 
 #include "metrics/metrics.h"
+#include "rollertrace/v1/records.pb.h"
 
 namespace rollertrace::ingest {
 
@@ -25,7 +26,18 @@ struct IngestMetrics {
                             "From the device's event time (source=device) or from ingestd's receipt "
                             "(source=ingestd) to commit")),
         latency_device(latency.Add({{"source", "device"}}, metrics::Metrics::LatencyBuckets())),
-        latency_ingestd(latency.Add({{"source", "ingestd"}}, metrics::Metrics::LatencyBuckets())) {}
+        latency_ingestd(latency.Add({{"source", "ingestd"}}, metrics::Metrics::LatencyBuckets())),
+        violations(m.Counter("rollertrace_violations_total",
+                             "Sessions that started while a deny rule held, by rule and severity")),
+        decisions(m.Counter("rollertrace_decisions_total",
+                            "Authorisation decisions, by result (allow, deny) and source (authorize: asked before "
+                            "use; ingest: the re-check of an ingested session start)")),
+        rule_hits(m.Counter("rollertrace_rule_hits_total", "Rules that fired in decisions, by rule and severity")),
+        cycles(m.Counter("rollertrace_sterilisation_cycles_total", "Sterilisation cycles recorded, by result")),
+        bi_results(m.Counter("rollertrace_biological_indicator_results_total",
+                             "Biological-indicator results recorded, by result")),
+        recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
+        commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")) {}
 
   prometheus::Family<prometheus::Counter>& ingested;
   prometheus::Family<prometheus::Counter>& rejected;
@@ -37,7 +49,23 @@ struct IngestMetrics {
   prometheus::Histogram& latency_device;
   prometheus::Histogram& latency_ingestd;
 
+  prometheus::Family<prometheus::Counter>& violations;
+  prometheus::Family<prometheus::Counter>& decisions;
+  prometheus::Family<prometheus::Counter>& rule_hits;
+  prometheus::Family<prometheus::Counter>& cycles;
+  prometheus::Family<prometheus::Counter>& bi_results;
+  prometheus::Counter& recalls;
+  prometheus::Family<prometheus::Counter>& commands;
+
   void Rejected(const std::string& reason, double n = 1) { rejected.Add({{"reason", reason}}).Increment(n); }
+
+  static std::string SeverityLabel(rollertrace::v1::Severity s) {
+    return s == rollertrace::v1::SEVERITY_DENY ? "deny" : s == rollertrace::v1::SEVERITY_WARN ? "warn" : "none";
+  }
+  void Decided(const rollertrace::v1::Decision& d, const std::string& source) {
+    decisions.Add({{"result", d.allowed() ? "allow" : "deny"}, {"source", source}}).Increment();
+    for (const auto& h : d.hits()) rule_hits.Add({{"rule", h.rule()}, {"severity", SeverityLabel(h.severity())}}).Increment();
+  }
 };
 
 }  // namespace rollertrace::ingest

@@ -15,6 +15,7 @@
 #include "metrics/metrics.h"
 #include "process/shutdown.h"
 #include "pseudonym/pseudonymizer.h"
+#include "rules/policy.h"
 #include "store/event_store.h"
 
 namespace {
@@ -50,13 +51,28 @@ int main(int argc, char** argv) {
   std::string metrics_listen = "127.0.0.1:9464";
   std::string data_dir = "./data/ingestd";
   std::string secret_file;
+  std::string policy_file;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing)")->capture_default_str();
   app.add_option("--pseudonym-secret-file", secret_file,
                  "File holding the deployment secret for patient pseudonyms (>= 16 bytes).\n"
                  "Default: the environment variable ROLLERTRACE_PSEUDONYM_SECRET");
+  app.add_option("--policy", policy_file,
+                 "Rules policy in YAML (deploy/policy/policy.yaml documents every field); default: DOMAIN.md's "
+                 "defaults")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
+
+  rollertrace::store::StoreOptions store_options;
+  if (!policy_file.empty()) {
+    auto policy = rollertrace::rules::LoadPolicyFile(policy_file);
+    if (!policy.ok()) {
+      std::cerr << "ingestd: " << policy.status().message() << "\n";
+      return 2;
+    }
+    store_options.policy = *policy;
+  }
 
   absl::StatusOr<rollertrace::pseudonym::Pseudonymizer> pseudonymizer = absl::InvalidArgumentError("unset");
   if (!secret_file.empty()) {
@@ -77,7 +93,7 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: " << metrics.status().message() << "\n";
     return 1;
   }
-  auto store = rollertrace::store::EventStore::Open(data_dir);
+  auto store = rollertrace::store::EventStore::Open(data_dir, store_options);
   if (!store.ok()) {
     std::cerr << "ingestd: " << store.status().message() << "\n";
     return 1;
@@ -86,8 +102,8 @@ int main(int argc, char** argv) {
   auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(**store, *pseudonymizer, ingest_metrics,
                                                                          NowUnixMs);
   rollertrace::ingest::IngestServiceImpl ingest(*committer);
-  rollertrace::ingest::RegistryServiceImpl registry(**store, NowUnixMs);
-  rollertrace::ingest::ComplianceServiceImpl compliance(**store);
+  rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, NowUnixMs);
+  rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, NowUnixMs);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -207,4 +207,169 @@ int Retire(const Context& ctx, const std::string& device_id, const std::string& 
   return 0;
 }
 
+int Unlock(const Context& ctx, const std::string& device_id, const std::string& reason, const std::string& by) {
+  auto stub = RegistryService::NewStub(ctx.channel);
+  rollertrace::v1::UnlockRequest request;
+  request.set_device_id(device_id);
+  request.set_reason(reason);
+  request.set_by(by);
+  rollertrace::v1::Device response;
+  grpc::Status s = stub->Unlock(Call(ctx).get(), request, &response);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, response);
+  } else {
+    *ctx.out << "unlocked " << response.device_id() << " (now " << LifecycleName(response.lifecycle()) << ") by "
+             << by << ": " << reason << "\n";
+  }
+  return 0;
+}
+
+bool ParseCycleName(const std::string& text, CycleName* out) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return false;
+  const std::string number = text.substr(colon + 1);
+  if (number.find_first_not_of("0123456789") != std::string::npos || number.size() > 18) return false;
+  out->steriliser_id = text.substr(0, colon);
+  out->number = std::stoull(number);
+  return out->number > 0;
+}
+
+namespace {
+
+std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
+  rollertrace::v1::Event e;
+  *e.mutable_sterilisation_cycle() = c.cycle();
+  std::string line = util::Cat(c.cycle().steriliser_id(), ":", c.cycle().cycle_number(), " ended ",
+                               FormatTime(c.cycle().end_unix_ms()), "; ", DescribeEvent(e), "; parameters ",
+                               c.parameters_passed() ? "passed" : "FAILED");
+  for (const auto& r : c.failure_reasons()) line += util::Cat(" (", r, ")");
+  return line;
+}
+
+std::string Severity(rollertrace::v1::Severity s) {
+  return s == rollertrace::v1::SEVERITY_DENY ? "deny" : s == rollertrace::v1::SEVERITY_WARN ? "warn" : "-";
+}
+
+}  // namespace
+
+int Cycle(const Context& ctx, const CycleName& cycle) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::CycleRequest request;
+  request.set_steriliser_id(cycle.steriliser_id);
+  request.set_cycle_number(cycle.number);
+  rollertrace::v1::CycleRecord response;
+  grpc::Status s = stub->GetCycle(Call(ctx).get(), request, &response);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, response);
+    return 0;
+  }
+  *ctx.out << CycleLine(response) << "\n";
+  std::string load;
+  for (const auto& r : response.cycle().load()) load += (load.empty() ? "" : ", ") + r;
+  *ctx.out << "load: " << (load.empty() ? "-" : load) << "; loaded by " << response.cycle().loaded_by()
+           << ", released by " << response.cycle().released_by() << "\n";
+  return 0;
+}
+
+int BiologicalIndicator(const Context& ctx, const CycleName& cycle, bool pass, const std::string& by) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::BiologicalIndicatorRequest request;
+  request.set_steriliser_id(cycle.steriliser_id);
+  request.set_cycle_number(cycle.number);
+  request.set_result(pass ? rollertrace::v1::INDICATOR_PASS : rollertrace::v1::INDICATOR_FAIL);
+  request.set_recorded_by(by);
+  rollertrace::v1::BiologicalIndicatorResponse response;
+  grpc::Status s = stub->RecordBiologicalIndicator(Call(ctx).get(), request, &response);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, response);
+    return 0;
+  }
+  *ctx.out << "recorded biological indicator " << (pass ? "pass" : "FAIL") << " for " << cycle.steriliser_id << ":"
+           << cycle.number << "\n";
+  if (response.has_recall()) {
+    *ctx.out << "RECALL started: " << response.recall().suspect_cycles_size() << " suspect loads, "
+             << response.recall().sessions_at_risk_size() << " sessions at risk, "
+             << response.recall().patients_size() << " patients to follow up, "
+             << response.recall().locked_rollers_size() << " rollers locked; see rollerctl recall "
+             << cycle.steriliser_id << ":" << cycle.number << "\n";
+  }
+  return 0;
+}
+
+int Recall(const Context& ctx, const CycleName& cycle) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::RecallRequest request;
+  request.set_steriliser_id(cycle.steriliser_id);
+  request.set_cycle_number(cycle.number);
+  rollertrace::v1::RecallReport r;
+  grpc::Status s = stub->Recall(Call(ctx).get(), request, &r);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, r);
+    return 0;
+  }
+  auto& out = *ctx.out;
+  out << "Recall of " << r.steriliser_id() << ":" << r.failed_cycle() << " (biological indicator failed), started "
+      << FormatTime(r.recalled_unix_ms()) << "\n";
+  out << "Reaches back to "
+      << (r.last_negative_cycle() ? util::Cat("the last negative indicator, cycle ", r.last_negative_cycle())
+                                  : std::string("the steriliser's first recorded cycle (no negative indicator before)"))
+      << "\n\nSuspect loads:\n";
+  for (const auto& c : r.suspect_cycles()) {
+    std::string load;
+    for (const auto& x : c.cycle().load()) load += (load.empty() ? "" : ", ") + x;
+    out << "  " << CycleLine(c) << "\n    load: " << (load.empty() ? "-" : load) << "\n";
+  }
+  Table sessions({"ROLLER", "SESSION", "STARTED", "PATIENT", "OPERATOR", "CYCLE"});
+  for (const auto& x : r.sessions_at_risk()) {
+    sessions.Add({x.device_id(), x.session_id(), FormatTime(x.start_unix_ms()), x.patient_pseudonym(),
+                  x.operator_id(), util::Cat(x.cycle().steriliser_id(), ":", x.cycle().cycle_number())});
+  }
+  out << "\nSessions at risk:\n";
+  sessions.Print(out);
+  out << "\nPatients to follow up (" << r.patients_size() << "):\n";
+  for (const auto& p : r.patients()) out << "  " << p << "\n";
+  out << "\nRollers locked (" << r.locked_rollers_size() << "):";
+  for (const auto& x : r.locked_rollers()) out << " " << x;
+  out << "\n";
+  return 0;
+}
+
+int Violations(const Context& ctx, const rollertrace::v1::ViolationsRequest& filter) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::ViolationsResponse response;
+  grpc::Status s = stub->ListViolations(Call(ctx).get(), filter, &response);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, response);
+    return 0;
+  }
+  Table table({"DETECTED", "ROLLER", "SESSION", "SESSION START", "RULE", "SEVERITY", "LOCKED", "OFFLINE", "DETAIL"});
+  for (const auto& v : response.violations()) {
+    table.Add({FormatTime(v.detected_unix_ms()), v.device_id(), v.session_id(), FormatTime(v.session_start_unix_ms()),
+               v.rule(), Severity(v.severity()), v.locked() ? "yes" : "no", v.offline_decision() ? "yes" : "no",
+               v.detail()});
+  }
+  table.Print(*ctx.out);
+  *ctx.out << table.size() << " violations\n";
+  return 0;
+}
+
+int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::Decision d;
+  grpc::Status s = stub->AuthorizeUse(Call(ctx).get(), request, &d);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, d);
+    return d.allowed() ? 0 : 4;
+  }
+  *ctx.out << (d.allowed() ? "ALLOW" : "DENY") << " " << d.device_id() << " (decision " << d.decision_id() << ")\n";
+  for (const auto& h : d.hits()) *ctx.out << "  " << Severity(h.severity()) << " " << h.rule() << ": " << h.detail() << "\n";
+  return d.allowed() ? 0 : 4;
+}
+
 }  // namespace rollertrace::rollerctl

@@ -28,5 +28,19 @@ int Show(const Context& ctx, const std::string& device_id);
 int History(const Context& ctx, const std::string& device_id, uint64_t from, uint64_t limit);
 int Gaps(const Context& ctx, const std::string& device_id);
 int Retire(const Context& ctx, const std::string& device_id, const std::string& reason);
+int Unlock(const Context& ctx, const std::string& device_id, const std::string& reason, const std::string& by);
+
+// A cycle is named "<steriliser>:<number>", e.g. "S-01:7".
+struct CycleName {
+  std::string steriliser_id;
+  uint64_t number = 0;
+};
+bool ParseCycleName(const std::string& text, CycleName* out);
+
+int Cycle(const Context& ctx, const CycleName& cycle);
+int BiologicalIndicator(const Context& ctx, const CycleName& cycle, bool pass, const std::string& by);
+int Recall(const Context& ctx, const CycleName& cycle);
+int Violations(const Context& ctx, const rollertrace::v1::ViolationsRequest& filter);
+int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request);
 
 }  // namespace rollertrace::rollerctl

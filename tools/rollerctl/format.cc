@@ -20,6 +20,19 @@ std::string FormatTime(int64_t unix_ms) {
   return out.str();
 }
 
+int64_t ParseTime(const std::string& text) {
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 15) {
+    return std::stoll(text);
+  }
+  for (const char* format : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"}) {
+    std::tm tm{};
+    std::istringstream in(text);
+    in >> std::get_time(&tm, format);
+    if (!in.fail() && in.peek() == EOF) return static_cast<int64_t>(timegm(&tm)) * 1000;
+  }
+  return -1;
+}
+
 std::string KindName(rollertrace::v1::DeviceKind kind) {
   switch (kind) {
     case rollertrace::v1::DEVICE_KIND_ROLLER:

@@ -12,6 +12,8 @@ namespace rollertrace::rollerctl {
 
 // "2026-11-25 16:53:13 UTC"; "-" for 0.
 std::string FormatTime(int64_t unix_ms);
+// "2026-11-25", "2026-11-25T16:53:13Z" or unix milliseconds; -1 if none of them.
+int64_t ParseTime(const std::string& text);
 std::string KindName(rollertrace::v1::DeviceKind kind);
 std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle);
 // One line about an event's body, e.g. "usage_sample session R-0001-s1: 42 rev, 12.5 kPa".

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "rollerctl/commands.h"
+#include "rollerctl/format.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -51,6 +52,51 @@ int main(int argc, char** argv) {
   retire->add_option("device", id, "Device serial")->required();
   retire->add_option("--reason", reason, "Why (course finished, worn, recalled, ...)")->required();
 
+  std::string by, cycle_text, result;
+  auto* unlock = app.add_subcommand("unlock", "Release a locked roller (administrator); stores who and why");
+  unlock->add_option("device", id, "Device serial")->required();
+  unlock->add_option("--reason", reason, "Why the lock is released")->required();
+  unlock->add_option("--by", by, "Who releases it")->required();
+
+  auto cycle_check = CLI::Validator(
+      [](std::string& text) {
+        rollertrace::rollerctl::CycleName c;
+        return rollertrace::rollerctl::ParseCycleName(text, &c) ? std::string()
+                                                                : "expected <steriliser>:<cycle number>, e.g. S-01:7";
+      },
+      "STERILISER:N");
+  auto* cycle = app.add_subcommand("cycle", "A sterilisation cycle: parameters, verdict, load");
+  cycle->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
+
+  auto* bi = app.add_subcommand("bi", "Record a cycle's biological-indicator result; a failure starts a recall");
+  bi->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
+  bi->add_option("result", result, "pass or fail")->required()->check(CLI::IsMember({"pass", "fail"}));
+  bi->add_option("--by", by, "Who read the indicator")->capture_default_str();
+
+  auto* recall = app.add_subcommand("recall", "The recall list of a cycle whose biological indicator failed");
+  recall->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
+
+  rollertrace::v1::ViolationsRequest vfilter;
+  std::string from_text, to_text, severity = "all";
+  auto* violations = app.add_subcommand("violations", "Sessions that started while a deny rule held");
+  violations->add_option("--from", from_text, "From this time (YYYY-MM-DD or unix ms)");
+  violations->add_option("--to", to_text, "Before this time (YYYY-MM-DD or unix ms)");
+  violations->add_option("--rule", *vfilter.mutable_rule(), "Only this rule id, e.g. WORN");
+  violations->add_option("--device", *vfilter.mutable_device_id(), "Only this roller");
+  violations->add_option("--severity", severity, "deny, warn or all")->capture_default_str()->check(CLI::IsMember({"deny", "warn", "all"}));
+
+  rollertrace::v1::AuthorizeRequest auth;
+  std::string patient, indication = "unspecified", area = "face";
+  double auth_needle = 0;
+  int anaesthesia_min = -1;
+  auto* authorize = app.add_subcommand("authorize", "Ask whether a roller may start a session now (exit 4 on deny)");
+  authorize->add_option("device", id, "Roller serial")->required();
+  authorize->add_option("--patient", patient, "The clinic's patient reference (pseudonymised by ingestd)")->required();
+  authorize->add_option("--indication", indication, "rejuvenation, acne, pigmentation, hair_loss, scar, stretch_marks")->capture_default_str();
+  authorize->add_option("--area", area, "face, scalp or body")->capture_default_str()->check(CLI::IsMember({"face", "scalp", "body"}));
+  authorize->add_option("--needle-mm", auth_needle, "Needle length in mm (default: the roller's)");
+  authorize->add_option("--anaesthesia-minutes-ago", anaesthesia_min, "When topical anaesthetic was applied");
+
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
@@ -80,5 +126,47 @@ int main(int argc, char** argv) {
   if (*history) return rollertrace::rollerctl::History(ctx, id, from, limit);
   if (*gaps) return rollertrace::rollerctl::Gaps(ctx, id);
   if (*retire) return rollertrace::rollerctl::Retire(ctx, id, reason);
+  if (*unlock) return rollertrace::rollerctl::Unlock(ctx, id, reason, by);
+  rollertrace::rollerctl::CycleName cycle_name;
+  rollertrace::rollerctl::ParseCycleName(cycle_text, &cycle_name);
+  if (*cycle) return rollertrace::rollerctl::Cycle(ctx, cycle_name);
+  if (*bi) return rollertrace::rollerctl::BiologicalIndicator(ctx, cycle_name, result == "pass", by.empty() ? "rollerctl" : by);
+  if (*recall) return rollertrace::rollerctl::Recall(ctx, cycle_name);
+  if (*violations) {
+    for (auto [text, field] : {std::pair{&from_text, 0}, std::pair{&to_text, 1}}) {
+      if (text->empty()) continue;
+      int64_t ms = rollertrace::rollerctl::ParseTime(*text);
+      if (ms < 0) {
+        std::cerr << "rollerctl: --" << (field == 0 ? "from" : "to") << ": '" << *text
+                  << "' is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix milliseconds\n";
+        return 2;
+      }
+      if (field == 0) vfilter.set_from_unix_ms(ms); else vfilter.set_to_unix_ms(ms);
+    }
+    vfilter.set_severity(severity == "deny"   ? rollertrace::v1::SEVERITY_DENY
+                         : severity == "warn" ? rollertrace::v1::SEVERITY_WARN
+                                              : rollertrace::v1::SEVERITY_UNSPECIFIED);
+    return rollertrace::rollerctl::Violations(ctx, vfilter);
+  }
+  if (*authorize) {
+    auth.set_device_id(id);
+    auth.set_correlation_id("rollerctl");
+    auto* s = auth.mutable_session();
+    s->set_patient_ref(patient);
+    std::string upper = "INDICATION_";
+    for (char c : indication) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    rollertrace::v1::Indication ind;
+    if (!rollertrace::v1::Indication_Parse(upper, &ind)) {
+      std::cerr << "rollerctl: --indication: unknown indication '" << indication << "'\n";
+      return 2;
+    }
+    s->set_indication(ind);
+    s->set_area(area == "scalp" ? rollertrace::v1::AREA_SCALP : area == "body" ? rollertrace::v1::AREA_BODY : rollertrace::v1::AREA_FACE);
+    s->set_needle_length_mm(auth_needle);
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (anaesthesia_min >= 0) s->set_anaesthesia_applied_unix_ms(now - int64_t{anaesthesia_min} * 60000);
+    auth.set_start_unix_ms(now);
+    return rollertrace::rollerctl::Authorize(ctx, auth);
+  }
   return 2;
 }

@@ -1,0 +1,458 @@
+// EventStore: the domain rules applied on ingestion, authorisation, biological
+// indicators, recalls and locks. The rules themselves are rules/rules.h; this
+// file only gathers their facts and stores their outcomes.
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <set>
+
+#include "rules/rules.h"
+#include "store/event_store.h"
+#include "store/keys.h"
+#include "util/cat.h"
+
+namespace rollertrace::store {
+namespace {
+
+using rollertrace::v1::CycleRecord;
+using rollertrace::v1::Decision;
+using rollertrace::v1::DeviceRecord;
+using rollertrace::v1::Event;
+using rollertrace::v1::SessionRecord;
+
+rules::RollerFacts FactsOf(const DeviceRecord& record) {
+  rules::RollerFacts f;
+  f.registered = true;
+  f.device = record.device();
+  f.use = record.state().roller();
+  f.sessions_started = record.state().sessions_started();
+  f.total_revolutions = record.state().total_revolutions();
+  return f;
+}
+
+bool Retired(const DeviceRecord& r) { return r.device().lifecycle() == rollertrace::v1::LIFECYCLE_RETIRED; }
+bool Locked(const DeviceRecord& r) { return r.device().lifecycle() == rollertrace::v1::LIFECYCLE_LOCKED; }
+
+void SetLifecycle(DeviceRecord* r, rollertrace::v1::Lifecycle lifecycle) {
+  if (!Retired(*r) && !Locked(*r)) r->mutable_device()->set_lifecycle(lifecycle);
+}
+
+rollertrace::v1::Command MakeCommand(const std::string& device, const char* command, std::string reason,
+                                     int64_t now) {
+  rollertrace::v1::Command c;
+  c.set_device_id(device);
+  c.set_command(command);
+  c.set_reason(std::move(reason));
+  c.set_issued_unix_ms(now);
+  return c;
+}
+
+void Lock(DeviceRecord* r, const std::string& reason, int64_t now) {
+  r->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_LOCKED);
+  r->mutable_state()->mutable_roller()->set_lock_reason(reason);
+  r->mutable_state()->mutable_roller()->set_locked_unix_ms(now);
+}
+
+template <typename Message>
+absl::StatusOr<bool> Read(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const std::string& key, Message* out) {
+  std::string value;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, key, &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return absl::InternalError(util::Cat("read: ", s.ToString()));
+  if (!out->ParseFromString(value)) return absl::DataLossError("a stored record is corrupt");
+  return true;
+}
+
+}  // namespace
+
+absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& self, TouchedMap& touched,
+                                     rocksdb::WriteBatch& wb, AppendResult* result) {
+  const rules::Policy& policy = options_.policy;
+  DeviceRecord& record = self.record;
+  auto* use = record.mutable_state()->mutable_roller();
+  // Device clocks are trusted only up to the allowed skew ahead of ours.
+  const int64_t at = std::min(event.device_time_unix_ms() > 0 ? event.device_time_unix_ms() : now,
+                              now + policy.max_clock_skew_ms);
+
+  switch (event.body_case()) {
+    case Event::kSessionStarted: {
+      const auto& started = event.session_started();
+      rules::RollerFacts facts = FactsOf(record);
+      rules::SessionRequest request;
+      request.patient_pseudonym = started.patient_pseudonym();
+      request.indication = started.indication();
+      request.area = started.area();
+      request.needle_length_mm = started.needle_length_mm();
+      request.anaesthesia_applied_unix_ms = started.anaesthesia_applied_unix_ms();
+      request.start_unix_ms = at;
+      rules::Decision verdict = rules::Decide(policy, facts, request);
+
+      SessionRecord session;
+      session.set_device_id(event.device_id());
+      session.set_sequence(event.sequence());
+      session.set_session_id(started.session_id());
+      session.set_patient_pseudonym(started.patient_pseudonym());
+      session.set_operator_id(started.operator_id());
+      session.set_start_unix_ms(at);
+      session.set_indication(started.indication());
+      session.set_area(started.area());
+      session.set_needle_length_mm(started.needle_length_mm());
+      *session.mutable_cycle() = use->last_cycle();
+      session.set_wear_at_start(rules::Wear(facts));
+      session.set_device_decision_id(started.decision_id());
+      session.set_offline_decision(started.offline_decision());
+      Decision* d = session.mutable_decision();
+      d->set_decision_id(util::Cat(event.device_id(), "-s", event.sequence()));
+      d->set_device_id(event.device_id());
+      d->set_allowed(verdict.allowed);
+      for (auto& h : verdict.hits) *d->add_hits() = h;
+      d->set_decided_unix_ms(now);
+      d->set_offline(started.offline_decision());
+      d->set_patient_pseudonym(started.patient_pseudonym());
+      result->decisions.push_back(*d);
+
+      std::string lock_reason;
+      for (const auto& h : verdict.hits) {
+        if (h.severity() != rollertrace::v1::SEVERITY_DENY) continue;
+        rollertrace::v1::Violation v;
+        v.set_device_id(event.device_id());
+        v.set_sequence(event.sequence());
+        v.set_session_id(started.session_id());
+        v.set_rule(h.rule());
+        v.set_severity(h.severity());
+        v.set_detail(h.detail());
+        v.set_session_start_unix_ms(at);
+        v.set_detected_unix_ms(now);
+        v.set_patient_pseudonym(started.patient_pseudonym());
+        v.set_offline_decision(started.offline_decision());
+        if (rules::LocksRoller(h.rule()) && !Retired(record)) {
+          v.set_locked(true);
+          if (lock_reason.empty()) {
+            lock_reason = util::Cat(h.rule(), " in session ", started.session_id(), ": ", h.detail());
+          }
+        }
+        wb.Put(violations_, TimeKey(now, event.device_id(), event.sequence(), h.rule()), v.SerializeAsString());
+        result->violations.push_back(std::move(v));
+      }
+      if (!use->last_cycle().steriliser_id().empty()) {
+        wb.Put(cycle_sessions_,
+               CycleSessionKey(use->last_cycle().steriliser_id(), use->last_cycle().cycle_number(), event.device_id(),
+                               event.sequence()),
+               "");
+      }
+      wb.Put(sessions_, DeviceSequenceKey(event.device_id(), event.sequence()), session.SerializeAsString());
+
+      if (use->bound_patient().empty()) use->set_bound_patient(started.patient_pseudonym());
+      use->set_last_session_start_unix_ms(at);
+      use->set_open_session_id(started.session_id());
+      use->set_open_session_sequence(event.sequence());
+      SetLifecycle(&record, rollertrace::v1::LIFECYCLE_IN_SESSION);
+      if (!lock_reason.empty()) {
+        const bool was_locked = Locked(record);
+        Lock(&record, lock_reason, now);
+        if (!was_locked) result->commands.push_back(MakeCommand(event.device_id(), "lock", lock_reason, now));
+      }
+      break;
+    }
+    case Event::kSessionEnded: {
+      if (use->open_session_sequence() > 0) {
+        SessionRecord session;
+        const std::string key = DeviceSequenceKey(event.device_id(), use->open_session_sequence());
+        absl::StatusOr<bool> found = Read(db_.get(), sessions_, key, &session);
+        if (!found.ok()) return found.status();
+        if (*found) {
+          session.set_end_unix_ms(at);
+          wb.Put(sessions_, key, session.SerializeAsString());
+        }
+      }
+      use->set_last_session_end_unix_ms(at);
+      use->clear_open_session_id();
+      use->clear_open_session_sequence();
+      SetLifecycle(&record, rollertrace::v1::LIFECYCLE_USED);
+      break;
+    }
+    case Event::kWearMeasured:
+      use->set_measured_wear(std::max(use->measured_wear(), event.wear_measured().wear_fraction()));
+      break;
+    case Event::kSterilisationCycle: {
+      const auto& cycle = event.sterilisation_cycle();
+      rules::CycleVerdict verdict = rules::EvaluateCycle(policy, cycle);
+      CycleRecord cr;
+      *cr.mutable_cycle() = cycle;
+      cr.mutable_cycle()->set_steriliser_id(event.device_id());
+      cr.set_parameters_passed(verdict.parameters_passed);
+      for (auto& r : verdict.reasons) cr.add_failure_reasons(r);
+      cr.set_received_unix_ms(now);
+      for (const std::string& roller_id : cycle.load()) {
+        auto it = touched.find(roller_id);
+        if (it == touched.end()) {
+          Touched t;
+          absl::StatusOr<bool> found =
+              roller_id == event.device_id() ? false : LoadDeviceForWrite(roller_id, &t.record);
+          if (!found.ok()) return found.status();
+          if (!*found || t.record.device().kind() != rollertrace::v1::DEVICE_KIND_ROLLER) {
+            cr.add_unknown_load(roller_id);
+            continue;
+          }
+          it = touched.emplace(roller_id, std::move(t)).first;
+        }
+        DeviceRecord& roller = it->second.record;
+        rules::ApplyCycle(cr.cycle(), verdict, roller.mutable_state()->mutable_roller());
+        if (verdict.parameters_passed) SetLifecycle(&roller, rollertrace::v1::LIFECYCLE_STERILE);
+      }
+      wb.Put(cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()), cr.SerializeAsString());
+      result->cycles.push_back(std::move(cr));
+      break;
+    }
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeRequest& request, int64_t now) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  DeviceRecord record;
+  absl::StatusOr<bool> found = LoadDeviceForWrite(request.device_id(), &record);
+  if (!found.ok()) return found.status();
+  rules::RollerFacts facts;
+  if (*found && record.device().kind() == rollertrace::v1::DEVICE_KIND_ROLLER) facts = FactsOf(record);
+  const auto& s = request.session();
+  rules::SessionRequest session;
+  session.patient_pseudonym = s.patient_pseudonym();
+  session.indication = s.indication();
+  session.area = s.area();
+  session.needle_length_mm = s.needle_length_mm();
+  session.anaesthesia_applied_unix_ms = s.anaesthesia_applied_unix_ms();
+  session.start_unix_ms = request.start_unix_ms() > 0 ? std::min(request.start_unix_ms(), now + options_.policy.max_clock_skew_ms) : now;
+  rules::Decision verdict = rules::Decide(options_.policy, facts, session);
+  Decision d;
+  d.set_decision_id(util::Cat(request.device_id(), "-d", now, "-", ++decision_counter_));
+  d.set_device_id(request.device_id());
+  d.set_allowed(verdict.allowed);
+  for (auto& h : verdict.hits) *d.add_hits() = h;
+  d.set_decided_unix_ms(now);
+  d.set_correlation_id(request.correlation_id());
+  d.set_patient_pseudonym(s.patient_pseudonym());
+  if (*found) {  // decisions about unknown ids are answered, not stored
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    std::string key = DevicePrefix(request.device_id());
+    AppendBigEndian64(&key, static_cast<uint64_t>(now));
+    AppendBigEndian64(&key, decision_counter_);
+    rocksdb::Status st = db_->Put(wo, decisions_, key, d.SerializeAsString());
+    if (!st.ok()) return absl::InternalError(util::Cat("store decision: ", st.ToString()));
+  }
+  return d;
+}
+
+absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator(
+    const rollertrace::v1::BiologicalIndicatorRequest& request, int64_t now) {
+  if (request.result() != rollertrace::v1::INDICATOR_PASS && request.result() != rollertrace::v1::INDICATOR_FAIL) {
+    return absl::InvalidArgumentError("a biological-indicator result is pass or fail");
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  BiologicalIndicatorOutcome outcome;
+  const std::string key = DeviceSequenceKey(request.steriliser_id(), request.cycle_number());
+  absl::StatusOr<bool> found = Read(db_.get(), cycles_, key, &outcome.cycle);
+  if (!found.ok()) return found.status();
+  if (!*found) {
+    return absl::NotFoundError(
+        util::Cat("no cycle ", request.cycle_number(), " of steriliser ", request.steriliser_id(), " is recorded"));
+  }
+  const auto previous = outcome.cycle.cycle().biological_indicator();
+  if (previous == rollertrace::v1::INDICATOR_PASS || previous == rollertrace::v1::INDICATOR_FAIL) {
+    if (previous == request.result()) return outcome;  // recorded already
+    return absl::FailedPreconditionError(util::Cat("cycle ", request.steriliser_id(), "#", request.cycle_number(),
+                                                   " already has a biological-indicator result"));
+  }
+  outcome.cycle.mutable_cycle()->set_biological_indicator(request.result());
+  outcome.cycle.set_bi_recorded_unix_ms(now);
+  outcome.cycle.set_bi_recorded_by(request.recorded_by());
+
+  rocksdb::WriteBatch wb;
+  TouchedMap touched;
+  wb.Put(cycles_, key, outcome.cycle.SerializeAsString());
+  for (const std::string& roller_id : outcome.cycle.cycle().load()) {
+    Touched t;
+    absl::StatusOr<bool> is_roller = LoadDeviceForWrite(roller_id, &t.record);
+    if (!is_roller.ok()) return is_roller.status();
+    if (!*is_roller) continue;
+    auto* last = t.record.mutable_state()->mutable_roller()->mutable_last_cycle();
+    if (last->steriliser_id() == request.steriliser_id() && last->cycle_number() == request.cycle_number()) {
+      last->set_biological_indicator(request.result());
+    }
+    touched.emplace(roller_id, std::move(t));
+  }
+  if (request.result() == rollertrace::v1::INDICATOR_FAIL) {
+    if (absl::Status s = RecallFrom(outcome.cycle, now, wb, touched, &outcome); !s.ok()) return s;
+  }
+  for (const auto& [id, t] : touched) wb.Put(devices_, id, t.record.SerializeAsString());
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  rocksdb::Status st = db_->Write(wo, &wb);
+  if (!st.ok()) return absl::InternalError(util::Cat("record biological indicator: ", st.ToString()));
+  for (auto& [id, t] : touched) write_cache_[id] = std::move(t.record);
+  return outcome;
+}
+
+absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
+                                    TouchedMap& touched, BiologicalIndicatorOutcome* outcome) {
+  const std::string& steriliser = failed.cycle().steriliser_id();
+  const uint64_t failed_number = failed.cycle().cycle_number();
+  rollertrace::v1::RecallReport& report = outcome->recall;
+  outcome->recalled = true;
+  report.set_steriliser_id(steriliser);
+  report.set_failed_cycle(failed_number);
+  report.set_recalled_unix_ms(now);
+
+  // Back to the last negative (passing) biological indicator before the failure.
+  const std::string prefix = DevicePrefix(steriliser);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cycles_));
+  for (it->SeekForPrev(DeviceSequenceKey(steriliser, failed_number - 1));
+       failed_number > 1 && it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    CycleRecord c;
+    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+    if (c.cycle().biological_indicator() == rollertrace::v1::INDICATOR_PASS) {
+      report.set_last_negative_cycle(c.cycle().cycle_number());
+      break;
+    }
+  }
+  // Every load since then is suspect, the failed one and any later ones included.
+  std::set<uint64_t> suspect;
+  for (it->Seek(DeviceSequenceKey(steriliser, report.last_negative_cycle() + 1));
+       it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    CycleRecord c;
+    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+    if (c.cycle().cycle_number() == failed_number) c = failed;
+    suspect.insert(c.cycle().cycle_number());
+    *report.add_suspect_cycles() = c;
+  }
+
+  std::set<std::string> patients;
+  std::set<std::string> locked;
+  const std::string reason = util::Cat("recall: cycle ", steriliser, "#", failed_number,
+                                       " failed its biological indicator");
+  for (const CycleRecord& c : report.suspect_cycles()) {
+    const std::string cycle_prefix = DeviceSequenceKey(steriliser, c.cycle().cycle_number());
+    std::unique_ptr<rocksdb::Iterator> idx(db_->NewIterator(rocksdb::ReadOptions(), cycle_sessions_));
+    for (idx->Seek(cycle_prefix); idx->Valid() && idx->key().starts_with(cycle_prefix); idx->Next()) {
+      std::string_view rest(idx->key().data() + cycle_prefix.size(), idx->key().size() - cycle_prefix.size());
+      auto session_key = DecodeDeviceSequenceKey(rest);
+      if (!session_key) continue;
+      SessionRecord session;
+      const std::string key = DeviceSequenceKey(session_key->device_id, session_key->sequence);
+      absl::StatusOr<bool> found = Read(db_.get(), sessions_, key, &session);
+      if (!found.ok()) return found.status();
+      if (!*found) continue;
+      session.set_at_risk(true);
+      session.set_at_risk_reason(reason);
+      wb.Put(sessions_, key, session.SerializeAsString());
+      patients.insert(session.patient_pseudonym());
+      *report.add_sessions_at_risk() = std::move(session);
+    }
+    // Rollers of this load not sterilised again since are locked.
+    for (const std::string& roller_id : c.cycle().load()) {
+      auto t = touched.find(roller_id);
+      if (t == touched.end()) {
+        Touched fresh;
+        absl::StatusOr<bool> found = LoadDeviceForWrite(roller_id, &fresh.record);
+        if (!found.ok()) return found.status();
+        if (!*found) continue;
+        t = touched.emplace(roller_id, std::move(fresh)).first;
+      }
+      DeviceRecord& roller = t->second.record;
+      const auto& last = roller.state().roller().last_cycle();
+      if (last.steriliser_id() != steriliser || !suspect.count(last.cycle_number())) continue;
+      if (Retired(roller) || locked.count(roller_id)) continue;
+      if (!Locked(roller)) outcome->commands.push_back(MakeCommand(roller_id, "lock", reason, now));
+      Lock(&roller, reason, now);
+      locked.insert(roller_id);
+    }
+  }
+  for (const auto& p : patients) report.add_patients(p);
+  for (const auto& r : locked) report.add_locked_rollers(r);
+  wb.Put(recalls_, DeviceSequenceKey(steriliser, failed_number), report.SerializeAsString());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view device_id, std::string_view reason,
+                                                           std::string_view by, int64_t now,
+                                                           rollertrace::v1::Command* command) {
+  if (reason.empty() || by.empty()) return absl::InvalidArgumentError("an unlock needs a reason and who releases it");
+  std::lock_guard<std::mutex> lock(write_mu_);
+  DeviceRecord record;
+  absl::StatusOr<bool> found = LoadDeviceForWrite(std::string(device_id), &record);
+  if (!found.ok()) return found.status();
+  if (!*found) return absl::NotFoundError(util::Cat("device ", device_id, " is not registered"));
+  if (!Locked(record)) return absl::FailedPreconditionError(util::Cat("device ", device_id, " is not locked"));
+  auto* use = record.mutable_state()->mutable_roller();
+  const bool sterile = use->last_passing_cycle_end_unix_ms() >
+                       std::max(use->last_session_end_unix_ms(), use->last_session_start_unix_ms());
+  record.mutable_device()->set_lifecycle(sterile                                           ? rollertrace::v1::LIFECYCLE_STERILE
+                                         : record.state().sessions_started() > 0 ? rollertrace::v1::LIFECYCLE_USED
+                                                                                  : rollertrace::v1::LIFECYCLE_REGISTERED);
+  use->set_unlocked_by(std::string(by));
+  use->set_unlock_reason(std::string(reason));
+  use->set_unlocked_unix_ms(now);
+  use->clear_lock_reason();
+  use->clear_locked_unix_ms();
+  if (absl::Status s = PutDevice(record); !s.ok()) return s;
+  *command = MakeCommand(std::string(device_id), "unlock", std::string(reason), now);
+  return record.device();
+}
+
+absl::StatusOr<CycleRecord> EventStore::GetCycle(std::string_view steriliser_id, uint64_t cycle) const {
+  CycleRecord c;
+  absl::StatusOr<bool> found = Read(db_.get(), cycles_, DeviceSequenceKey(steriliser_id, cycle), &c);
+  if (!found.ok()) return found.status();
+  if (!*found) return absl::NotFoundError(util::Cat("no cycle ", cycle, " of steriliser ", steriliser_id));
+  return c;
+}
+
+absl::StatusOr<rollertrace::v1::RecallReport> EventStore::GetRecall(std::string_view steriliser_id,
+                                                                    uint64_t cycle) const {
+  rollertrace::v1::RecallReport r;
+  absl::StatusOr<bool> found = Read(db_.get(), recalls_, DeviceSequenceKey(steriliser_id, cycle), &r);
+  if (!found.ok()) return found.status();
+  if (!*found) {
+    return absl::NotFoundError(util::Cat("no recall for cycle ", steriliser_id, "#", cycle,
+                                         " (a recall starts when its biological indicator fails)"));
+  }
+  return r;
+}
+
+absl::StatusOr<std::vector<rollertrace::v1::Violation>> EventStore::ListViolations(const ViolationFilter& f) const {
+  std::vector<rollertrace::v1::Violation> out;
+  std::string start;
+  AppendBigEndian64(&start, static_cast<uint64_t>(std::max<int64_t>(f.from_unix_ms, 0)));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), violations_));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const int64_t t = static_cast<int64_t>(ReadBigEndian64(std::string_view(it->key().data(), 8)));
+    if (f.to_unix_ms > 0 && t >= f.to_unix_ms) break;
+    rollertrace::v1::Violation v;
+    if (!v.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("a violation record is corrupt");
+    }
+    if (!f.rule.empty() && v.rule() != f.rule) continue;
+    if (!f.device_id.empty() && v.device_id() != f.device_id) continue;
+    if (f.severity != rollertrace::v1::SEVERITY_UNSPECIFIED && v.severity() != f.severity) continue;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SessionRecord>> EventStore::Sessions(std::string_view device_id) const {
+  std::vector<SessionRecord> out;
+  const std::string prefix = DevicePrefix(device_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), sessions_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (!out.emplace_back().ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("a session record is corrupt");
+    }
+  }
+  return out;
+}
+
+}  // namespace rollertrace::store
