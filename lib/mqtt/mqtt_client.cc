@@ -23,9 +23,12 @@ void MqttClient::Start() {
   });
   client_->set_connected_handler([this](const std::string&) { HandleConnected(); });
   client_->set_connection_lost_handler([this](const std::string&) {
-    connected_ = false;
-    if (on_lost_) on_lost_();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connected_ = false;
+    }
     cv_.notify_all();
+    if (on_lost_) on_lost_();
   });
   connector_ = std::thread([this] { RunConnector(); });
 }
@@ -40,13 +43,14 @@ void MqttClient::HandleConnected() {
     }
   }
   {
+    // Under mu_, so a waiter cannot miss the change between its check and its wait.
     std::lock_guard<std::mutex> lock(mu_);
     if (ever_connected_) ++reconnects_;
     ever_connected_ = true;
+    connected_ = true;
   }
-  connected_ = true;
-  if (on_connected_) on_connected_();
   cv_.notify_all();
+  if (on_connected_) on_connected_();
 }
 
 void MqttClient::RunConnector() {
@@ -80,6 +84,10 @@ void MqttClient::RunConnector() {
         continue;
       }
       backoff = std::chrono::milliseconds(100);
+      // The connected callback may still be on its way; without this the loop
+      // would take the connection for lost and connect again over it.
+      connected_ = true;
+      cv_.notify_all();
     }
     cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_.load() || !connected_.load(); });
   }
@@ -101,7 +109,10 @@ absl::Status MqttClient::Publish(const std::string& topic, const std::string& pa
 }
 
 void MqttClient::Stop() {
-  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_.exchange(true)) return;
+  }
   cv_.notify_all();
   if (connector_.joinable()) connector_.join();
   try {

@@ -108,6 +108,25 @@ void Cluster::Publish(const std::string& topic, const std::string& payload) {
   ASSERT_EQ(p->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir_ + "/mosquitto_pub.log");
 }
 
+rollertrace::v1::Device Cluster::Roller(const std::string& id, uint64_t rated_penetrations) {
+  rollertrace::v1::Device d;
+  d.set_device_id(id);
+  d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+  d.set_model("DRS-540-1.00");
+  d.set_needle_count(540);
+  d.set_needle_length_mm(1.0);
+  d.set_rated_penetrations(rated_penetrations);
+  return d;
+}
+
+rollertrace::v1::Device Cluster::Steriliser(const std::string& id) {
+  rollertrace::v1::Device d;
+  d.set_device_id(id);
+  d.set_kind(rollertrace::v1::DEVICE_KIND_STERILISER);
+  d.set_model("B-class 18L");
+  return d;
+}
+
 void Cluster::Register(const rollertrace::v1::Device& device) {
   auto stub = rollertrace::v1::RegistryService::NewStub(channel_);
   grpc::ClientContext ctx;

@@ -36,6 +36,10 @@ class Cluster {
   int bridge_metrics_port() const { return bridge_metrics_port_; }
   const std::string& dir() const { return dir_; }
   std::string ingestd_data_dir() const { return dir_ + "/ingestd-db"; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // A roller with sensible defaults; rated_penetrations as given.
+  static rollertrace::v1::Device Roller(const std::string& id, uint64_t rated_penetrations = 540 * 3000);
+  static rollertrace::v1::Device Steriliser(const std::string& id);
 
   // roller-fleet against this cluster; `args` are added to the address flags.
   std::unique_ptr<Process> StartFleet(const std::vector<std::string>& args, const std::string& log_name);

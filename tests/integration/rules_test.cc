@@ -1,0 +1,237 @@
+// DOMAIN.md's rules through the real MQTT path: test devices publish events
+// and authorisation requests to Mosquitto; mqtt-bridge relays them to ingestd
+// (RocksDB on disk); decisions, acks and commands come back over MQTT.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "support/cluster.h"
+#include "support/devices.h"
+
+namespace rollertrace::testing {
+namespace {
+
+constexpr int64_t kDay = 24 * 3600 * 1000LL;
+constexpr int64_t kHour = 3600 * 1000LL;
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Has(const v1::Decision& d, const std::string& rule) {
+  return std::any_of(d.hits().begin(), d.hits().end(), [&](const v1::RuleHit& h) { return h.rule() == rule; });
+}
+
+std::string Rules(const v1::Decision& d) {
+  std::string out;
+  for (const auto& h : d.hits()) out += h.rule() + " ";
+  return out;
+}
+
+// One cluster for the suite; every test uses its own devices.
+class RulesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new Cluster("rules");
+    cluster_->StartAll();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  // A registered roller and steriliser pair, both connected.
+  void SetUpDevices(const std::string& roller, uint64_t rated = 540 * 3000) {
+    cluster_->Register(Cluster::Roller(roller, rated));
+    cluster_->Register(Cluster::Steriliser("S-" + roller));
+    roller_ = std::make_unique<TestDevice>(cluster_->mqtt_uri(), roller);
+    steriliser_ = std::make_unique<TestDevice>(cluster_->mqtt_uri(), "S-" + roller, "sterilisers");
+  }
+
+  // One complete session: cycle the morning before, then start, usage, end.
+  void Session(const std::string& session, const std::string& patient, int64_t start, uint64_t cycle,
+               uint32_t revolutions = 100) {
+    steriliser_->Send({Cycle(cycle, {roller_->id()}, start - 3 * kHour)});
+    roller_->Send({SessionStart(session, patient, start), Usage(session, revolutions, start + 10 * 60000),
+                   SessionEnd(session, start + 20 * 60000)});
+  }
+
+  v1::Decision MustAuthorize(const std::string& patient, int64_t start) {
+    auto d = roller_->Authorize(AuthorizeFor(roller_->id(), patient, start));
+    EXPECT_TRUE(d.has_value()) << "no decision on rollers/" << roller_->id() << "/decision";
+    return d.value_or(v1::Decision());
+  }
+
+  std::vector<v1::Violation> Violations(const std::string& device) {
+    auto stub = v1::ComplianceService::NewStub(cluster_->channel());
+    grpc::ClientContext ctx;
+    v1::ViolationsRequest req;
+    req.set_device_id(device);
+    v1::ViolationsResponse resp;
+    EXPECT_TRUE(stub->ListViolations(&ctx, req, &resp).ok());
+    return {resp.violations().begin(), resp.violations().end()};
+  }
+
+  static Cluster* cluster_;
+  std::unique_ptr<TestDevice> roller_;
+  std::unique_ptr<TestDevice> steriliser_;
+};
+
+Cluster* RulesTest::cluster_ = nullptr;
+
+TEST_F(RulesTest, AllowsASterileRollerForItsPatientAndEchoesTheCorrelationId) {
+  SetUpDevices("OK-1");
+  steriliser_->Send({Cycle(1, {"OK-1"}, Now() - 2 * kHour)});
+  auto request = AuthorizeFor("OK-1", "MRN-100", Now());
+  auto d = roller_->Authorize(request);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_TRUE(d->allowed()) << Rules(*d);
+  EXPECT_EQ(d->correlation_id(), request.correlation_id());
+  EXPECT_TRUE(Has(*d, "BI_PENDING")) << Rules(*d);
+  EXPECT_EQ(d->patient_pseudonym().rfind("p-", 0), 0u);
+}
+
+TEST_F(RulesTest, RefusesASecondPatient) {
+  SetUpDevices("SP-1");
+  const int64_t now = Now();
+  Session("SP-1-s1", "MRN-200", now - 10 * kDay, 1);
+  steriliser_->Send({Cycle(2, {"SP-1"}, now - 2 * kHour)});
+  v1::Decision other = MustAuthorize("MRN-201", now);
+  EXPECT_FALSE(other.allowed());
+  EXPECT_TRUE(Has(other, "SINGLE_PATIENT")) << Rules(other);
+  v1::Decision same = MustAuthorize("MRN-200", now);
+  EXPECT_TRUE(same.allowed()) << Rules(same);
+}
+
+TEST_F(RulesTest, RefusesTheFifthSession) {
+  SetUpDevices("SL-1");
+  const int64_t now = Now();
+  for (int i = 0; i < 4; ++i) {
+    Session("SL-1-s" + std::to_string(i + 1), "MRN-300", now - (40 - 10 * i) * kDay, i + 1);
+  }
+  steriliser_->Send({Cycle(5, {"SL-1"}, now - 2 * kHour)});
+  v1::Decision d = MustAuthorize("MRN-300", now);
+  EXPECT_FALSE(d.allowed());
+  EXPECT_TRUE(Has(d, "SESSION_LIMIT")) << Rules(d);
+  EXPECT_EQ(d.hits_size(), 2) << Rules(d);  // SESSION_LIMIT and BI_PENDING only
+}
+
+TEST_F(RulesTest, RefusesARollerWithoutAPassingCycle) {
+  SetUpDevices("NS-1");
+  v1::Decision never = MustAuthorize("MRN-400", Now());
+  EXPECT_FALSE(never.allowed());
+  EXPECT_TRUE(Has(never, "NOT_STERILE")) << Rules(never);
+
+  steriliser_->Send({Cycle(1, {"NS-1"}, Now() - 2 * kHour, /*pass=*/false)});
+  v1::Decision failed = MustAuthorize("MRN-400", Now());
+  EXPECT_FALSE(failed.allowed());
+  EXPECT_TRUE(Has(failed, "NOT_STERILE")) << Rules(failed);
+  EXPECT_TRUE(Has(failed, "CYCLE_FAILED")) << Rules(failed);
+}
+
+TEST_F(RulesTest, RefusesAnExpiredSterilisation) {
+  SetUpDevices("EX-1");
+  steriliser_->Send({Cycle(1, {"EX-1"}, Now() - 31 * kDay)});
+  v1::Decision d = MustAuthorize("MRN-500", Now());
+  EXPECT_FALSE(d.allowed());
+  EXPECT_TRUE(Has(d, "STERILITY_EXPIRED")) << Rules(d);
+}
+
+TEST_F(RulesTest, RefusesAWornRollerAndLocksItWhenItIsUsedOffline) {
+  // Rated for 200 revolutions of 540 needles; one session of 250 wears it out.
+  SetUpDevices("WR-1", 540 * 200);
+  const int64_t now = Now();
+  Session("WR-1-s1", "MRN-600", now - 8 * kDay, 1, 250);
+  steriliser_->Send({Cycle(2, {"WR-1"}, now - 2 * kHour)});
+  v1::Decision d = MustAuthorize("MRN-600", now);
+  EXPECT_FALSE(d.allowed());
+  EXPECT_TRUE(Has(d, "WORN")) << Rules(d);
+
+  // Used anyway while offline: a violation, and a lock command.
+  roller_->Send({SessionStart("WR-1-s2", "MRN-600", now - kHour, /*offline=*/true)});
+  auto command = roller_->NextCommand();
+  ASSERT_TRUE(command.has_value()) << "no command on rollers/WR-1/command";
+  EXPECT_EQ(command->command(), "lock");
+  EXPECT_NE(command->reason().find("WORN"), std::string::npos) << command->reason();
+  auto violations = Violations("WR-1");
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_EQ(violations[0].rule(), "WORN");
+  EXPECT_EQ(violations[0].severity(), v1::SEVERITY_DENY);
+  EXPECT_TRUE(violations[0].offline_decision());
+  EXPECT_TRUE(violations[0].locked());
+  EXPECT_EQ(cluster_->Device("WR-1").device().lifecycle(), v1::LIFECYCLE_LOCKED);
+  const std::string metrics = HttpGet(cluster_->ingestd_metrics_port(), "/metrics");
+  EXPECT_GE(MetricValue(metrics, "rollertrace_violations_total{rule=\"WORN\",severity=\"deny\"}"), 1) << metrics;
+
+  // Locked: refused whatever else holds, until an administrator unlocks it.
+  EXPECT_TRUE(Has(MustAuthorize("MRN-600", Now()), "DEVICE_LOCKED"));
+  std::string out;
+  ASSERT_EQ(cluster_->Rollerctl({"unlock", "WR-1", "--reason", "needles inspected", "--by", "admin-jo"}, &out), 0)
+      << out;
+  auto unlock = roller_->NextCommand();
+  ASSERT_TRUE(unlock.has_value());
+  EXPECT_EQ(unlock->command(), "unlock");
+  auto record = cluster_->Device("WR-1");
+  EXPECT_NE(record.device().lifecycle(), v1::LIFECYCLE_LOCKED);
+  EXPECT_EQ(record.state().roller().unlocked_by(), "admin-jo");
+  EXPECT_EQ(record.state().roller().unlock_reason(), "needles inspected");
+}
+
+TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
+  const int64_t now = Now();
+  for (const char* id : {"RC-A", "RC-B", "RC-C", "RC-D"}) cluster_->Register(Cluster::Roller(id));
+  cluster_->Register(Cluster::Steriliser("RC-S"));
+  cluster_->Register(Cluster::Steriliser("RC-T"));
+  TestDevice s(cluster_->mqtt_uri(), "RC-S", "sterilisers");
+  TestDevice t(cluster_->mqtt_uri(), "RC-T", "sterilisers");
+  TestDevice b(cluster_->mqtt_uri(), "RC-B");
+  TestDevice d(cluster_->mqtt_uri(), "RC-D");
+
+  s.Send({Cycle(1, {"RC-A"}, now - 10 * kDay)});
+  s.Send({Cycle(2, {"RC-B", "RC-C"}, now - 8 * kDay)});
+  b.Send({SessionStart("RC-B-s1", "MRN-701", now - 8 * kDay + 2 * kHour)});
+  s.Send({Cycle(3, {"RC-D"}, now - 6 * kDay)});
+  d.Send({SessionStart("RC-D-s1", "MRN-702", now - 6 * kDay + 2 * kHour)});
+  t.Send({Cycle(1, {"RC-C"}, now - 5 * kDay)});  // RC-C sterilised again elsewhere
+
+  std::string out;
+  ASSERT_EQ(cluster_->Rollerctl({"bi", "RC-S:1", "pass"}, &out), 0) << out;
+  ASSERT_EQ(cluster_->Rollerctl({"bi", "RC-S:3", "fail", "--by", "lab"}, &out), 0) << out;
+  EXPECT_NE(out.find("RECALL started"), std::string::npos) << out;
+
+  auto stub = v1::ComplianceService::NewStub(cluster_->channel());
+  grpc::ClientContext ctx;
+  v1::RecallRequest req;
+  req.set_steriliser_id("RC-S");
+  req.set_cycle_number(3);
+  v1::RecallReport r;
+  ASSERT_TRUE(stub->Recall(&ctx, req, &r).ok());
+  EXPECT_EQ(r.last_negative_cycle(), 1u);
+  std::vector<uint64_t> suspect;
+  for (const auto& c : r.suspect_cycles()) suspect.push_back(c.cycle().cycle_number());
+  EXPECT_EQ(suspect, (std::vector<uint64_t>{2, 3}));
+  std::vector<std::string> sessions;
+  for (const auto& x : r.sessions_at_risk()) sessions.push_back(x.session_id());
+  std::sort(sessions.begin(), sessions.end());
+  EXPECT_EQ(sessions, (std::vector<std::string>{"RC-B-s1", "RC-D-s1"}));
+  EXPECT_EQ(r.patients_size(), 2);
+  std::vector<std::string> locked(r.locked_rollers().begin(), r.locked_rollers().end());
+  EXPECT_EQ(locked, (std::vector<std::string>{"RC-B", "RC-D"}));
+  EXPECT_EQ(cluster_->Device("RC-B").device().lifecycle(), v1::LIFECYCLE_LOCKED);
+  EXPECT_NE(cluster_->Device("RC-C").device().lifecycle(), v1::LIFECYCLE_LOCKED);
+  EXPECT_NE(cluster_->Device("RC-A").device().lifecycle(), v1::LIFECYCLE_LOCKED);
+  auto command = d.NextCommand();
+  ASSERT_TRUE(command.has_value()) << "the recall's lock never reached RC-D";
+  EXPECT_EQ(command->command(), "lock");
+
+  ASSERT_EQ(cluster_->Rollerctl({"recall", "RC-S:3"}, &out), 0) << out;
+  EXPECT_NE(out.find("last negative indicator, cycle 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("RC-B-s1"), std::string::npos) << out;
+  EXPECT_NE(out.find("Rollers locked (2): RC-B RC-D"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing
