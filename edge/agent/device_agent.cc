@@ -11,7 +11,124 @@ DeviceAgent::DeviceAgent(Spool& spool, AgentOptions options)
       current_timeout_(options.ack_timeout) {}
 
 absl::StatusOr<rollertrace::v1::Event> DeviceAgent::Record(rollertrace::v1::Event event, uint64_t source_cursor) {
-  return spool_.Append(std::move(event), source_cursor);
+  absl::StatusOr<rollertrace::v1::Event> recorded = spool_.Append(std::move(event), source_cursor);
+  if (recorded.ok()) NoteRecorded(*recorded);
+  return recorded;
+}
+
+void DeviceAgent::NoteRecorded(const rollertrace::v1::Event& e) {
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  auto* use = &cache_.use;
+  const int64_t t = e.device_time_unix_ms();
+  if (e.has_session_started()) {
+    ++cache_.sessions_started;
+    if (bound_patient_ref_.empty()) bound_patient_ref_ = e.session_started().patient_ref();
+    use->set_last_session_start_unix_ms(t);
+  } else if (e.has_usage_sample()) {
+    cache_.total_revolutions += e.usage_sample().revolutions();
+  } else if (e.has_session_ended()) {
+    use->set_last_session_end_unix_ms(t);
+  } else if (e.has_wear_measured()) {
+    use->set_measured_wear(std::max(use->measured_wear(), e.wear_measured().wear_fraction()));
+  }
+}
+
+void DeviceAgent::OnDecision(const std::string& payload) {
+  rollertrace::v1::Decision d;
+  if (!d.ParseFromString(payload) || d.device_id() != spool_.device_id()) return;
+  {
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    answers_[d.correlation_id()] = d;
+  }
+  auth_cv_.notify_all();
+}
+
+void DeviceAgent::OnCommand(const std::string& payload) {
+  rollertrace::v1::Command c;
+  if (!c.ParseFromString(payload) || c.device_id() != spool_.device_id()) return;
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  if (c.command() == "lock" || c.command() == "retire") {
+    locked_ = true;
+    lock_reason_ = c.command() + ": " + c.reason();
+  } else if (c.command() == "unlock") {
+    locked_ = false;
+    lock_reason_.clear();
+  }
+}
+
+bool DeviceAgent::locked() const {
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  return locked_;
+}
+
+Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& session, int64_t start,
+                                     const Publisher& publish, std::chrono::milliseconds timeout) {
+  Authorization result;
+  std::string correlation;
+  {
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    if (locked_) {
+      result.decision.set_device_id(spool_.device_id());
+      auto* hit = result.decision.add_hits();
+      hit->set_rule(rules::kDeviceLocked);
+      hit->set_severity(rollertrace::v1::SEVERITY_DENY);
+      hit->set_detail(lock_reason_);
+      ++sessions_refused_;
+      return result;
+    }
+    correlation = spool_.device_id() + "-" + std::to_string(start) + "-" + std::to_string(next_correlation_++);
+  }
+  rollertrace::v1::AuthorizeRequest request;
+  request.set_device_id(spool_.device_id());
+  request.set_correlation_id(correlation);
+  *request.mutable_session() = session;
+  request.set_start_unix_ms(start);
+  const bool sent = publish(codec::AuthorizeTopic(spool_.device_id()), request.SerializeAsString()).ok();
+
+  std::unique_lock<std::mutex> lock(auth_mu_);
+  if (sent && auth_cv_.wait_for(lock, timeout, [&] { return answers_.count(correlation) > 0; })) {
+    result.decision = answers_[correlation];
+    answers_.erase(correlation);
+    result.allowed = result.decision.allowed();
+    if (result.decision.has_roller()) {
+      const auto& snap = result.decision.roller();
+      cache_.registered = true;
+      cache_.device = snap.device();
+      cache_.use = snap.use();
+      cache_.sessions_started = snap.sessions_started();
+      cache_.total_revolutions = snap.total_revolutions();
+    }
+  } else {
+    // Offline: the same rules over what this device last heard and did since.
+    // Patients are compared by the clinic's reference, which the agent has.
+    rules::RollerFacts facts = cache_;
+    facts.registered = true;
+    facts.use.set_bound_patient(bound_patient_ref_);
+    if (cache_.device.device_id().empty()) facts.device.set_lifecycle(rollertrace::v1::LIFECYCLE_REGISTERED);
+    rules::SessionRequest req;
+    req.patient_pseudonym = session.patient_ref();
+    req.indication = session.indication();
+    req.area = session.area();
+    req.needle_length_mm = session.needle_length_mm();
+    req.anaesthesia_applied_unix_ms = session.anaesthesia_applied_unix_ms();
+    req.start_unix_ms = start;
+    rules::Decision local = rules::Decide(policy_, facts, req);
+    result.offline = true;
+    result.allowed = local.allowed;
+    result.decision.set_device_id(spool_.device_id());
+    result.decision.set_decision_id(correlation + "-offline");
+    result.decision.set_allowed(local.allowed);
+    result.decision.set_offline(true);
+    result.decision.set_correlation_id(correlation);
+    for (auto& h : local.hits) *result.decision.add_hits() = h;
+    ++offline_decisions_;
+  }
+  if (result.allowed) {
+    ++sessions_allowed_;
+  } else {
+    ++sessions_refused_;
+  }
+  return result;
 }
 
 void DeviceAgent::OnAck(const std::string& payload) {
@@ -71,6 +188,13 @@ AgentStats DeviceAgent::stats() const {
     s.resends = resends_;
   }
   s.acked_events = acked_events_;
+  {
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    s.sessions_allowed = sessions_allowed_;
+    s.sessions_refused = sessions_refused_;
+    s.offline_decisions = offline_decisions_;
+    s.locked = locked_;
+  }
   s.pending = spool_.pending_count();
   s.oldest_pending_unix_ms = spool_.oldest_pending_unix_ms();
   return s;

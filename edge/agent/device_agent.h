@@ -12,9 +12,14 @@
 #include <mutex>
 #include <string>
 
+#include <condition_variable>
+#include <map>
+
 #include "absl/status/statusor.h"
 #include "agent/spool.h"
 #include "codec/codec.h"
+#include "rules/policy.h"
+#include "rules/rules.h"
 
 namespace rollertrace::edge {
 
@@ -29,12 +34,24 @@ struct AgentOptions {
   std::chrono::milliseconds ack_timeout{3000};
 };
 
+// How a session start was decided at the edge.
+struct Authorization {
+  bool allowed = false;
+  // No answer from the server in time: decided here from the cached state.
+  bool offline = false;
+  rollertrace::v1::Decision decision;
+};
+
 struct AgentStats {
   size_t pending = 0;
   int64_t oldest_pending_unix_ms = 0;
   uint64_t published_events = 0;
   uint64_t resends = 0;
   uint64_t acked_events = 0;
+  uint64_t sessions_allowed = 0;
+  uint64_t sessions_refused = 0;
+  uint64_t offline_decisions = 0;
+  bool locked = false;
 };
 
 class DeviceAgent {
@@ -55,6 +72,18 @@ class DeviceAgent {
   // Publishes what is due. Thread-safe with the calls above.
   void Pump(const Publisher& publish, Clock::time_point now);
 
+  // Asks the server (rollers/{id}/authorize) whether this session may start
+  // and waits up to `timeout` for the decision. Without one it decides
+  // locally with the same rules from the last state the server sent, updated
+  // by this device's own events, and marks the decision offline. A locked
+  // roller is refused without asking. Blocks; not on the MQTT callback thread.
+  Authorization Authorize(const rollertrace::v1::SessionStarted& session, int64_t start_unix_ms,
+                          const Publisher& publish, std::chrono::milliseconds timeout);
+  // Payloads of rollers/{id}/decision and rollers/{id}/command.
+  void OnDecision(const std::string& payload);
+  void OnCommand(const std::string& payload);
+  bool locked() const;
+
   AgentStats stats() const;
   const std::string& device_id() const { return spool_.device_id(); }
 
@@ -71,6 +100,21 @@ class DeviceAgent {
   std::chrono::milliseconds current_timeout_;
   uint64_t published_events_ = 0;
   uint64_t resends_ = 0;
+
+  // Authorisation state, guarded by auth_mu_ (never held while publishing).
+  mutable std::mutex auth_mu_;
+  std::condition_variable auth_cv_;
+  std::map<std::string, rollertrace::v1::Decision> answers_;  // by correlation id
+  uint64_t next_correlation_ = 1;
+  rules::RollerFacts cache_;  // the server's last snapshot plus our own events since
+  std::string bound_patient_ref_;
+  bool locked_ = false;
+  std::string lock_reason_;
+  uint64_t sessions_allowed_ = 0;
+  uint64_t sessions_refused_ = 0;
+  uint64_t offline_decisions_ = 0;
+  rules::Policy policy_;
+  void NoteRecorded(const rollertrace::v1::Event& event);
 
   std::atomic<bool> resend_all_{true};
   std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events

@@ -1,5 +1,7 @@
 #include "agent/fleet.h"
 
+#include <random>
+#include <set>
 #include <thread>
 
 #include "util/cat.h"
@@ -34,10 +36,22 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   mo.will = mqtt::Will{codec::StatusTopic(kind, device_id), "offline", 1, true};
   m.mqtt = std::make_unique<mqtt::MqttClient>(mo);
   m.mqtt->Subscribe(codec::AckTopic(kind, device_id), 1);
+  if (kind == codec::TopicKind::kRollerEvents) {
+    m.mqtt->Subscribe(codec::DecisionTopic(device_id), 1);
+    m.mqtt->Subscribe(codec::CommandTopic(device_id), 1);
+  }
   DeviceAgent* agent = m.agent.get();
   mqtt::MqttClient* client = m.mqtt.get();
   const std::string status_topic = codec::StatusTopic(kind, device_id);
-  m.mqtt->OnMessage([agent](const std::string&, const std::string& payload) { agent->OnAck(payload); });
+  m.mqtt->OnMessage([agent](const std::string& topic, const std::string& payload) {
+    if (topic.ends_with("/ack")) {
+      agent->OnAck(payload);
+    } else if (topic.ends_with("/decision")) {
+      agent->OnDecision(payload);
+    } else if (topic.ends_with("/command")) {
+      agent->OnCommand(payload);
+    }
+  });
   m.mqtt->OnConnected([agent, client, status_topic] {
     (void)client->Publish(status_topic, "online", 1, true);
     agent->OnConnected();
@@ -86,6 +100,17 @@ absl::StatusOr<rollertrace::v1::Event> Fleet::Record(const std::string& device_i
   return recorded;
 }
 
+absl::StatusOr<Authorization> Fleet::Authorize(const std::string& device_id,
+                                               const rollertrace::v1::SessionStarted& session, int64_t start) {
+  auto it = members_.find(device_id);
+  if (it == members_.end()) return absl::NotFoundError(util::Cat("device ", device_id, " is not in this fleet"));
+  mqtt::MqttClient* client = it->second.mqtt.get();
+  return it->second.agent->Authorize(
+      session, start,
+      [client](const std::string& topic, const std::string& payload) { return client->Publish(topic, payload, 1); },
+      options_.decision_timeout);
+}
+
 uint64_t Fleet::SourceCursor(const std::string& device_id) const {
   auto it = members_.find(device_id);
   return it == members_.end() ? 0 : it->second.spool->meta().source_cursor();
@@ -105,7 +130,12 @@ FleetStats Fleet::Stats() const {
     s.published += a.published_events;
     s.acked += a.acked_events;
     s.resends += a.resends;
+    s.sessions_allowed += a.sessions_allowed;
+    s.sessions_refused += a.sessions_refused;
+    s.offline_decisions += a.offline_decisions;
+    if (a.locked) ++s.locked;
   }
+  s.overrides = overrides_;
   return s;
 }
 
@@ -122,6 +152,8 @@ absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent
                                         const std::function<void(size_t, size_t)>& progress) {
   std::map<std::string, uint64_t> seen;  // per device: its events met so far
   std::map<std::string, uint64_t> cursor;
+  std::set<std::string> refused_sessions;
+  std::mt19937_64 operator_rng(fleet.options().override_seed);
   uint64_t recorded = 0;
   const auto start = std::chrono::steady_clock::now();
   auto last_progress = start;
@@ -132,14 +164,31 @@ absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent
     if (inserted) c->second = fleet.SourceCursor(id);
     const uint64_t k = ++seen[id];
     if (k <= c->second) continue;  // recorded by an earlier run
-    if (e.needs_cycles_committed) {
+    rollertrace::v1::Event event = e.event;
+    if (e.needs_cycles_committed && fleet.options().authorize) {
       const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       while (!stop && fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
              std::chrono::steady_clock::now() < limit) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
+      absl::StatusOr<Authorization> auth =
+          fleet.Authorize(id, event.session_started(), event.device_time_unix_ms());
+      if (!auth.ok()) return auth.status();
+      const bool override = !auth->allowed &&
+                            std::uniform_real_distribution<double>(0, 1)(operator_rng) < fleet.options().override_rate;
+      if (!auth->allowed && !override) {
+        refused_sessions.insert(event.session_started().session_id());
+        continue;
+      }
+      if (override) fleet.CountOverride();
+      event.mutable_session_started()->set_decision_id(auth->decision.decision_id());
+      event.mutable_session_started()->set_offline_decision(auth->offline);
+    } else if (!refused_sessions.empty()) {
+      const std::string* session = event.has_usage_sample()   ? &event.usage_sample().session_id()
+                                   : event.has_session_ended() ? &event.session_ended().session_id()
+                                                               : nullptr;
+      if (session != nullptr && refused_sessions.count(*session)) continue;  // it never took place
     }
-    rollertrace::v1::Event event = e.event;
     if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return s;
     ++recorded;
     if (rate > 0) {
@@ -169,7 +218,9 @@ bool WaitUntilDrained(const Fleet& fleet, const std::atomic<bool>& stop,
 
 std::string Describe(const FleetStats& s) {
   return util::Cat(s.recorded, " recorded, ", s.acked, " acked, ", s.pending, " pending, ", s.resends,
-                   " resends, ", s.connected, "/", s.devices, " connected");
+                   " resends, ", s.connected, "/", s.devices, " connected; sessions ", s.sessions_allowed,
+                   " allowed, ", s.sessions_refused, " refused (", s.overrides, " carried out anyway), ",
+                   s.offline_decisions, " decided offline, ", s.locked, " rollers locked");
 }
 
 FleetMetrics::FleetMetrics(metrics::Metrics& m)

@@ -29,6 +29,15 @@ struct FleetOptions {
   size_t max_batch_events = 100;
   std::chrono::milliseconds ack_timeout{3000};
   std::chrono::milliseconds pump_interval{20};
+  // Rollers ask before every session and wait this long for the decision
+  // before deciding offline.
+  std::chrono::milliseconds decision_timeout{2000};
+  // false: rollers start sessions without asking (legacy devices; transport tests).
+  bool authorize = true;
+  // Share of refused sessions an operator carries out anyway (demo and
+  // tests: each becomes a violation on ingestion). Seeded by override_seed.
+  double override_rate = 0;
+  uint64_t override_seed = 1;
 };
 
 struct FleetStats {
@@ -40,6 +49,11 @@ struct FleetStats {
   uint64_t published = 0;
   uint64_t acked = 0;
   uint64_t resends = 0;
+  uint64_t sessions_allowed = 0;
+  uint64_t sessions_refused = 0;
+  uint64_t offline_decisions = 0;
+  uint64_t overrides = 0;
+  size_t locked = 0;
 };
 
 class Fleet {
@@ -59,6 +73,12 @@ class Fleet {
   // Spools an event for a device added earlier. Thread-safe.
   absl::StatusOr<rollertrace::v1::Event> Record(const std::string& device_id, rollertrace::v1::Event event,
                                                 uint64_t source_cursor);
+  // Asks for a session start; see DeviceAgent::Authorize.
+  absl::StatusOr<Authorization> Authorize(const std::string& device_id, const rollertrace::v1::SessionStarted& session,
+                                          int64_t start_unix_ms);
+  const FleetOptions& options() const { return options_; }
+  void CountOverride() { ++overrides_; }
+
   // How far the device's source was consumed before this process started.
   uint64_t SourceCursor(const std::string& device_id) const;
   FleetStats Stats() const;
@@ -79,6 +99,7 @@ class Fleet {
   FleetOptions options_;
   std::map<std::string, Member> members_;
   std::atomic<uint64_t> recorded_{0};
+  std::atomic<uint64_t> overrides_{0};
   std::atomic<bool> stopping_{false};
   std::thread pump_;
 };
@@ -86,7 +107,9 @@ class Fleet {
 // Replays simulator events into `fleet` at `rate` events per second (0 = as
 // fast as the spool takes them), resuming each device after its source cursor.
 // Before a session start it waits (up to 30 s) until the sterilisers' events
-// are acknowledged, as in a clinic where cycles end hours before sessions.
+// are acknowledged, as in a clinic where cycles end hours before sessions,
+// then asks for authorisation: a refused session is not carried out (its
+// events are skipped) unless the operator overrides (FleetOptions::override_rate).
 // Returns how many it recorded; stops early when `stop` becomes true.
 // progress(i, n) is called now and then with events done of n.
 absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,

@@ -58,9 +58,23 @@ int main(int argc, char** argv) {
   app.add_option("--duration", duration_s, "Stop after this many seconds; 0 = when everything is acked")
       ->capture_default_str()
       ->check(CLI::Range(0, 86400));
+  int decision_timeout_ms = 2000;
+  bool no_authorize = false;
+  app.add_option("--decision-timeout-ms", decision_timeout_ms,
+                 "Wait this long for the server's decision before deciding offline")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  app.add_flag("--no-authorize", no_authorize, "Start sessions without asking first (legacy rollers)");
+  app.add_option("--override-rate", fleet_options.override_rate,
+                 "Share of refused sessions the operator carries out anyway (each becomes a violation)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   fleet_options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+  fleet_options.decision_timeout = std::chrono::milliseconds(decision_timeout_ms);
+  fleet_options.authorize = !no_authorize;
+  fleet_options.override_seed = sim.seed;
   if (sim.end_unix_ms == 0) sim.end_unix_ms = NowUnixMs();
 
   rollertrace::edge::ClinicSimulator clinic(sim);

@@ -235,6 +235,13 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
   d.set_decided_unix_ms(now);
   d.set_correlation_id(request.correlation_id());
   d.set_patient_pseudonym(s.patient_pseudonym());
+  if (facts.registered) {
+    auto* snap = d.mutable_roller();
+    *snap->mutable_device() = facts.device;
+    *snap->mutable_use() = facts.use;
+    snap->set_sessions_started(facts.sessions_started);
+    snap->set_total_revolutions(facts.total_revolutions);
+  }
   if (*found) {  // decisions about unknown ids are answered, not stored
     rocksdb::WriteOptions wo;
     wo.sync = options_.sync;

@@ -27,6 +27,7 @@ int64_t NowMs() {
 // The same clinic the fleet plays for these flags.
 edge::SimOptions FleetSim(int rollers, int days, uint64_t seed, int64_t end) {
   edge::SimOptions o;
+  o.failing_cycle_rate = 0;  // a clean clinic: every session is allowed
   o.rollers = rollers;
   o.sterilisers = 1;
   o.days = days;
@@ -41,12 +42,12 @@ std::vector<std::string> FleetArgs(const edge::SimOptions& o, const Cluster& c, 
           "--days",        std::to_string(o.days),    "--seed",        std::to_string(o.seed),
           "--end-time-ms", std::to_string(o.end_unix_ms), "--register-with", c.ingestd_address(),
           "--spool-dir",   spool,                     "--rate",        rate,
-          "--ack-timeout-ms", "1000"};
+          "--ack-timeout-ms", "1000", "--failing-cycle-rate", "0"};
 }
 
 // Every event the simulator planned is in the store once, in sequence order,
 // with the patient reference replaced by its pseudonym; no gap is open.
-void ExpectStoredExactlyOnce(Cluster& cluster, const edge::SimOptions& options) {
+void ExpectStoredExactlyOnce(Cluster& cluster, const edge::SimOptions& options, bool authorized) {
   edge::ClinicSimulator clinic(options);
   auto pseudonymizer = pseudonym::Pseudonymizer::FromSecret(kTestSecret);
   ASSERT_TRUE(pseudonymizer.ok());
@@ -57,6 +58,16 @@ void ExpectStoredExactlyOnce(Cluster& cluster, const edge::SimOptions& options) 
     std::vector<v1::StoredEvent> stored = cluster.History(id);
     ASSERT_EQ(stored.size(), events.size()) << "device " << id;
     for (size_t i = 0; i < events.size(); ++i) {
+      Event got = stored[i].event();
+      if (got.has_session_started() && authorized) {
+        // Asked before it started: the decision it started under is recorded.
+        EXPECT_FALSE(got.session_started().decision_id().empty()) << id << " position " << i;
+        EXPECT_FALSE(got.session_started().offline_decision()) << id << " position " << i;
+      }
+      if (got.has_session_started()) {
+        got.mutable_session_started()->clear_decision_id();
+        got.mutable_session_started()->clear_offline_decision();
+      }
       Event want = events[i];
       want.set_sequence(i + 1);
       if (want.has_session_started()) {
@@ -64,7 +75,7 @@ void ExpectStoredExactlyOnce(Cluster& cluster, const edge::SimOptions& options) 
         s->set_patient_pseudonym(pseudonymizer->Pseudonym(s->patient_ref()));
         s->clear_patient_ref();
       }
-      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(stored[i].event(), want))
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
           << "device " << id << " position " << i << "\nstored: " << stored[i].event().ShortDebugString()
           << "\nwanted: " << want.ShortDebugString();
     }
@@ -115,7 +126,7 @@ TEST(Pipeline, StoresEverySimulatedEventExactlyOnce) {
   const auto sim = FleetSim(5, 21, 7, NowMs());
   auto fleet = cluster.StartFleet(FleetArgs(sim, cluster, cluster.dir() + "/spool", "0"), "fleet.log");
   ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
-  ExpectStoredExactlyOnce(cluster, sim);
+  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/true);
 
   // What a compliance officer sees: the roller's events in sequence order, none missing.
   std::string out;
@@ -141,7 +152,10 @@ TEST(Pipeline, LosesAndDuplicatesNothingWhenBridgeIngestdAndAgentAreKilled) {
   Cluster cluster("kill");
   cluster.StartAll();
   const auto sim = FleetSim(20, 28, 11, NowMs());
-  const auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "250");
+  auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "250");
+  // Transport under test here: rollers do not ask first, so a session never
+  // waits on (or is refused for) ingestd being down.
+  args.push_back("--no-authorize");
   auto fleet = cluster.StartFleet(args, "fleet-1.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
 
@@ -160,7 +174,7 @@ TEST(Pipeline, LosesAndDuplicatesNothingWhenBridgeIngestdAndAgentAreKilled) {
   fleet->Wait(std::chrono::seconds(10));
   auto restarted = cluster.StartFleet(args, "fleet-2.log");
   ASSERT_EQ(restarted->Wait(std::chrono::seconds(180)), 0) << ReadFile(restarted->log_path());
-  ExpectStoredExactlyOnce(cluster, sim);
+  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/false);
 }
 
 TEST(Pipeline, StoresJsonEventPublishedWithMosquittoPub) {

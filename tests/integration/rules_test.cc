@@ -233,5 +233,40 @@ TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
   EXPECT_NE(out.find("Rollers locked (2): RC-B RC-D"), std::string::npos) << out;
 }
 
+// roller-fleet's agents ask before every session: with every cycle failing
+// they refuse every session; operators who carry on anyway produce violations
+// and the rollers get locked.
+TEST_F(RulesTest, AgentsRefuseUnsafeSessionsAndOverridesBecomeViolations) {
+  const std::string end = std::to_string(Now());
+  std::vector<std::string> common = {"--rollers", "3", "--sterilisers", "1", "--days", "21", "--seed", "5",
+                                     "--end-time-ms", end, "--register-with", cluster_->ingestd_address(),
+                                     "--failing-cycle-rate", "1", "--rate", "0"};
+  auto careful_args = common;
+  careful_args.insert(careful_args.end(), {"--roller-prefix", "CA-", "--steriliser-prefix", "CS-", "--spool-dir",
+                                           cluster_->dir() + "/careful"});
+  auto careful = cluster_->StartFleet(careful_args, "careful.log");
+  ASSERT_EQ(careful->Wait(std::chrono::seconds(120)), 0) << ReadFile(careful->log_path());
+  for (const char* id : {"CA-0001", "CA-0002", "CA-0003"}) {
+    for (const auto& e : cluster_->History(id)) EXPECT_FALSE(e.event().has_session_started()) << id;
+    EXPECT_TRUE(Violations(id).empty()) << id;
+  }
+  EXPECT_NE(ReadFile(careful->log_path()).find(" 0 allowed"), std::string::npos) << ReadFile(careful->log_path());
+
+  auto reckless_args = common;
+  reckless_args.insert(reckless_args.end(), {"--roller-prefix", "RK-", "--steriliser-prefix", "RS-", "--spool-dir",
+                                             cluster_->dir() + "/reckless", "--override-rate", "1"});
+  auto reckless = cluster_->StartFleet(reckless_args, "reckless.log");
+  ASSERT_EQ(reckless->Wait(std::chrono::seconds(120)), 0) << ReadFile(reckless->log_path());
+  for (const char* id : {"RK-0001", "RK-0002", "RK-0003"}) {
+    auto violations = Violations(id);
+    auto not_sterile = std::find_if(violations.begin(), violations.end(),
+                                    [](const v1::Violation& v) { return v.rule() == "NOT_STERILE"; });
+    ASSERT_NE(not_sterile, violations.end()) << id;
+    EXPECT_TRUE(not_sterile->locked()) << id;
+    EXPECT_FALSE(not_sterile->session_id().empty()) << id;
+    EXPECT_EQ(cluster_->Device(id).device().lifecycle(), v1::LIFECYCLE_LOCKED) << id;
+  }
+}
+
 }  // namespace
 }  // namespace rollertrace::testing

@@ -136,3 +136,105 @@ TEST_F(DeviceAgentTest, KeepsEventsWhileTheBrokerIsDownAndSendsThemLater) {
 
 }  // namespace
 }  // namespace rollertrace::edge
+
+namespace rollertrace::edge {
+namespace {
+
+rollertrace::v1::SessionStarted Session(const std::string& patient) {
+  rollertrace::v1::SessionStarted s;
+  s.set_session_id("s");
+  s.set_patient_ref(patient);
+  s.set_area(rollertrace::v1::AREA_SCALP);
+  s.set_needle_length_mm(1.0);
+  return s;
+}
+
+class AgentAuthorizationTest : public DeviceAgentTest {};
+
+TEST_F(AgentAuthorizationTest, AsksOnTheAuthorizeTopicAndFollowsTheServersAnswer) {
+  std::string asked_topic;
+  rollertrace::v1::AuthorizeRequest asked;
+  Publisher answer_deny = [&](const std::string& topic, const std::string& payload) {
+    asked_topic = topic;
+    asked.ParseFromString(payload);
+    rollertrace::v1::Decision d;
+    d.set_device_id("R-1");
+    d.set_correlation_id(asked.correlation_id());
+    d.set_allowed(false);
+    d.add_hits()->set_rule("SINGLE_PATIENT");
+    agent_->OnDecision(d.SerializeAsString());  // as if it came back over MQTT
+    return absl::OkStatus();
+  };
+  Authorization a = agent_->Authorize(Session("MRN-1"), 1000, answer_deny, milliseconds(2000));
+  EXPECT_EQ(asked_topic, "rollers/R-1/authorize");
+  EXPECT_EQ(asked.session().patient_ref(), "MRN-1");
+  EXPECT_FALSE(a.allowed);
+  EXPECT_FALSE(a.offline);
+  EXPECT_EQ(a.decision.hits(0).rule(), "SINGLE_PATIENT");
+  EXPECT_EQ(agent_->stats().sessions_refused, 1u);
+}
+
+TEST_F(AgentAuthorizationTest, DecidesOfflineFromTheLastServerStateWhenNoAnswerComes) {
+  // The server once said: registered, sterile since yesterday, no sessions.
+  Publisher answer_allow = [&](const std::string&, const std::string& payload) {
+    rollertrace::v1::AuthorizeRequest req;
+    req.ParseFromString(payload);
+    rollertrace::v1::Decision d;
+    d.set_device_id("R-1");
+    d.set_correlation_id(req.correlation_id());
+    d.set_allowed(true);
+    auto* snap = d.mutable_roller();
+    snap->mutable_device()->set_needle_count(540);
+    snap->mutable_device()->set_needle_length_mm(1.0);
+    snap->mutable_device()->set_rated_penetrations(540 * 3000);
+    snap->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
+    snap->mutable_use()->set_last_passing_cycle_end_unix_ms(500);
+    agent_->OnDecision(d.SerializeAsString());
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(agent_->Authorize(Session("MRN-1"), 1000, answer_allow, milliseconds(2000)).allowed);
+  rollertrace::v1::Event started;
+  started.set_device_time_unix_ms(1000);
+  *started.mutable_session_started() = Session("MRN-1");
+  ASSERT_TRUE(agent_->Record(started, 1).ok());
+  rollertrace::v1::Event ended;
+  ended.set_device_time_unix_ms(2000);
+  ended.mutable_session_ended()->set_session_id("s");
+  ASSERT_TRUE(agent_->Record(ended, 2).ok());
+
+  Publisher silent = [](const std::string&, const std::string&) { return absl::OkStatus(); };
+  const int64_t eight_days = 8LL * 24 * 3600 * 1000;
+  Authorization other = agent_->Authorize(Session("MRN-2"), eight_days, silent, milliseconds(50));
+  EXPECT_TRUE(other.offline);
+  EXPECT_FALSE(other.allowed);
+  std::string rules;
+  for (const auto& h : other.decision.hits()) rules += h.rule() + " ";
+  // Another patient, and no cycle since its own session: refused offline too.
+  EXPECT_NE(rules.find("SINGLE_PATIENT"), std::string::npos) << rules;
+  EXPECT_NE(rules.find("NOT_STERILE"), std::string::npos) << rules;
+  EXPECT_EQ(agent_->stats().offline_decisions, 1u);
+}
+
+TEST_F(AgentAuthorizationTest, RefusesEverySessionWhileLockedUntilUnlocked) {
+  rollertrace::v1::Command lock;
+  lock.set_device_id("R-1");
+  lock.set_command("lock");
+  lock.set_reason("WORN in session s");
+  agent_->OnCommand(lock.SerializeAsString());
+  bool asked = false;
+  Publisher ask = [&](const std::string&, const std::string&) {
+    asked = true;
+    return absl::OkStatus();
+  };
+  Authorization a = agent_->Authorize(Session("MRN-1"), 1000, ask, milliseconds(50));
+  EXPECT_FALSE(a.allowed);
+  EXPECT_FALSE(asked) << "a locked roller does not even ask";
+  EXPECT_EQ(a.decision.hits(0).rule(), "DEVICE_LOCKED");
+  EXPECT_TRUE(agent_->stats().locked);
+  lock.set_command("unlock");
+  agent_->OnCommand(lock.SerializeAsString());
+  EXPECT_FALSE(agent_->locked());
+}
+
+}  // namespace
+}  // namespace rollertrace::edge
