@@ -8,6 +8,8 @@ usage() {
   cat <<'USAGE'
 Usage: deploy/local/run-demo.sh [--duration SECONDS] [--rollers N] [--days N] [--seed N] [--rate EVENTS_PER_S] [--keep]
 
+  --violations R share of sessions planned to break a rule (default 0.25)
+  --override R   share of refused sessions the operator carries out anyway (default 0.3)
   --duration S   longest time the simulated clinic may run (default 60); it stops
                  earlier once every event is stored and acknowledged
   --rollers N    simulated rollers (default 12), plus 2 sterilisers
@@ -20,7 +22,7 @@ Everything runs on 127.0.0.1. Data and logs go to run/demo-<time>/.
 USAGE
 }
 
-duration=60 rollers=12 days=28 seed=1 rate=400 keep=0
+duration=60 rollers=12 days=28 seed=1 rate=400 keep=0 violations=0.25 override=0.3
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
@@ -29,12 +31,17 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --violations) violations=$2; shift 2 ;;
+    --override) override=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run-demo: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
 for v in "$duration" "$rollers" "$days" "$seed" "$rate"; do
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "run-demo: '$v' is not a whole number" >&2; exit 2; }
+done
+for v in "$violations" "$override"; do
+  [[ "$v" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "run-demo: '$v' is not a share between 0 and 1" >&2; exit 2; }
 done
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -110,7 +117,8 @@ step "Running a simulated clinic: $rollers rollers, 2 sterilisers, $days days (a
 set +e
 "$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 2 --days "$days" --seed "$seed" --rate "$rate" \
   --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$grpc_port" --spool-dir "$run_dir/fleet-spool" \
-  --metrics "127.0.0.1:$fleet_metrics" --duration "$duration" 2>&1 | tee "$run_dir/fleet.log"
+  --metrics "127.0.0.1:$fleet_metrics" --duration "$duration" --violation-rate "$violations" \
+  --override-rate "$override" 2>&1 | tee "$run_dir/fleet.log"
 fleet_status=${PIPESTATUS[0]}
 set -e
 case $fleet_status in
@@ -126,10 +134,19 @@ step "The first events of roller R-0001 (rollerctl history R-0001 --limit 12)"
 ctl history R-0001 --limit 12
 step "Sequence gaps of R-0001 (rollerctl gaps R-0001)"
 ctl gaps R-0001
+step "Sessions that started while a deny rule held (rollerctl violations)"
+ctl violations
+step "A biological indicator fails: S-01 cycle 1 read negative, cycle 3 positive (rollerctl bi)"
+ctl bi S-01:1 pass --by lab || true
+ctl bi S-01:3 fail --by lab || true
+step "The recall it started (rollerctl recall S-01:3)"
+ctl recall S-01:3 || true
+step "Rollers now (locked ones are refused until an administrator runs rollerctl unlock)"
+ctl list --kind roller
 
 metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v '^#' || true; }
 step "Ingest figures (from ingestd's /metrics)"
-metric_lines "$ingest_metrics" '^rollertrace_(events_ingested_total|events_rejected_total|events_duplicate_total|sequence_gaps_opened_total|ingest_commit_events_(sum|count)|ingest_commit_seconds_(sum|count))'
+metric_lines "$ingest_metrics" '^rollertrace_(events_ingested_total|events_rejected_total|events_duplicate_total|sequence_gaps_opened_total|ingest_commit_events_(sum|count)|ingest_commit_seconds_(sum|count)|violations_total|decisions_total|sterilisation_cycles_total|recalls_total|device_commands_total)'
 step "Bridge figures (from mqtt-bridge's /metrics)"
 metric_lines "$bridge_metrics" '^rollertrace_bridge_(messages_received_total|messages_rejected_total|events_forwarded_total|acks_published_total|events_dropped_total)'
 

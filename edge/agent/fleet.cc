@@ -149,7 +149,8 @@ size_t Fleet::Pending(codec::TopicKind kind) const {
 
 absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
                                         const std::atomic<bool>& stop,
-                                        const std::function<void(size_t, size_t)>& progress) {
+                                        const std::function<void(size_t, size_t)>& progress,
+                                        const std::function<void(const std::string&)>& log) {
   std::map<std::string, uint64_t> seen;  // per device: its events met so far
   std::map<std::string, uint64_t> cursor;
   std::set<std::string> refused_sessions;
@@ -176,6 +177,14 @@ absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent
       if (!auth.ok()) return auth.status();
       const bool override = !auth->allowed &&
                             std::uniform_real_distribution<double>(0, 1)(operator_rng) < fleet.options().override_rate;
+      if (!auth->allowed && log) {
+        std::string reasons;
+        for (const auto& h : auth->decision.hits()) {
+          if (h.severity() == rollertrace::v1::SEVERITY_DENY) reasons += util::Cat(reasons.empty() ? "" : "; ", h.rule(), " (", h.detail(), ")");
+        }
+        log(util::Cat(id, " session ", event.session_started().session_id(), " refused", auth->offline ? " offline" : "",
+                      ": ", reasons, override ? " -- the operator carried on anyway" : ""));
+      }
       if (!auth->allowed && !override) {
         refused_sessions.insert(event.session_started().session_id());
         continue;

@@ -112,9 +112,11 @@ class Fleet {
 // events are skipped) unless the operator overrides (FleetOptions::override_rate).
 // Returns how many it recorded; stops early when `stop` becomes true.
 // progress(i, n) is called now and then with events done of n.
+// log(line) tells of each refused session, with its reasons.
 absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
                                         const std::atomic<bool>& stop,
-                                        const std::function<void(size_t, size_t)>& progress);
+                                        const std::function<void(size_t, size_t)>& progress,
+                                        const std::function<void(const std::string&)>& log = nullptr);
 
 // Waits until every spooled event is acknowledged (true), or `stop` is set or
 // `deadline` passes (false). Calls tick() about twice a second.

@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   app.add_option("--failing-cycle-rate", sim.failing_cycle_rate, "Share of sterilisation cycles that fall short")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--violation-rate", sim.violation_rate,
+                 "Share of sessions planned to break a rule (other patient, unsterilised, too soon, fifth "
+                 "session, heavy wear)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--roller-prefix", sim.roller_prefix, "Roller ids are this plus a number")->capture_default_str();
   app.add_option("--steriliser-prefix", sim.steriliser_prefix, "Steriliser ids are this plus a number")
       ->capture_default_str();
@@ -122,7 +127,7 @@ int main(int argc, char** argv) {
   fleet.Start();
   auto played = rollertrace::edge::PlaySimulation(fleet, clinic.events(), rate, stop, [&](size_t i, size_t n) {
     std::cerr << "roller-fleet: source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
-  });
+  }, [](const std::string& line) { std::cerr << "roller-fleet: " << line << std::endl; });
   if (!played.ok()) {
     std::cerr << "roller-fleet: " << played.status().message() << std::endl;
     stop = true;

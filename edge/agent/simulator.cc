@@ -86,14 +86,22 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
     const std::string& id = devices_[r].device_id();
     const std::string patient = util::Cat("MRN-", uniform(100000, 999999));
     int day = static_cast<int>(uniform(0, 6));
-    for (int session = 1; session <= 4 && day < options.days; ++session) {
-      used_on[day].push_back(r);
+    int last_session = 4;
+    for (int session = 1; session <= last_session; ++session) {
+      // Injected violations (sessions after the first only).
+      enum { kNone, kOtherPatient, kUnsterilised, kTooSoon, kFifthSession, kHeavyUse } inject = kNone;
+      if (session > 1 && chance(options.violation_rate)) inject = static_cast<decltype(inject)>(uniform(1, 5));
+      if (inject == kFifthSession && session == 4) last_session = 5;
+      // >= 7 days apart and < 14: no SESSION_TOO_SOON, no COURSE_GAP, unless injected.
+      if (session > 1) day += inject == kTooSoon ? static_cast<int>(uniform(2, 5)) : static_cast<int>(uniform(8, 13));
+      if (day >= options.days) break;
+      if (inject != kUnsterilised) used_on[day].push_back(r);
       const int64_t start = day0 + day * kDay + uniform(9 * 60, 16 * 60) * kMinute;
       Event& started = add(codec::TopicKind::kRollerEvents, id, start);
       events_.back().needs_cycles_committed = true;
       auto* s = started.mutable_session_started();
       s->set_session_id(util::Cat(id, "-s", session));
-      s->set_patient_ref(patient);
+      s->set_patient_ref(inject == kOtherPatient ? util::Cat("MRN-", uniform(100000, 999999)) : patient);
       s->set_operator_id(util::Cat("op-", uniform(1, 4)));
       s->set_indication(m.indication);
       s->set_area(m.area);
@@ -109,14 +117,13 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
         Event& sample = add(codec::TopicKind::kRollerEvents, id, t);
         auto* u = sample.mutable_usage_sample();
         u->set_session_id(s->session_id());
-        u->set_revolutions(static_cast<uint32_t>(uniform(20, 60)));
+        u->set_revolutions(static_cast<uint32_t>(inject == kHeavyUse ? uniform(400, 500) : uniform(20, 60)));
         u->set_pressure_kpa(static_cast<double>(uniform(80, 160)) / 10.0);
         total += u->revolutions();
       }
       Event& ended = add(codec::TopicKind::kRollerEvents, id, t + kMinute);
       ended.mutable_session_ended()->set_session_id(util::Cat(id, "-s", session));
       ended.mutable_session_ended()->set_total_revolutions(total);
-      day += static_cast<int>(uniform(8, 13));  // >= 7 days apart, < 14 days: no SESSION_TOO_SOON, no COURSE_GAP
     }
     for (int d = 0; d < options.days; ++d) {
       Event& hb = add(codec::TopicKind::kRollerEvents, id, day0 + d * kDay + 20 * kHour + r * 1000);

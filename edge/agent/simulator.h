@@ -24,6 +24,10 @@ struct SimOptions {
   int64_t end_unix_ms = 0;
   // Share of sterilisation cycles whose exposure falls short of the method.
   double failing_cycle_rate = 0.05;
+  // Share of sessions (after a roller's first) planned to break a rule:
+  // another patient, no sterilisation that morning, too soon after the
+  // previous session, a fifth session, or a roller worn out by heavy use.
+  double violation_rate = 0;
   std::string roller_prefix = "R-";
   std::string steriliser_prefix = "S-";
   std::string clinic = "clinic-1";

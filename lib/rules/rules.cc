@@ -17,6 +17,12 @@ std::string Days(int64_t ms) {
   return out.str();
 }
 
+std::string Minutes(uint32_t seconds) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1) << seconds / 60.0 << " min";
+  return out.str();
+}
+
 std::string Percent(double fraction) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(1) << fraction * 100 << " %";
@@ -164,11 +170,11 @@ CycleVerdict EvaluateCycle(const Policy& policy, const rollertrace::v1::Sterilis
     if (!met) {
       std::string need;
       for (const auto& m : it->second) {
-        need += util::Cat(need.empty() ? "" : " or ", m.temperature_c, " °C for ", m.hold_seconds / 60.0, " min");
+        need += util::Cat(need.empty() ? "" : " or ", m.temperature_c, " °C for ", Minutes(m.hold_seconds));
       }
       v.reasons.push_back(util::Cat("exposure ", cycle.exposure_temperature_c(), " °C for ",
-                                    cycle.exposure_seconds() / 60.0, " min is short of ", cycle.method(), " (",
-                                    need, ")"));
+                                    Minutes(cycle.exposure_seconds()), " is short of ", cycle.method(), " (", need,
+                                    ")"));
     }
   }
   if (cycle.chemical_indicator() != rollertrace::v1::INDICATOR_PASS) {

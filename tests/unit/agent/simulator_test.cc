@@ -81,3 +81,37 @@ TEST(ClinicSimulator, SterilisesEveryRollerOnTheMorningItIsUsed) {
 
 }  // namespace
 }  // namespace rollertrace::edge
+
+namespace rollertrace::edge {
+namespace {
+
+TEST(ClinicSimulator, InjectsViolationsAtTheConfiguredRate) {
+  SimOptions o = Options(2);
+  o.rollers = 20;
+  o.violation_rate = 1.0;
+  o.days = 60;
+  ClinicSimulator sim(o);
+  std::map<std::string, std::set<std::string>> patients;
+  std::map<std::string, int> sessions;
+  for (const auto& e : sim.events()) {
+    if (!e.event.has_session_started()) continue;
+    patients[e.event.device_id()].insert(e.event.session_started().patient_ref());
+    ++sessions[e.event.device_id()];
+  }
+  bool second_patient = false, fifth_session = false;
+  for (const auto& [id, p] : patients) second_patient |= p.size() > 1;
+  for (const auto& [id, n] : sessions) fifth_session |= n == 5;
+  EXPECT_TRUE(second_patient);
+  EXPECT_TRUE(fifth_session);
+
+  o.violation_rate = 0;
+  ClinicSimulator clean(o);
+  for (const auto& e : clean.events()) {
+    if (e.event.has_session_started()) {
+      EXPECT_NE(e.event.session_started().session_id().back(), '5') << "a fifth session without injection";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rollertrace::edge
