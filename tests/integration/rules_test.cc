@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 
 #include "support/cluster.h"
 #include "support/devices.h"
@@ -231,6 +233,48 @@ TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
   EXPECT_NE(out.find("last negative indicator, cycle 1"), std::string::npos) << out;
   EXPECT_NE(out.find("RC-B-s1"), std::string::npos) << out;
   EXPECT_NE(out.find("Rollers locked (2): RC-B RC-D"), std::string::npos) << out;
+}
+
+// Every byte of a file, for searching.
+std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST_F(RulesTest, NoRawPatientReferenceReachesTheStoreLogsOrMetrics) {
+  SetUpDevices("PV-1");
+  const std::string ref = "ZEBRA-PATIENT-4711-QX";
+  const int64_t now = Now();
+  steriliser_->Send({Cycle(1, {"PV-1"}, now - 2 * kHour)});
+  auto d = roller_->Authorize(AuthorizeFor("PV-1", ref, now));
+  ASSERT_TRUE(d.has_value());
+  roller_->Send({SessionStart("PV-1-s1", ref, now), SessionEnd("PV-1-s1", now + 60000)});
+  const std::string pseudonym = d->patient_pseudonym();
+  ASSERT_EQ(pseudonym.rfind("p-", 0), 0u);
+
+  std::string metrics = HttpGet(cluster_->ingestd_metrics_port(), "/metrics") +
+                        HttpGet(cluster_->bridge_metrics_port(), "/metrics");
+  EXPECT_EQ(metrics.find(ref), std::string::npos);
+  // Let RocksDB write its files out, then read every one of them and the logs.
+  cluster_->StopIngestd();
+  bool pseudonym_seen = false;
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(cluster_->dir())) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("payload-", 0) == 0) continue;  // what the test itself published
+    const std::string content = Slurp(entry.path());
+    ++files;
+    EXPECT_EQ(content.find(ref), std::string::npos) << "raw patient reference found in " << entry.path();
+    EXPECT_EQ(content.find(kTestSecret), std::string::npos) << "the secret found in " << entry.path();
+    if (entry.path().string().find("ingestd-db") != std::string::npos) {
+      pseudonym_seen |= content.find(pseudonym) != std::string::npos;
+    }
+  }
+  EXPECT_GT(files, 5u);
+  // The search does read the store: the pseudonym is there.
+  EXPECT_TRUE(pseudonym_seen);
+  cluster_->StartIngestd();
 }
 
 // roller-fleet's agents ask before every session: with every cycle failing

@@ -77,6 +77,8 @@ void Cluster::KillIngestd() {
   ingestd_->Signal(SIGKILL);
   ingestd_->Wait(std::chrono::seconds(10));
 }
+void Cluster::StopIngestd() { ingestd_->Stop(); }
+
 void Cluster::KillBridge() {
   bridge_->Signal(SIGKILL);
   bridge_->Wait(std::chrono::seconds(10));

@@ -28,6 +28,8 @@ class Cluster {
   void KillBroker();
   void KillIngestd();
   void KillBridge();
+  // SIGTERM: a clean shutdown.
+  void StopIngestd();
 
   std::string mqtt_uri() const;
   std::string ingestd_address() const;
