@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev
   mosquitto mosquitto-clients
-  prometheus curl
+  prometheus prometheus-alertmanager curl
 )
 
 missing=()

@@ -113,6 +113,8 @@ class EventStore {
   absl::StatusOr<rollertrace::v1::CycleRecord> GetCycle(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<rollertrace::v1::RecallReport> GetRecall(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<std::vector<rollertrace::v1::Violation>> ListViolations(const ViolationFilter& filter) const;
+  // Cycles whose biological indicator is still pending (or not recorded).
+  absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;
   // Sessions of one device, in order.
   absl::StatusOr<std::vector<rollertrace::v1::SessionRecord>> Sessions(std::string_view device_id) const;
 

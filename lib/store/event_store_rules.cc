@@ -450,6 +450,18 @@ absl::StatusOr<std::vector<rollertrace::v1::Violation>> EventStore::ListViolatio
   return out;
 }
 
+absl::StatusOr<uint64_t> EventStore::CountPendingBiologicalIndicators() const {
+  uint64_t pending = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cycles_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    CycleRecord c;
+    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+    const auto bi = c.cycle().biological_indicator();
+    if (bi != rollertrace::v1::INDICATOR_PASS && bi != rollertrace::v1::INDICATOR_FAIL) ++pending;
+  }
+  return pending;
+}
+
 absl::StatusOr<std::vector<SessionRecord>> EventStore::Sessions(std::string_view device_id) const {
   std::vector<SessionRecord> out;
   const std::string prefix = DevicePrefix(device_id);

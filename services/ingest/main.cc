@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "ingest/fleet_gauges.h"
 #include "ingest/group_committer.h"
 #include "ingest/grpc_services.h"
 #include "ingest/ingest_metrics.h"
@@ -23,18 +24,6 @@ namespace {
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Publishes RocksDB's own figures as gauges, refreshed every few seconds.
-void ExportStoreGauges(rollertrace::store::EventStore& store, rollertrace::metrics::Metrics& metrics,
-                       std::atomic<bool>& stop) {
-  auto& family = metrics.Gauge("rollertrace_rocksdb_property", "RocksDB integer properties of ingestd's store");
-  while (!stop) {
-    for (const auto& [name, value] : store.Properties()) {
-      family.Add({{"property", name}}).Set(static_cast<double>(value));
-    }
-    for (int i = 0; i < 20 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
 }
 
 }  // namespace
@@ -52,6 +41,8 @@ int main(int argc, char** argv) {
   std::string data_dir = "./data/ingestd";
   std::string secret_file;
   std::string policy_file;
+  int gauge_interval_ms = 1000;
+  int silent_minutes = 15;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing)")->capture_default_str();
@@ -62,6 +53,13 @@ int main(int argc, char** argv) {
                  "Rules policy in YAML (deploy/policy/policy.yaml documents every field); default: DOMAIN.md's "
                  "defaults")
       ->check(CLI::ExistingFile);
+  app.add_option("--gauge-interval-ms", gauge_interval_ms, "How often the fleet gauges are recomputed")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  app.add_option("--silent-after-minutes", silent_minutes,
+                 "A device not heard from for this long counts in rollertrace_devices_silent")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::store::StoreOptions store_options;
@@ -118,8 +116,9 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: cannot serve gRPC on " << listen << " (address in use?)\n";
     return 1;
   }
-  std::atomic<bool> stop_gauges{false};
-  std::thread gauges([&] { ExportStoreGauges(**store, **metrics, stop_gauges); });
+  auto gauges = std::make_unique<rollertrace::ingest::FleetGauges>(**store, **metrics, store_options.policy,
+                                                                     std::chrono::minutes(silent_minutes));
+  gauges->Start(std::chrono::milliseconds(gauge_interval_ms));
   std::cerr << "ingestd: serving gRPC on " << listen << ", metrics on "
             << (metrics_listen.empty() ? "(off)" : metrics_listen) << ", store " << data_dir << std::endl;
 
@@ -127,8 +126,7 @@ int main(int argc, char** argv) {
   std::cerr << "ingestd: signal " << sig << ", shutting down" << std::endl;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   committer.reset();  // answers and commits what is queued
-  stop_gauges = true;
-  gauges.join();
+  gauges.reset();
   std::cerr << "ingestd: stopped" << std::endl;
   return 0;
 }
