@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -86,7 +87,8 @@ void Cluster::KillBridge() {
 }
 
 std::unique_ptr<Process> Cluster::StartFleet(const std::vector<std::string>& args, const std::string& log_name) {
-  std::vector<std::string> argv = {ROLLERTRACE_FLEET, "--mqtt", mqtt_uri(), "--metrics", ""};
+  std::vector<std::string> argv = {ROLLERTRACE_FLEET, "--mqtt", mqtt_uri()};
+  if (std::find(args.begin(), args.end(), "--metrics") == args.end()) argv.insert(argv.end(), {"--metrics", ""});
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir_ + "/" + log_name);
 }
