@@ -154,7 +154,9 @@ step "Where to look next"
 cat <<INFO
   Metrics:   ingestd http://127.0.0.1:$ingest_metrics/metrics   mqtt-bridge http://127.0.0.1:$bridge_metrics/metrics
              roller-fleet http://127.0.0.1:$fleet_metrics/metrics (while it runs)
-  Prometheus scrape config: deploy/prometheus/prometheus.yml; Grafana dashboards: dashboards/ (docs/OBSERVABILITY.md)
+  Prometheus: prometheus --config.file=deploy/prometheus/prometheus.yml (alert rules in deploy/prometheus/)
+  Grafana:   copy dashboards/provisioning/* into /etc/grafana/provisioning/ and point the dashboard
+             provider at dashboards/ (three dashboards; docs/OBSERVABILITY.md step by step)
   gRPC:      127.0.0.1:$grpc_port with server reflection (grpcurl -plaintext 127.0.0.1:$grpc_port list)
   Data/logs: $run_dir
 INFO

@@ -156,7 +156,10 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     queued_events_ += batch->events_size();
-    queue_.push_back(Queued{parsed->kind, std::move(*batch)});
+    queue_.push_back(Queued{parsed->kind, std::move(*batch),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count()});
     while (queued_events_ > options_.max_queued_events && queue_.size() > 1) {
       queued_events_ -= queue_.front().batch.events_size();
       dropped_.Increment(queue_.front().batch.events_size());
@@ -239,6 +242,9 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
       while (!queue_.empty() && (events == 0 || events + queue_.front().batch.events_size() <= options_.max_request_events)) {
         Queued& q = queue_.front();
         events += q.batch.events_size();
+        if (inflight.request.bridge_received_unix_ms() == 0) {
+          inflight.request.set_bridge_received_unix_ms(q.received_unix_ms);
+        }
         inflight.kinds[q.batch.device_id()] = q.kind;
         *inflight.request.add_batches() = std::move(q.batch);
         queue_.pop_front();

@@ -61,6 +61,7 @@ class Bridge {
   struct Queued {
     codec::TopicKind kind;
     rollertrace::v1::EventBatch batch;
+    int64_t received_unix_ms;
   };
   struct Inflight {
     rollertrace::v1::IngestRequest request;

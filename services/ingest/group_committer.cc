@@ -180,6 +180,9 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
       if (auto it = acks.find(id); it != acks.end()) *p.response.add_acks() = *it->second;
     }
     metrics_.latency_ingestd.Observe(std::chrono::duration<double>(finished - p.received).count());
+    if (p.request.bridge_received_unix_ms() > 0 && now >= p.request.bridge_received_unix_ms()) {
+      metrics_.latency_bridge.Observe((now - p.request.bridge_received_unix_ms()) / 1000.0);
+    }
     p.promise.set_value(std::move(p.response));
   }
 }

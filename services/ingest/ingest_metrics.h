@@ -24,9 +24,10 @@ struct IngestMetrics {
                            .Add({}, metrics::Metrics::LatencyBuckets())),
         latency(m.Histogram("rollertrace_ingest_latency_seconds",
                             "From the device's event time (source=device) or from ingestd's receipt "
-                            "(source=ingestd) to commit")),
+                            "(source=ingestd) or from the bridge's receipt from MQTT (source=bridge) to commit")),
         latency_device(latency.Add({{"source", "device"}}, metrics::Metrics::LatencyBuckets())),
         latency_ingestd(latency.Add({{"source", "ingestd"}}, metrics::Metrics::LatencyBuckets())),
+        latency_bridge(latency.Add({{"source", "bridge"}}, metrics::Metrics::LatencyBuckets())),
         violations(m.Counter("rollertrace_violations_total",
                              "Sessions that started while a deny rule held, by rule and severity")),
         decisions(m.Counter("rollertrace_decisions_total",
@@ -48,6 +49,7 @@ struct IngestMetrics {
   prometheus::Family<prometheus::Histogram>& latency;
   prometheus::Histogram& latency_device;
   prometheus::Histogram& latency_ingestd;
+  prometheus::Histogram& latency_bridge;
 
   prometheus::Family<prometheus::Counter>& violations;
   prometheus::Family<prometheus::Counter>& decisions;

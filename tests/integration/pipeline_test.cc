@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -239,6 +240,45 @@ TEST(Pipeline, RecordsASequenceGapAndClosesItWhenLateEventsArrive) {
   EXPECT_EQ(record.state().gaps_opened(), 1u);
   ASSERT_EQ(cluster.Rollerctl({"--json", "gaps", "G-0001"}, &out), 0);
   EXPECT_NE(out.find("closed_unix_ms"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing
+
+namespace rollertrace::testing {
+namespace {
+
+// roller-agent as a sensor driver would run it: JSON lines from a file, one
+// bad line among them; every good line is stored, in order, and the agent
+// exits once ingestd has acknowledged them all.
+TEST(Pipeline, RollerAgentStoresJsonLinesFromAFileAndSkipsBadOnes) {
+  Cluster cluster("agent");
+  cluster.StartAll();
+  cluster.Register(Roller("A-0001"));
+  const std::string input = cluster.dir() + "/sensor.jsonl";
+  std::ofstream(input) << R"({"deviceTimeUnixMs":"1764000000000","heartbeat":{"batteryFraction":0.9}})" << "\n"
+                       << R"({"usageSample":{"sessionId":"x","revolutions":12}})" << "\n"
+                       << "this is not json\n"
+                       << R"({"deviceTimeUnixMs":"1764000060000","wearMeasured":{"wearFraction":0.2}})" << "\n";
+  auto agent = cluster.StartAgent({"--device-id", "A-0001", "--source", input, "--spool-dir",
+                                   cluster.dir() + "/agent-spool", "--exit-when-drained", "--duration", "60"},
+                                  "agent.log");
+  ASSERT_EQ(agent->Wait(std::chrono::seconds(60)), 0) << ReadFile(cluster.dir() + "/agent.log");
+  EXPECT_NE(ReadFile(cluster.dir() + "/agent.log").find("line 3 skipped"), std::string::npos)
+      << ReadFile(cluster.dir() + "/agent.log");
+  const auto stored = cluster.History("A-0001");
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_TRUE(stored[0].event().has_heartbeat());
+  EXPECT_EQ(stored[1].event().usage_sample().revolutions(), 12u);
+  EXPECT_GT(stored[1].event().device_time_unix_ms(), 0);  // stamped by the agent
+  EXPECT_DOUBLE_EQ(stored[2].event().wear_measured().wear_fraction(), 0.2);
+
+  // Run again on the same spool: the file's lines were consumed already.
+  auto again = cluster.StartAgent({"--device-id", "A-0001", "--source", input, "--spool-dir",
+                                   cluster.dir() + "/agent-spool", "--exit-when-drained", "--duration", "60"},
+                                  "agent-2.log");
+  ASSERT_EQ(again->Wait(std::chrono::seconds(60)), 0) << ReadFile(cluster.dir() + "/agent-2.log");
+  EXPECT_EQ(cluster.History("A-0001").size(), 3u);
 }
 
 }  // namespace

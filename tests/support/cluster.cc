@@ -93,6 +93,12 @@ std::unique_ptr<Process> Cluster::StartFleet(const std::vector<std::string>& arg
   return Process::Start(argv, dir_ + "/" + log_name);
 }
 
+std::unique_ptr<Process> Cluster::StartAgent(const std::vector<std::string>& args, const std::string& log_name) {
+  std::vector<std::string> argv = {ROLLERTRACE_AGENT, "--mqtt", mqtt_uri()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Process::Start(argv, dir_ + "/" + log_name);
+}
+
 int Cluster::Rollerctl(const std::vector<std::string>& args, std::string* out) {
   const std::string log = dir_ + "/rollerctl-out.txt";
   std::remove(log.c_str());

@@ -45,6 +45,8 @@ class Cluster {
 
   // roller-fleet against this cluster; `args` are added to the address flags.
   std::unique_ptr<Process> StartFleet(const std::vector<std::string>& args, const std::string& log_name);
+  // roller-agent against this cluster's broker; `args` are added to --mqtt.
+  std::unique_ptr<Process> StartAgent(const std::vector<std::string>& args, const std::string& log_name);
   // Runs rollerctl against this cluster; returns its exit code and fills out.
   int Rollerctl(const std::vector<std::string>& args, std::string* out);
   // mosquitto_pub one message (from a file, so binary payloads pass intact).

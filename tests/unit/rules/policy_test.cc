@@ -82,3 +82,21 @@ TEST(Policy, MissingFileIsNotFound) {
 
 }  // namespace
 }  // namespace rollertrace::rules
+
+namespace rollertrace::rules {
+namespace {
+
+TEST(Policy, TheShippedExampleParsesToTheDefaults) {
+  auto p = LoadPolicyFile(std::string(ROLLERTRACE_SOURCE_DIR) + "/deploy/policy/policy.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  Policy defaults;
+  EXPECT_EQ(p->session_limit, defaults.session_limit);
+  EXPECT_EQ(p->sterile_shelf_life_ms, defaults.sterile_shelf_life_ms);
+  EXPECT_EQ(p->min_session_interval_ms, defaults.min_session_interval_ms);
+  EXPECT_EQ(p->anaesthesia_max_ms, defaults.anaesthesia_max_ms);
+  EXPECT_EQ(p->methods.at("steam_prevacuum").size(), 2u);
+  EXPECT_EQ(p->needle_for_indication.size(), defaults.needle_for_indication.size());
+}
+
+}  // namespace
+}  // namespace rollertrace::rules
