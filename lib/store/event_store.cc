@@ -26,7 +26,8 @@ using rollertrace::v1::Gap;
 using rollertrace::v1::SequenceRange;
 
 constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
-                                           "sessions", "cycle_sessions", "violations", "decisions", "recalls"};
+                                           "sessions", "cycle_sessions", "violations", "decisions", "recalls",
+                                           "patient_sessions", "roller_cycles", "device_violations", "device_log"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -172,6 +173,10 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       violations_(handles_[7]),
       decisions_(handles_[8]),
       recalls_(handles_[9]),
+      patient_sessions_(handles_[10]),
+      roller_cycles_(handles_[11]),
+      device_violations_(handles_[12]),
+      device_log_(handles_[13]),
       options_(std::move(options)) {}
 
 EventStore::~EventStore() {
@@ -303,7 +308,13 @@ absl::StatusOr<Device> EventStore::Register(Device device, int64_t now) {
   device.clear_retired_reason();
   device.clear_retired_unix_ms();
   *record.mutable_device() = device;
-  if (absl::Status s = PutDevice(record); !s.ok()) return s;
+  rocksdb::WriteBatch wb;
+  wb.Put(devices_, device.device_id(), record.SerializeAsString());
+  Log(wb, device.device_id(), now, "registered", device.model(), "");
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  if (absl::Status s = FromRocks(db_->Write(wo, &wb), "register"); !s.ok()) return s;
+  write_cache_[device.device_id()] = record;
   return device;
 }
 
@@ -320,7 +331,13 @@ absl::StatusOr<Device> EventStore::Retire(std::string_view device_id, std::strin
   device->set_lifecycle(rollertrace::v1::LIFECYCLE_RETIRED);
   device->set_retired_reason(std::string(reason));
   device->set_retired_unix_ms(now);
-  if (absl::Status s = PutDevice(record); !s.ok()) return s;
+  rocksdb::WriteBatch wb;
+  wb.Put(devices_, std::string(device_id), record.SerializeAsString());
+  Log(wb, std::string(device_id), now, "retired", std::string(reason), "");
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  if (absl::Status s = FromRocks(db_->Write(wo, &wb), "retire"); !s.ok()) return s;
+  write_cache_[std::string(device_id)] = record;
   return *device;
 }
 

@@ -113,6 +113,13 @@ class EventStore {
   absl::StatusOr<rollertrace::v1::CycleRecord> GetCycle(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<rollertrace::v1::RecallReport> GetRecall(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<std::vector<rollertrace::v1::Violation>> ListViolations(const ViolationFilter& filter) const;
+  // Trails (DOMAIN.md, "What a compliance officer must be able to answer"),
+  // read from key ranges and indexes only.
+  absl::StatusOr<rollertrace::v1::RollerTrail> RollerTrail(std::string_view device_id) const;
+  // REQUIRES: a pseudonym (the service pseudonymises a clinic reference first).
+  absl::StatusOr<rollertrace::v1::PatientTrail> PatientTrail(std::string_view patient_pseudonym) const;
+  absl::StatusOr<rollertrace::v1::CycleTrail> CycleTrail(std::string_view steriliser_id, uint64_t cycle) const;
+
   // Cycles whose biological indicator is still pending (or not recorded).
   absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;
   // Sessions of one device, in order.
@@ -140,6 +147,10 @@ class EventStore {
   // May touch other devices (the rollers of a cycle's load).
   absl::Status ApplyDomain(const rollertrace::v1::Event& event, int64_t now, Touched& self, TouchedMap& touched,
                            rocksdb::WriteBatch& wb, AppendResult* result);
+  // Appends a device log entry (registration, lock, unlock, retirement) to wb.
+  // REQUIRES: write_mu_ held.
+  void Log(rocksdb::WriteBatch& wb, const std::string& device_id, int64_t now, const char* kind,
+           const std::string& reason, const std::string& by);
   absl::Status RecallFrom(const rollertrace::v1::CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
                           TouchedMap& touched, BiologicalIndicatorOutcome* outcome);
   absl::StatusOr<bool> LoadDevice(std::string_view device_id, rollertrace::v1::DeviceRecord* record) const;
@@ -159,6 +170,10 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* violations_;
   rocksdb::ColumnFamilyHandle* decisions_;
   rocksdb::ColumnFamilyHandle* recalls_;
+  rocksdb::ColumnFamilyHandle* patient_sessions_;
+  rocksdb::ColumnFamilyHandle* roller_cycles_;
+  rocksdb::ColumnFamilyHandle* device_violations_;
+  rocksdb::ColumnFamilyHandle* device_log_;
   StoreOptions options_;
   uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records

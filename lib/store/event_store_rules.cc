@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "rules/rules.h"
@@ -132,7 +133,9 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
             lock_reason = util::Cat(h.rule(), " in session ", started.session_id(), ": ", h.detail());
           }
         }
-        wb.Put(violations_, TimeKey(now, event.device_id(), event.sequence(), h.rule()), v.SerializeAsString());
+        const std::string violation_key = TimeKey(now, event.device_id(), event.sequence(), h.rule());
+        wb.Put(violations_, violation_key, v.SerializeAsString());
+        wb.Put(device_violations_, DeviceSequenceKey(event.device_id(), event.sequence()) + h.rule(), violation_key);
         result->violations.push_back(std::move(v));
       }
       if (!use->last_cycle().steriliser_id().empty()) {
@@ -151,8 +154,14 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       if (!lock_reason.empty()) {
         const bool was_locked = Locked(record);
         Lock(&record, lock_reason, now);
-        if (!was_locked) result->commands.push_back(MakeCommand(event.device_id(), "lock", lock_reason, now));
+        if (!was_locked) {
+          result->commands.push_back(MakeCommand(event.device_id(), "lock", lock_reason, now));
+          Log(wb, event.device_id(), now, "locked", lock_reason, "rollertrace");
+        }
       }
+      wb.Put(patient_sessions_, DevicePrefix(started.patient_pseudonym()) +
+                                    DeviceSequenceKey(event.device_id(), event.sequence()),
+             "");
       break;
     }
     case Event::kSessionEnded: {
@@ -199,6 +208,9 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
         }
         DeviceRecord& roller = it->second.record;
         rules::ApplyCycle(cr.cycle(), verdict, roller.mutable_state()->mutable_roller());
+        wb.Put(roller_cycles_, DeviceSequenceKey(roller_id, static_cast<uint64_t>(cycle.end_unix_ms())) +
+                                   DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
+               "");
         if (verdict.parameters_passed) SetLifecycle(&roller, rollertrace::v1::LIFECYCLE_STERILE);
       }
       wb.Put(cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()), cr.SerializeAsString());
@@ -373,7 +385,10 @@ absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rock
       const auto& last = roller.state().roller().last_cycle();
       if (last.steriliser_id() != steriliser || !suspect.count(last.cycle_number())) continue;
       if (Retired(roller) || locked.count(roller_id)) continue;
-      if (!Locked(roller)) outcome->commands.push_back(MakeCommand(roller_id, "lock", reason, now));
+      if (!Locked(roller)) {
+        outcome->commands.push_back(MakeCommand(roller_id, "lock", reason, now));
+        Log(wb, roller_id, now, "locked", reason, "rollertrace");
+      }
       Lock(&roller, reason, now);
       locked.insert(roller_id);
     }
@@ -405,9 +420,131 @@ absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view devi
   use->set_unlocked_unix_ms(now);
   use->clear_lock_reason();
   use->clear_locked_unix_ms();
-  if (absl::Status s = PutDevice(record); !s.ok()) return s;
+  rocksdb::WriteBatch wb;
+  wb.Put(devices_, std::string(device_id), record.SerializeAsString());
+  Log(wb, std::string(device_id), now, "unlocked", std::string(reason), std::string(by));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  rocksdb::Status st = db_->Write(wo, &wb);
+  if (!st.ok()) return absl::InternalError(util::Cat("unlock: ", st.ToString()));
+  write_cache_[std::string(device_id)] = record;
   *command = MakeCommand(std::string(device_id), "unlock", std::string(reason), now);
   return record.device();
+}
+
+void EventStore::Log(rocksdb::WriteBatch& wb, const std::string& device_id, int64_t now, const char* kind,
+                     const std::string& reason, const std::string& by) {
+  rollertrace::v1::DeviceLogEntry entry;
+  entry.set_device_id(device_id);
+  entry.set_unix_ms(now);
+  entry.set_kind(kind);
+  entry.set_reason(reason);
+  entry.set_by(by);
+  std::string key = DevicePrefix(device_id);
+  AppendBigEndian64(&key, static_cast<uint64_t>(now));
+  AppendBigEndian64(&key, ++decision_counter_);
+  wb.Put(device_log_, key, entry.SerializeAsString());
+}
+
+absl::StatusOr<rollertrace::v1::RollerTrail> EventStore::RollerTrail(std::string_view device_id) const {
+  rollertrace::v1::RollerTrail trail;
+  absl::StatusOr<DeviceRecord> record = GetDevice(device_id);
+  if (!record.ok()) return record.status();
+  *trail.mutable_roller() = *record;
+  const std::string prefix = DevicePrefix(device_id);
+  auto scan = [&](rocksdb::ColumnFamilyHandle* cf, const std::function<absl::Status(std::string_view key,
+                                                                                     std::string_view value)>& f) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      absl::Status s = f(std::string_view(it->key().data(), it->key().size()),
+                         std::string_view(it->value().data(), it->value().size()));
+      if (!s.ok()) return s;
+    }
+    return it->status().ok() ? absl::OkStatus() : absl::InternalError(it->status().ToString());
+  };
+  absl::Status s = scan(device_log_, [&](std::string_view, std::string_view v) {
+    return trail.add_log()->ParseFromArray(v.data(), static_cast<int>(v.size()))
+               ? absl::OkStatus()
+               : absl::DataLossError("a device log entry is corrupt");
+  });
+  if (!s.ok()) return s;
+  s = scan(roller_cycles_, [&](std::string_view key, std::string_view) {
+    auto cycle = DecodeDeviceSequenceKey(key.substr(prefix.size() + 8));
+    if (!cycle) return absl::DataLossError("a roller-cycle index entry is corrupt");
+    absl::StatusOr<CycleRecord> c = GetCycle(cycle->device_id, cycle->sequence);
+    if (!c.ok()) return c.status();
+    *trail.add_cycles() = std::move(*c);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  absl::StatusOr<std::vector<SessionRecord>> sessions = Sessions(device_id);
+  if (!sessions.ok()) return sessions.status();
+  for (auto& x : *sessions) *trail.add_sessions() = std::move(x);
+  s = scan(device_violations_, [&](std::string_view, std::string_view main_key) {
+    rollertrace::v1::Violation v;
+    absl::StatusOr<bool> found = Read(db_.get(), violations_, std::string(main_key), &v);
+    if (!found.ok()) return found.status();
+    if (*found) *trail.add_violations() = std::move(v);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  for (uint64_t next = 1; next != 0;) {
+    absl::StatusOr<rollertrace::v1::HistoryResponse> page = History(device_id, next, 1000);
+    if (!page.ok()) return page.status();
+    for (auto& e : *page->mutable_events()) *trail.add_events() = std::move(e);
+    next = page->next_sequence();
+  }
+  return trail;
+}
+
+absl::StatusOr<rollertrace::v1::PatientTrail> EventStore::PatientTrail(std::string_view pseudonym) const {
+  rollertrace::v1::PatientTrail trail;
+  trail.set_patient_pseudonym(std::string(pseudonym));
+  const std::string prefix = DevicePrefix(pseudonym);
+  std::set<std::pair<std::string, uint64_t>> cycles;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), patient_sessions_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto session_key = DecodeDeviceSequenceKey(std::string_view(it->key().data() + prefix.size(),
+                                                                it->key().size() - prefix.size()));
+    if (!session_key) return absl::DataLossError("a patient index entry is corrupt");
+    SessionRecord session;
+    absl::StatusOr<bool> found = Read(db_.get(), sessions_,
+                                      DeviceSequenceKey(session_key->device_id, session_key->sequence), &session);
+    if (!found.ok()) return found.status();
+    if (!*found) continue;
+    if (!session.cycle().steriliser_id().empty()) {
+      cycles.emplace(session.cycle().steriliser_id(), session.cycle().cycle_number());
+    }
+    *trail.add_sessions() = std::move(session);
+  }
+  std::sort(trail.mutable_sessions()->begin(), trail.mutable_sessions()->end(),
+            [](const SessionRecord& a, const SessionRecord& b) { return a.start_unix_ms() < b.start_unix_ms(); });
+  for (const auto& [steriliser, number] : cycles) {
+    absl::StatusOr<CycleRecord> c = GetCycle(steriliser, number);
+    if (c.ok()) *trail.add_cycles() = std::move(*c);
+  }
+  return trail;
+}
+
+absl::StatusOr<rollertrace::v1::CycleTrail> EventStore::CycleTrail(std::string_view steriliser_id,
+                                                                   uint64_t cycle) const {
+  rollertrace::v1::CycleTrail trail;
+  absl::StatusOr<CycleRecord> c = GetCycle(steriliser_id, cycle);
+  if (!c.ok()) return c.status();
+  *trail.mutable_cycle() = std::move(*c);
+  const std::string prefix = DeviceSequenceKey(steriliser_id, cycle);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cycle_sessions_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto session_key = DecodeDeviceSequenceKey(std::string_view(it->key().data() + prefix.size(),
+                                                                it->key().size() - prefix.size()));
+    if (!session_key) return absl::DataLossError("a cycle index entry is corrupt");
+    SessionRecord session;
+    absl::StatusOr<bool> found = Read(db_.get(), sessions_,
+                                      DeviceSequenceKey(session_key->device_id, session_key->sequence), &session);
+    if (!found.ok()) return found.status();
+    if (*found) *trail.add_sessions() = std::move(session);
+  }
+  return trail;
 }
 
 absl::StatusOr<CycleRecord> EventStore::GetCycle(std::string_view steriliser_id, uint64_t cycle) const {

@@ -177,6 +177,37 @@ grpc::Status ComplianceServiceImpl::Recall(grpc::ServerContext*, const rollertra
   return grpc::Status::OK;
 }
 
+grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext*,
+                                                   const rollertrace::v1::RollerTrailRequest* request,
+                                                   rollertrace::v1::RollerTrail* response) {
+  absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.RollerTrail(request->device_id());
+  if (!t.ok()) return ToGrpc(t.status());
+  *response = std::move(*t);
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext*,
+                                                    const rollertrace::v1::PatientTrailRequest* request,
+                                                    rollertrace::v1::PatientTrail* response) {
+  std::string pseudonym = request->patient_pseudonym();
+  if (!request->patient_ref().empty()) pseudonym = pseudonymizer_.Pseudonym(request->patient_ref());
+  if (pseudonym.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give the patient's pseudonym or the clinic's reference");
+  }
+  absl::StatusOr<rollertrace::v1::PatientTrail> t = store_.PatientTrail(pseudonym);
+  if (!t.ok()) return ToGrpc(t.status());
+  *response = std::move(*t);
+  return grpc::Status::OK;
+}
+
+grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+                                                  rollertrace::v1::CycleTrail* response) {
+  absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.CycleTrail(request->steriliser_id(), request->cycle_number());
+  if (!t.ok()) return ToGrpc(t.status());
+  *response = std::move(*t);
+  return grpc::Status::OK;
+}
+
 grpc::Status ComplianceServiceImpl::History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
                                             rollertrace::v1::HistoryResponse* response) {
   if (absl::Status s = store_.GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);

@@ -69,6 +69,12 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                               rollertrace::v1::ViolationsResponse* response) override;
   grpc::Status Recall(grpc::ServerContext*, const rollertrace::v1::RecallRequest* request,
                       rollertrace::v1::RecallReport* response) override;
+  grpc::Status GetRollerTrail(grpc::ServerContext*, const rollertrace::v1::RollerTrailRequest* request,
+                              rollertrace::v1::RollerTrail* response) override;
+  grpc::Status GetPatientTrail(grpc::ServerContext*, const rollertrace::v1::PatientTrailRequest* request,
+                               rollertrace::v1::PatientTrail* response) override;
+  grpc::Status GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+                             rollertrace::v1::CycleTrail* response) override;
 
   grpc::Status History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
                        rollertrace::v1::HistoryResponse* response) override;

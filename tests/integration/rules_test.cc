@@ -235,6 +235,43 @@ TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
   EXPECT_NE(out.find("Rollers locked (2): RC-B RC-D"), std::string::npos) << out;
 }
 
+// DOMAIN.md's audit questions, one rollerctl command each.
+TEST_F(RulesTest, TrailsAnswerTheAuditQuestionsInOneCommandEach) {
+  SetUpDevices("TR-1");
+  const int64_t now = Now();
+  Session("TR-1-s1", "MRN-A", now - 10 * kDay, 1);
+  // A second patient, without a new cycle: violations and a lock.
+  roller_->Send({SessionStart("TR-1-s2", "MRN-B", now - kDay, /*offline=*/true)});
+  ASSERT_TRUE(roller_->NextCommand().has_value());
+  std::string out;
+  ASSERT_EQ(cluster_->Rollerctl({"unlock", "TR-1", "--reason", "investigated", "--by", "admin-kim"}, &out), 0) << out;
+
+  ASSERT_EQ(cluster_->Rollerctl({"trail", "roller", "TR-1"}, &out), 0) << out;
+  for (const char* expected : {"registered", "sterilised", "S-TR-1:1", "session TR-1-s1", "session TR-1-s2",
+                               "VIOLATION", "SINGLE_PATIENT", "NOT_STERILE", "locked", "unlocked",
+                               "investigated (by admin-kim)", "wear at start"}) {
+    EXPECT_NE(out.find(expected), std::string::npos) << "roller trail lacks '" << expected << "':\n" << out;
+  }
+  // In time order (device times here are days before the registration, which is ingestd's now).
+  EXPECT_LT(out.find("sterilised"), out.find("session TR-1-s1")) << out;
+  EXPECT_LT(out.find("session TR-1-s1"), out.find("session TR-1-s2")) << out;
+  EXPECT_LT(out.find("VIOLATION"), out.find("unlocked")) << out;
+
+  ASSERT_EQ(cluster_->Rollerctl({"trail", "patient", "--ref", "MRN-A"}, &out), 0) << out;
+  EXPECT_NE(out.find("1 sessions"), std::string::npos) << out;
+  EXPECT_NE(out.find("TR-1-s1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("TR-1-s2"), std::string::npos) << out;
+  EXPECT_NE(out.find("S-TR-1:1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("MRN-A"), std::string::npos) << "the trail shows pseudonyms only:\n" << out;
+
+  ASSERT_EQ(cluster_->Rollerctl({"trail", "cycle", "S-TR-1:1"}, &out), 0) << out;
+  EXPECT_NE(out.find("load: TR-1"), std::string::npos) << out;
+  EXPECT_NE(out.find("Sessions that relied on it (2)"), std::string::npos) << out;
+
+  ASSERT_EQ(cluster_->Rollerctl({"trail", "cycle", "S-TR-1:99"}, &out), 1) << out;
+  EXPECT_NE(out.find("no cycle 99"), std::string::npos) << out;
+}
+
 // Every byte of a file, for searching.
 std::string Slurp(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -41,6 +41,11 @@ int Cycle(const Context& ctx, const CycleName& cycle);
 int BiologicalIndicator(const Context& ctx, const CycleName& cycle, bool pass, const std::string& by);
 int Recall(const Context& ctx, const CycleName& cycle);
 int Violations(const Context& ctx, const rollertrace::v1::ViolationsRequest& filter);
+// The whole history of a roller in time order; with_events adds every event.
+int RollerTrail(const Context& ctx, const std::string& device_id, bool with_events);
+// By pseudonym, or by the clinic's reference (pseudonymised by ingestd).
+int PatientTrail(const Context& ctx, const std::string& pseudonym, const std::string& ref);
+int CycleTrail(const Context& ctx, const CycleName& cycle);
 int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request);
 
 }  // namespace rollertrace::rollerctl

@@ -97,6 +97,21 @@ int main(int argc, char** argv) {
   authorize->add_option("--needle-mm", auth_needle, "Needle length in mm (default: the roller's)");
   authorize->add_option("--anaesthesia-minutes-ago", anaesthesia_min, "When topical anaesthetic was applied");
 
+  auto* trail = app.add_subcommand("trail", "A compliance trail: everything about a roller, a patient or a cycle");
+  trail->require_subcommand(1);
+  bool with_events = false;
+  std::string pseudonym, ref;
+  auto* trail_roller = trail->add_subcommand("roller", "Registration, cycles, sessions, violations, locks, in order");
+  trail_roller->add_option("device", id, "Roller serial")->required();
+  trail_roller->add_flag("--events", with_events, "Also list every event the roller sent");
+  auto* trail_patient = trail->add_subcommand("patient", "Every session of a patient, with roller and cycle");
+  auto* by_pseudonym = trail_patient->add_option("--pseudonym", pseudonym, "The patient's pseudonym (p-...)");
+  auto* by_ref = trail_patient->add_option("--ref", ref, "The clinic's patient reference (pseudonymised by ingestd)");
+  by_pseudonym->excludes(by_ref);
+  trail_patient->require_option(1);
+  auto* trail_cycle = trail->add_subcommand("cycle", "A cycle's load and every session that relied on it");
+  trail_cycle->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
+
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
@@ -130,6 +145,9 @@ int main(int argc, char** argv) {
   rollertrace::rollerctl::CycleName cycle_name;
   rollertrace::rollerctl::ParseCycleName(cycle_text, &cycle_name);
   if (*cycle) return rollertrace::rollerctl::Cycle(ctx, cycle_name);
+  if (*trail_roller) return rollertrace::rollerctl::RollerTrail(ctx, id, with_events);
+  if (*trail_patient) return rollertrace::rollerctl::PatientTrail(ctx, pseudonym, ref);
+  if (*trail_cycle) return rollertrace::rollerctl::CycleTrail(ctx, cycle_name);
   if (*bi) return rollertrace::rollerctl::BiologicalIndicator(ctx, cycle_name, result == "pass", by.empty() ? "rollerctl" : by);
   if (*recall) return rollertrace::rollerctl::Recall(ctx, cycle_name);
   if (*violations) {
