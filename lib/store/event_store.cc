@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include <openssl/sha.h>
 #include <rocksdb/db.h>
 #include <rocksdb/table.h>
 #include <rocksdb/filter_policy.h>
@@ -12,6 +13,7 @@
 #include "codec/codec.h"
 #include "rules/registration.h"
 #include "store/keys.h"
+
 
 namespace rollertrace::store {
 namespace {
@@ -115,6 +117,16 @@ void ApplyEvent(const Event& event, int64_t now, DeviceState* state, std::vector
   }
 }
 
+// SHA-256 of a || b, with OpenSSL's one-shot call (no per-call context or algorithm fetch).
+std::string Sha256(std::string_view a, std::string_view b) {
+  std::string input;
+  input.reserve(a.size() + b.size());
+  input.append(a).append(b);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), sizeof digest);
+}
+
 void AddRanges(std::vector<uint64_t> sequences, DeviceAck* ack) {
   std::sort(sequences.begin(), sequences.end());
   sequences.erase(std::unique(sequences.begin(), sequences.end()), sequences.end());
@@ -141,6 +153,45 @@ void Reject(size_t batch_index, const Event& event, std::string_view reason, std
 }
 
 }  // namespace
+
+std::string EventChainHash(std::string_view prev_hash, uint64_t chain_index, int64_t receive_unix_ms,
+                           std::string_view event_bytes) {
+  std::string head(prev_hash);
+  AppendBigEndian64(&head, chain_index);
+  AppendBigEndian64(&head, static_cast<uint64_t>(receive_unix_ms));
+  return Sha256(head, event_bytes);
+}
+
+std::string ChainHash(const rollertrace::v1::StoredEvent& stored) {
+  return EventChainHash(stored.prev_hash(), stored.chain_index(), stored.receive_unix_ms(),
+                        stored.event().SerializeAsString());
+}
+
+void EncodeStoredEvent(const Event& event, int64_t receive_unix_ms, DeviceState* state, std::string* out) {
+  const std::string event_bytes = event.SerializeAsString();
+  const uint64_t index = state->chain_length() + 1;
+  std::string hash = EventChainHash(state->chain_head(), index, receive_unix_ms, event_bytes);
+  // StoredEvent's wire form without a copy of the event: field 1 (the event)
+  // followed by the other fields; protobuf reads the concatenation as one message.
+  out->clear();
+  out->push_back(static_cast<char>((1 << 3) | 2));
+  for (uint64_t n = event_bytes.size(); ; n >>= 7) {
+    if (n < 0x80) {
+      out->push_back(static_cast<char>(n));
+      break;
+    }
+    out->push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  out->append(event_bytes);
+  rollertrace::v1::StoredEvent rest;
+  rest.set_receive_unix_ms(receive_unix_ms);
+  rest.set_chain_index(index);
+  rest.set_prev_hash(state->chain_head());
+  rest.set_hash(hash);
+  rest.AppendToString(out);
+  state->set_chain_length(index);
+  state->set_chain_head(std::move(hash));
+}
 
 absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& path, StoreOptions options) {
   rocksdb::Options db_options;
@@ -264,10 +315,7 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
         state->set_duplicates(state->duplicates() + 1);
         continue;
       }
-      rollertrace::v1::StoredEvent stored;
-      *stored.mutable_event() = event;
-      stored.set_receive_unix_ms(now);
-      stored.SerializeToString(&value);
+      EncodeStoredEvent(event, now, state, &value);
       key = DeviceSequenceKey(id, event.sequence());
       wb.Put(events_, key, value);
       if (absl::Status s = ApplyDomain(event, now, t, touched, wb, &result); !s.ok()) return s;

@@ -71,6 +71,13 @@ struct ViolationFilter {
   rollertrace::v1::Severity severity = rollertrace::v1::SEVERITY_UNSPECIFIED;
 };
 
+// Tamper evidence: a stored event's hash is
+// SHA-256(prev_hash || be64(chain_index) || be64(receive_unix_ms) || the event's bytes).
+std::string ChainHash(const rollertrace::v1::StoredEvent& stored);
+// The StoredEvent bytes for `event`, linked to its device's chain (which advances).
+void EncodeStoredEvent(const rollertrace::v1::Event& event, int64_t receive_unix_ms,
+                       rollertrace::v1::DeviceState* state, std::string* out);
+
 class EventStore {
  public:
   // Opens (creating if missing) the store in directory `path`.
@@ -119,6 +126,10 @@ class EventStore {
   // REQUIRES: a pseudonym (the service pseudonymises a clinic reference first).
   absl::StatusOr<rollertrace::v1::PatientTrail> PatientTrail(std::string_view patient_pseudonym) const;
   absl::StatusOr<rollertrace::v1::CycleTrail> CycleTrail(std::string_view steriliser_id, uint64_t cycle) const;
+
+  // Recomputes the event chain of one device (or all, when empty) from what
+  // is on disk and reports the first broken record of each broken device.
+  absl::StatusOr<rollertrace::v1::VerifyReport> Verify(std::string_view device_id) const;
 
   // Cycles whose biological indicator is still pending (or not recorded).
   absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;

@@ -200,6 +200,14 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext*, const rollertrace::v1::VerifyRequest* request,
+                                           rollertrace::v1::VerifyReport* response) {
+  absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id());
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = std::move(*r);
+  return grpc::Status::OK;
+}
+
 grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
                                                   rollertrace::v1::CycleTrail* response) {
   absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.CycleTrail(request->steriliser_id(), request->cycle_number());

@@ -73,6 +73,8 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                               rollertrace::v1::RollerTrail* response) override;
   grpc::Status GetPatientTrail(grpc::ServerContext*, const rollertrace::v1::PatientTrailRequest* request,
                                rollertrace::v1::PatientTrail* response) override;
+  grpc::Status Verify(grpc::ServerContext*, const rollertrace::v1::VerifyRequest* request,
+                      rollertrace::v1::VerifyReport* response) override;
   grpc::Status GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
                              rollertrace::v1::CycleTrail* response) override;
 

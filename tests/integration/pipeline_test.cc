@@ -283,3 +283,50 @@ TEST(Pipeline, RollerAgentStoresJsonLinesFromAFileAndSkipsBadOnes) {
 
 }  // namespace
 }  // namespace rollertrace::testing
+
+#include <rocksdb/db.h>
+
+#include "store/keys.h"
+
+namespace rollertrace::testing {
+namespace {
+
+// rollerctl verify against a real ingestd whose RocksDB was changed behind its back.
+TEST(Pipeline, VerifyNamesARecordChangedDirectlyInRocksDb) {
+  Cluster cluster("verify");
+  cluster.StartAll();
+  cluster.Register(Roller("V-0001"));
+  cluster.Publish("rollers/V-0001/events", HeartbeatBatch("V-0001", {1, 2, 3, 4}).SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return cluster.History("V-0001").size() == 4; }));
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
+  EXPECT_NE(out.find("intact: 4 records"), std::string::npos) << out;
+
+  cluster.StopIngestd();
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), cluster.ingestd_data_dir(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), cluster.ingestd_data_dir(), cfs, &handles, &db).ok());
+    auto* events = handles[std::find(names.begin(), names.end(), "events") - names.begin()];
+    std::string value;
+    const std::string key = store::DeviceSequenceKey("V-0001", 3);
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
+    v1::StoredEvent e;
+    ASSERT_TRUE(e.ParseFromString(value));
+    e.mutable_event()->mutable_heartbeat()->set_battery_fraction(0.99);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, e.SerializeAsString()).ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  cluster.StartIngestd();
+  EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 5) << out;
+  EXPECT_NE(out.find("V-0001: first broken record sequence 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("changed"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing

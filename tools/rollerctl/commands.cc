@@ -491,6 +491,33 @@ int CycleTrail(const Context& ctx, const CycleName& cycle) {
   return 0;
 }
 
+int Verify(const Context& ctx, const std::string& device_id) {
+  auto stub = ComplianceService::NewStub(ctx.channel);
+  rollertrace::v1::VerifyRequest request;
+  request.set_device_id(device_id);
+  rollertrace::v1::VerifyReport r;
+  auto call = Call(ctx);
+  call->set_deadline(std::chrono::system_clock::now() + std::max(ctx.timeout, std::chrono::seconds(600)));
+  grpc::Status s = stub->Verify(call.get(), request, &r);
+  if (!s.ok()) return Fail(ctx, s);
+  if (ctx.json) {
+    PrintJson(ctx, r);
+    return r.intact() ? 0 : 5;
+  }
+  if (r.intact()) {
+    *ctx.out << "intact: " << r.records_checked() << " records of " << r.devices_checked()
+             << " devices recomputed, every chain unbroken\n";
+    return 0;
+  }
+  *ctx.out << "BROKEN: " << r.breaks_size() << " of " << r.devices_checked() << " devices\n";
+  for (const auto& b : r.breaks()) {
+    *ctx.out << "  " << b.device_id() << ": first broken record "
+             << (b.sequence() ? util::Cat("sequence ", b.sequence()) : std::string("(at the end of the chain)"))
+             << ", chain position " << b.chain_index() << ": " << b.problem() << " — " << b.detail() << "\n";
+  }
+  return 5;
+}
+
 int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request) {
   auto stub = ComplianceService::NewStub(ctx.channel);
   rollertrace::v1::Decision d;

@@ -46,6 +46,8 @@ int RollerTrail(const Context& ctx, const std::string& device_id, bool with_even
 // By pseudonym, or by the clinic's reference (pseudonymised by ingestd).
 int PatientTrail(const Context& ctx, const std::string& pseudonym, const std::string& ref);
 int CycleTrail(const Context& ctx, const CycleName& cycle);
+// Exit 5 when a chain is broken.
+int Verify(const Context& ctx, const std::string& device_id);
 int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request);
 
 }  // namespace rollertrace::rollerctl

@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
   auto* trail_cycle = trail->add_subcommand("cycle", "A cycle's load and every session that relied on it");
   trail_cycle->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
 
+  auto* verify = app.add_subcommand("verify", "Recompute every stored event chain; name the first broken record (exit 5)");
+  verify->add_option("--device", id, "Only this device");
+
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
@@ -141,6 +144,7 @@ int main(int argc, char** argv) {
   if (*history) return rollertrace::rollerctl::History(ctx, id, from, limit);
   if (*gaps) return rollertrace::rollerctl::Gaps(ctx, id);
   if (*retire) return rollertrace::rollerctl::Retire(ctx, id, reason);
+  if (*verify) return rollertrace::rollerctl::Verify(ctx, id);
   if (*unlock) return rollertrace::rollerctl::Unlock(ctx, id, reason, by);
   rollertrace::rollerctl::CycleName cycle_name;
   rollertrace::rollerctl::ParseCycleName(cycle_text, &cycle_name);

@@ -212,3 +212,125 @@ TEST_F(EventStoreTest, RetiresForGood) {
 
 }  // namespace
 }  // namespace rollertrace::store
+
+#include <rocksdb/db.h>
+
+#include "store/keys.h"
+
+namespace rollertrace::store {
+namespace {
+
+// Tampering done the way an intruder with disk access would: straight into
+// RocksDB, with ingestd's store closed.
+class TamperTest : public EventStoreTest {
+ protected:
+  void SetUp() override {
+    EventStoreTest::SetUp();
+    Append({Batch("R-1", {1, 2, 3, 4, 5, 6})});
+    Append({Batch("R-1", {8})});
+    Append({Batch("R-1", {7})});  // late: commit order differs from sequence order
+    store_.reset();
+  }
+  template <typename Change>
+  void Tamper(Change change) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_.string(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.string(), cfs, &handles, &db).ok());
+    rocksdb::ColumnFamilyHandle* events = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "events") events = handles[i];
+    }
+    change(db, events);
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+    Reopen();
+  }
+  rollertrace::v1::ChainBreak FirstBreak() {
+    auto report = store_->Verify("");
+    EXPECT_TRUE(report.ok());
+    EXPECT_FALSE(report->intact());
+    EXPECT_EQ(report->breaks_size(), 1);
+    return report->breaks_size() ? report->breaks(0) : rollertrace::v1::ChainBreak();
+  }
+};
+
+TEST_F(TamperTest, AnUntouchedStoreVerifies) {
+  Reopen();
+  auto report = store_->Verify("");
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->intact()) << report->ShortDebugString();
+  EXPECT_EQ(report->records_checked(), 8u);
+}
+
+TEST_F(TamperTest, NamesAChangedRecord) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 5), &value).ok());
+    rollertrace::v1::StoredEvent e;
+    ASSERT_TRUE(e.ParseFromString(value));
+    e.mutable_event()->mutable_usage_sample()->set_revolutions(1);  // fewer revolutions, less wear
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 5), e.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.device_id(), "R-1");
+  EXPECT_EQ(b.sequence(), 5u);
+  EXPECT_EQ(b.problem(), "changed");
+}
+
+TEST_F(TamperTest, NamesADeletedRecord) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 3)).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "deleted");
+  EXPECT_EQ(b.chain_index(), 3u);
+  EXPECT_EQ(b.sequence(), 4u) << b.detail();  // the record after the gap
+}
+
+TEST_F(TamperTest, NamesTheLatestRecordDeleted) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 7)).ok());  // committed last
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "deleted");
+  EXPECT_EQ(b.chain_index(), 8u);
+}
+
+TEST_F(TamperTest, NamesTwoRecordsSwapped) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string a, b;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 2), &a).ok());
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 4), &b).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 2), b).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 4), a).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "reordered");
+  EXPECT_EQ(b.sequence(), 2u);
+}
+
+TEST_F(TamperTest, NamesTwoRecordsSwappedWithTheirSequencesRewritten) {
+  // A careful intruder also swaps the sequence numbers inside: the hashes catch it.
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string a, b;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 2), &a).ok());
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 4), &b).ok());
+    rollertrace::v1::StoredEvent ea, eb;
+    ea.ParseFromString(a);
+    eb.ParseFromString(b);
+    ea.mutable_event()->set_sequence(4);
+    eb.mutable_event()->set_sequence(2);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 2), eb.SerializeAsString()).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 4), ea.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "changed");
+  EXPECT_EQ(b.sequence(), 2u);
+}
+
+}  // namespace
+}  // namespace rollertrace::store
