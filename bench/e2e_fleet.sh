@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end events/s: roller-fleet -> Mosquitto -> mqtt-bridge -> ingestd ->
 # RocksDB, until every event is acknowledged back to its device. All on
-# loopback, on ports picked free. Usage: bench/e2e_fleet.sh [ROLLERS] [DAYS]
+# loopback, on ports picked free.
+# Usage: bench/e2e_fleet.sh [ROLLERS] [DAYS] [--no-authorize]
+#   --no-authorize: rollers do not ask before sessions (transport only)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
 rollers=${1:-100}
 days=${2:-28}
+extra=${3:-}
 work=$(mktemp -d /tmp/rollertrace-e2e-bench.XXXXXX)
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mqtt=$(free_port) grpc=$(free_port) m1=$(free_port) m2=$(free_port)
@@ -21,7 +24,7 @@ ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/inges
 sleep 1.5
 start=$(date +%s.%N)
 "$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 4 --days "$days" --rate 0 --mqtt "tcp://127.0.0.1:$mqtt" \
-  --register-with "127.0.0.1:$grpc" --spool-dir "$work/spool" --metrics "" 2>"$work/fleet.log"
+  --register-with "127.0.0.1:$grpc" --spool-dir "$work/spool" --metrics "" $extra 2>"$work/fleet.log"
 end=$(date +%s.%N)
 events=$(grep -o '[0-9]* recorded' "$work/fleet.log" | tail -1 | cut -d' ' -f1)
 awk -v e="$events" -v s="$start" -v t="$end" -v r="$rollers" 'BEGIN {
