@@ -102,21 +102,31 @@ wait_port "$mqtt_port" mosquitto $!
 step "Starting ingestd on 127.0.0.1:$grpc_port (metrics :$ingest_metrics)"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run_dir/pseudonym.secret"
 chmod 600 "$run_dir/pseudonym.secret"
+# One bearer token per role: the bridge is a device, rollerctl here is an admin.
+: >"$run_dir/tokens"
+for role in device auditor admin; do
+  token="$role-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "$role $token" >>"$run_dir/tokens"
+  echo "$token" >"$run_dir/token-$role"
+done
+chmod 600 "$run_dir/tokens" "$run_dir"/token-*
 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc_port" --metrics "127.0.0.1:$ingest_metrics" \
-  --data-dir "$run_dir/ingestd-db" --pseudonym-secret-file "$run_dir/pseudonym.secret" >"$run_dir/ingestd.log" 2>&1 &
+  --data-dir "$run_dir/ingestd-db" --pseudonym-secret-file "$run_dir/pseudonym.secret" \
+  --tokens-file "$run_dir/tokens" >"$run_dir/ingestd.log" 2>&1 &
 pids+=($!)
 wait_port "$grpc_port" ingestd $!
 
 step "Starting mqtt-bridge (metrics :$bridge_metrics)"
 "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt_port" --ingestd "127.0.0.1:$grpc_port" \
-  --metrics "127.0.0.1:$bridge_metrics" >"$run_dir/bridge.log" 2>&1 &
+  --metrics "127.0.0.1:$bridge_metrics" --token-file "$run_dir/token-device" >"$run_dir/bridge.log" 2>&1 &
 pids+=($!)
 wait_port "$bridge_metrics" bridge $!
 
 step "Running a simulated clinic: $rollers rollers, 2 sterilisers, $days days (at most ${duration}s)"
 set +e
 "$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 2 --days "$days" --seed "$seed" --rate "$rate" \
-  --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$grpc_port" --spool-dir "$run_dir/fleet-spool" \
+  --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$grpc_port" --token-file "$run_dir/token-admin" \
+  --spool-dir "$run_dir/fleet-spool" \
   --metrics "127.0.0.1:$fleet_metrics" --duration "$duration" --violation-rate "$violations" \
   --override-rate "$override" 2>&1 | tee "$run_dir/fleet.log"
 fleet_status=${PIPESTATUS[0]}
@@ -127,7 +137,7 @@ case $fleet_status in
   *) echo "run-demo: roller-fleet failed (exit $fleet_status); see $run_dir/fleet.log" >&2 ;;
 esac
 
-ctl() { "$bin/tools/rollerctl/rollerctl" --server "127.0.0.1:$grpc_port" "$@"; }
+ctl() { "$bin/tools/rollerctl/rollerctl" --server "127.0.0.1:$grpc_port" --token-file "$run_dir/token-admin" "$@"; }
 step "What ingestd stored, per device (rollerctl list)"
 ctl list
 step "The first events of roller R-0001 (rollerctl history R-0001 --limit 12)"
@@ -143,6 +153,10 @@ step "The recall it started (rollerctl recall S-01:3)"
 ctl recall S-01:3 || true
 step "Rollers now (locked ones are refused until an administrator runs rollerctl unlock)"
 ctl list --kind roller
+step "One roller's whole trail (rollerctl trail roller R-0008)"
+ctl trail roller R-0008
+step "Nothing was changed afterwards (rollerctl verify)"
+ctl verify || true
 
 metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v '^#' || true; }
 step "Ingest figures (from ingestd's /metrics)"
@@ -157,7 +171,8 @@ cat <<INFO
   Prometheus: prometheus --config.file=deploy/prometheus/prometheus.yml (alert rules in deploy/prometheus/)
   Grafana:   copy dashboards/provisioning/* into /etc/grafana/provisioning/ and point the dashboard
              provider at dashboards/ (three dashboards; docs/OBSERVABILITY.md step by step)
-  gRPC:      127.0.0.1:$grpc_port with server reflection (grpcurl -plaintext 127.0.0.1:$grpc_port list)
+  gRPC:      127.0.0.1:$grpc_port with server reflection; bearer tokens per role in $run_dir/token-*
+             e.g. rollerctl --server 127.0.0.1:$grpc_port --token-file $run_dir/token-auditor violations
   Data/logs: $run_dir
 INFO
 

@@ -7,7 +7,7 @@
 
 namespace rollertrace::edge {
 
-absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address,
+absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address, const std::string& token,
                                        const std::vector<rollertrace::v1::Device>& devices) {
   auto channel = grpc::CreateChannel(ingestd_address, grpc::InsecureChannelCredentials());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
@@ -18,6 +18,7 @@ absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address,
   for (const auto& device : devices) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
     rollertrace::v1::RegisterRequest request;
     *request.mutable_device() = device;
     rollertrace::v1::Device response;

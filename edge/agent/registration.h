@@ -12,7 +12,8 @@ namespace rollertrace::edge {
 
 // Registers each device; ones already registered are left as they are.
 // Returns how many were new.
-absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address,
+// `token`: an admin bearer token, or empty when ingestd runs without access control.
+absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address, const std::string& token,
                                        const std::vector<rollertrace::v1::Device>& devices);
 
 }  // namespace rollertrace::edge

@@ -2,6 +2,7 @@
 // demo and for load. Each device has its own MQTT connection and spool.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 
 #include "agent/fleet.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   rollertrace::edge::FleetOptions fleet_options;
   std::string spool_dir = "./data/fleet-spool";
   std::string register_with;
+  std::string token;
   std::string metrics_listen = "127.0.0.1:9467";
   double rate = 500;
   int duration_s = 0;
@@ -57,6 +59,9 @@ int main(int argc, char** argv) {
   app.add_option("--spool-dir", spool_dir, "Durable spool directory")->capture_default_str();
   app.add_option("--register-with", register_with,
                  "ingestd address: register the simulated devices there first (existing ones are kept)");
+  std::string token_file;
+  app.add_option("--token-file", token_file, "File holding an admin bearer token, for --register-with")
+      ->check(CLI::ExistingFile);
   app.add_option("--ack-timeout-ms", ack_timeout_ms, "Resend unacknowledged events after this long")
       ->capture_default_str()
       ->check(CLI::Range(100, 600000));
@@ -76,6 +81,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!std::getline(in, token) || token.empty()) {
+      std::cerr << "roller-fleet: --token-file: cannot read a token from " << token_file << std::endl;
+      return 2;
+    }
+  }
   fleet_options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   fleet_options.decision_timeout = std::chrono::milliseconds(decision_timeout_ms);
   fleet_options.authorize = !no_authorize;
@@ -86,7 +98,7 @@ int main(int argc, char** argv) {
   std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days
             << " days, " << clinic.events().size() << " events (seed " << sim.seed << ")" << std::endl;
   if (!register_with.empty()) {
-    auto added = rollertrace::edge::RegisterDevices(register_with, clinic.devices());
+    auto added = rollertrace::edge::RegisterDevices(register_with, token, clinic.devices());
     if (!added.ok()) {
       std::cerr << "roller-fleet: " << added.status().message() << std::endl;
       return 1;

@@ -122,6 +122,7 @@ void Bridge::RunAuthorizer() {
     }
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!options_.ingestd_token.empty()) context.AddMetadata("authorization", "Bearer " + options_.ingestd_token);
     rollertrace::v1::Decision decision;
     grpc::Status s = stub->AuthorizeUse(&context, request, &decision);
     if (!s.ok()) {
@@ -180,15 +181,24 @@ void Bridge::RunForwarder() {
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
       continue;
     }
-    backoff = std::chrono::milliseconds(100);
     stream_restarts_.Increment();
+    const auto opened = std::chrono::steady_clock::now();
     ServeStream(*stub);
-    if (!stopping_) std::cerr << "mqtt-bridge: stream to ingestd ended, reopening" << std::endl;
+    if (stopping_) break;
+    std::cerr << "mqtt-bridge: stream to ingestd ended, reopening" << std::endl;
+    // A stream refused at once (ingestd refusing our token, say) must not spin.
+    if (std::chrono::steady_clock::now() - opened < std::chrono::seconds(1)) {
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    } else {
+      backoff = std::chrono::milliseconds(100);
+    }
   }
 }
 
 void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   grpc::ClientContext context;
+  if (!options_.ingestd_token.empty()) context.AddMetadata("authorization", "Bearer " + options_.ingestd_token);
   auto stream = stub.Ingest(&context);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -263,7 +273,10 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   }
   context.TryCancel();
   reader.join();
-  stream->Finish();
+  grpc::Status status = stream->Finish();
+  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED && !stopping_) {
+    std::cerr << "mqtt-bridge: ingestd ended the stream: " << status.error_message() << std::endl;
+  }
 }
 
 void Bridge::HandleResponse(const IngestResponse& response) {

@@ -33,6 +33,8 @@ struct BridgeOptions {
   // Shared-subscription group; bridges in one group split the devices' messages.
   std::string share_group = "ingest";
   std::string ingestd_address = "127.0.0.1:50051";
+  // Bearer token of role "device" for ingestd; empty when it runs without access control.
+  std::string ingestd_token;
   size_t max_payload_bytes = codec::kDefaultMaxPayloadBytes;
   // Events per gRPC request, and how long to wait to fill one.
   size_t max_request_events = 2048;

@@ -20,12 +20,11 @@ int main(int argc, char** argv) {
   app.add_option("--mqtt", options.mqtt_uri, "Broker URI")->capture_default_str();
   app.add_option("--client-id", options.mqtt_client_id, "MQTT client id (unique per bridge)")->capture_default_str();
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
-  app.add_option("--mqtt-password-file", options.mqtt_password, "File holding the broker password")
-      ->check(CLI::ExistingFile)
-      ->each([&](const std::string& path) {
-        std::ifstream in(path);
-        std::getline(in, options.mqtt_password);
-      });
+  std::string password_file, token_file;
+  app.add_option("--mqtt-password-file", password_file, "File holding the broker password")
+      ->check(CLI::ExistingFile);
+  app.add_option("--token-file", token_file, "File holding the bearer token (role device) for ingestd")
+      ->check(CLI::ExistingFile);
   app.add_option("--share-group", options.share_group, "Shared-subscription group")->capture_default_str();
   app.add_option("--ingestd", options.ingestd_address, "ingestd gRPC address")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
@@ -36,6 +35,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   CLI11_PARSE(app, argc, argv);
+  for (auto [path, into] : {std::pair{&password_file, &options.mqtt_password}, {&token_file, &options.ingestd_token}}) {
+    if (path->empty()) continue;
+    std::ifstream in(*path);
+    if (!std::getline(in, *into) || into->empty()) {
+      std::cerr << "mqtt-bridge: cannot read " << *path << "\n";
+      return 2;
+    }
+  }
 
   auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
   if (!metrics.ok()) {

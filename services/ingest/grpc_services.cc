@@ -17,8 +17,9 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* /*context*/,
+grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
                                        grpc::ServerReaderWriter<IngestResponse, IngestRequest>* stream) {
+  if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "Ingest"); !denied.ok()) return denied;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::future<IngestResponse>> pending;
@@ -59,38 +60,43 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
-grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext*, const IngestRequest* request,
+grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext* context, const IngestRequest* request,
                                             IngestResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "IngestBatch"); !denied.ok()) return denied;
   *response = committer_.Submit(*request).get();
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryServiceImpl::Register(grpc::ServerContext*, const rollertrace::v1::RegisterRequest* request,
+grpc::Status RegistryServiceImpl::Register(grpc::ServerContext* context, const rollertrace::v1::RegisterRequest* request,
                                            rollertrace::v1::Device* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Register"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::Device> device = store_.Register(request->device(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
   *response = *device;
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryServiceImpl::Get(grpc::ServerContext*, const rollertrace::v1::GetDeviceRequest* request,
+grpc::Status RegistryServiceImpl::Get(grpc::ServerContext* context, const rollertrace::v1::GetDeviceRequest* request,
                                       rollertrace::v1::DeviceRecord* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Get"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::DeviceRecord> record = store_.GetDevice(request->device_id());
   if (!record.ok()) return ToGrpc(record.status());
   *response = *record;
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryServiceImpl::List(grpc::ServerContext*, const rollertrace::v1::ListDevicesRequest* request,
+grpc::Status RegistryServiceImpl::List(grpc::ServerContext* context, const rollertrace::v1::ListDevicesRequest* request,
                                        rollertrace::v1::ListDevicesResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "List"); !denied.ok()) return denied;
   absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> records = store_.ListDevices(request->kind());
   if (!records.ok()) return ToGrpc(records.status());
   for (auto& r : *records) *response->add_devices() = std::move(r);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext*, const rollertrace::v1::RetireRequest* request,
+grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext* context, const rollertrace::v1::RetireRequest* request,
                                          rollertrace::v1::Device* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Retire"); !denied.ok()) return denied;
   if (request->reason().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a retirement needs a reason");
   }
@@ -100,8 +106,9 @@ grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext*, const rollertrace
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext*, const rollertrace::v1::UnlockRequest* request,
+grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext* context, const rollertrace::v1::UnlockRequest* request,
                                          rollertrace::v1::Device* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Unlock"); !denied.ok()) return denied;
   rollertrace::v1::Command command;
   absl::StatusOr<rollertrace::v1::Device> device =
       store_.Unlock(request->device_id(), request->reason(), request->by(), clock_(), &command);
@@ -111,8 +118,9 @@ grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext*, const rollertrace
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext*, const rollertrace::v1::AuthorizeRequest* request,
+grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext* context, const rollertrace::v1::AuthorizeRequest* request,
                                                  rollertrace::v1::Decision* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "AuthorizeUse"); !denied.ok()) return denied;
   if (absl::Status s = codec::ValidateDeviceId(request->device_id()); !s.ok()) return ToGrpc(s);
   rollertrace::v1::AuthorizeRequest req = *request;
   auto* session = req.mutable_session();
@@ -131,8 +139,9 @@ grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext*, const rol
 }
 
 grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
-    grpc::ServerContext*, const rollertrace::v1::BiologicalIndicatorRequest* request,
+    grpc::ServerContext* context, const rollertrace::v1::BiologicalIndicatorRequest* request,
     rollertrace::v1::BiologicalIndicatorResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "RecordBiologicalIndicator"); !denied.ok()) return denied;
   absl::StatusOr<store::BiologicalIndicatorOutcome> outcome = store_.RecordBiologicalIndicator(*request, clock_());
   if (!outcome.ok()) return ToGrpc(outcome.status());
   metrics_.bi_results.Add({{"result", request->result() == rollertrace::v1::INDICATOR_PASS ? "pass" : "fail"}})
@@ -146,17 +155,19 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext* context, const rollertrace::v1::CycleRequest* request,
                                              rollertrace::v1::CycleRecord* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetCycle"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::CycleRecord> c = store_.GetCycle(request->steriliser_id(), request->cycle_number());
   if (!c.ok()) return ToGrpc(c.status());
   *response = *c;
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext*,
+grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext* context,
                                                    const rollertrace::v1::ViolationsRequest* request,
                                                    rollertrace::v1::ViolationsResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "ListViolations"); !denied.ok()) return denied;
   store::ViolationFilter f;
   f.from_unix_ms = request->from_unix_ms();
   f.to_unix_ms = request->to_unix_ms();
@@ -169,26 +180,29 @@ grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::Recall(grpc::ServerContext*, const rollertrace::v1::RecallRequest* request,
+grpc::Status ComplianceServiceImpl::Recall(grpc::ServerContext* context, const rollertrace::v1::RecallRequest* request,
                                            rollertrace::v1::RecallReport* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Recall"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::RecallReport> r = store_.GetRecall(request->steriliser_id(), request->cycle_number());
   if (!r.ok()) return ToGrpc(r.status());
   *response = *r;
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext*,
+grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext* context,
                                                    const rollertrace::v1::RollerTrailRequest* request,
                                                    rollertrace::v1::RollerTrail* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetRollerTrail"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.RollerTrail(request->device_id());
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext*,
+grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context,
                                                     const rollertrace::v1::PatientTrailRequest* request,
                                                     rollertrace::v1::PatientTrail* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetPatientTrail"); !denied.ok()) return denied;
   std::string pseudonym = request->patient_pseudonym();
   if (!request->patient_ref().empty()) pseudonym = pseudonymizer_.Pseudonym(request->patient_ref());
   if (pseudonym.empty()) {
@@ -200,24 +214,27 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext*, const rollertrace::v1::VerifyRequest* request,
+grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext* context, const rollertrace::v1::VerifyRequest* request,
                                            rollertrace::v1::VerifyReport* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Verify"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
+grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext* context, const rollertrace::v1::CycleRequest* request,
                                                   rollertrace::v1::CycleTrail* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetCycleTrail"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.CycleTrail(request->steriliser_id(), request->cycle_number());
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::History(grpc::ServerContext*, const rollertrace::v1::HistoryRequest* request,
+grpc::Status ComplianceServiceImpl::History(grpc::ServerContext* context, const rollertrace::v1::HistoryRequest* request,
                                             rollertrace::v1::HistoryResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "History"); !denied.ok()) return denied;
   if (absl::Status s = store_.GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);
   absl::StatusOr<rollertrace::v1::HistoryResponse> history =
       store_.History(request->device_id(), request->from_sequence(), request->limit());
@@ -226,8 +243,9 @@ grpc::Status ComplianceServiceImpl::History(grpc::ServerContext*, const rollertr
   return grpc::Status::OK;
 }
 
-grpc::Status ComplianceServiceImpl::Gaps(grpc::ServerContext*, const rollertrace::v1::GapsRequest* request,
+grpc::Status ComplianceServiceImpl::Gaps(grpc::ServerContext* context, const rollertrace::v1::GapsRequest* request,
                                          rollertrace::v1::GapsResponse* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Gaps"); !denied.ok()) return denied;
   absl::StatusOr<std::vector<rollertrace::v1::Gap>> gaps = store_.Gaps(request->device_id());
   if (!gaps.ok()) return ToGrpc(gaps.status());
   for (auto& g : *gaps) *response->add_gaps() = std::move(g);

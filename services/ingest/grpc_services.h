@@ -3,6 +3,7 @@
 
 #include <functional>
 
+#include "ingest/access.h"
 #include "ingest/group_committer.h"
 #include "rollertrace/v1/services.grpc.pb.h"
 #include "store/event_store.h"
@@ -11,7 +12,8 @@ namespace rollertrace::ingest {
 
 class IngestServiceImpl final : public rollertrace::v1::IngestService::Service {
  public:
-  explicit IngestServiceImpl(GroupCommitter& committer) : committer_(committer) {}
+  IngestServiceImpl(GroupCommitter& committer, const AccessControl& access)
+      : committer_(committer), access_(access) {}
 
   // Reads and answers concurrently: requests keep flowing while earlier ones
   // wait for their commit; responses keep request order.
@@ -23,12 +25,14 @@ class IngestServiceImpl final : public rollertrace::v1::IngestService::Service {
 
  private:
   GroupCommitter& committer_;
+  const AccessControl& access_;
 };
 
 class RegistryServiceImpl final : public rollertrace::v1::RegistryService::Service {
  public:
-  RegistryServiceImpl(store::EventStore& store, GroupCommitter& committer, std::function<int64_t()> clock)
-      : store_(store), committer_(committer), clock_(std::move(clock)) {}
+  RegistryServiceImpl(store::EventStore& store, GroupCommitter& committer, const AccessControl& access,
+                      std::function<int64_t()> clock)
+      : store_(store), committer_(committer), access_(access), clock_(std::move(clock)) {}
 
   grpc::Status Register(grpc::ServerContext*, const rollertrace::v1::RegisterRequest* request,
                         rollertrace::v1::Device* response) override;
@@ -44,6 +48,7 @@ class RegistryServiceImpl final : public rollertrace::v1::RegistryService::Servi
  private:
   store::EventStore& store_;
   GroupCommitter& committer_;
+  const AccessControl& access_;
   std::function<int64_t()> clock_;
 };
 
@@ -51,9 +56,10 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
  public:
   ComplianceServiceImpl(store::EventStore& store, GroupCommitter& committer,
                         const pseudonym::Pseudonymizer& pseudonymizer, IngestMetrics& metrics,
-                        std::function<int64_t()> clock)
+                        const AccessControl& access, std::function<int64_t()> clock)
       : store_(store),
         committer_(committer),
+        access_(access),
         pseudonymizer_(pseudonymizer),
         metrics_(metrics),
         clock_(std::move(clock)) {}
@@ -86,6 +92,7 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
  private:
   store::EventStore& store_;
   GroupCommitter& committer_;
+  const AccessControl& access_;
   const pseudonym::Pseudonymizer& pseudonymizer_;
   IngestMetrics& metrics_;
   std::function<int64_t()> clock_;

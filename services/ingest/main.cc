@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   std::string secret_file;
   std::string policy_file;
   int gauge_interval_ms = 1000;
+  std::string tokens_file;
+  bool insecure_no_auth = false;
   int silent_minutes = 15;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
@@ -60,7 +62,16 @@ int main(int argc, char** argv) {
                  "A device not heard from for this long counts in rollertrace_devices_silent")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  app.add_option("--tokens-file", tokens_file,
+                 "Bearer tokens, one '<role> <token>' a line; roles: device (mqtt-bridge: ingest and authorise), "
+                 "auditor (reads), admin (everything)");
+  app.add_flag("--insecure-no-auth", insecure_no_auth,
+               "Serve without access control (local development only; every caller may do everything)");
   CLI11_PARSE(app, argc, argv);
+  if (tokens_file.empty() == !insecure_no_auth) {
+    std::cerr << "ingestd: give exactly one of --tokens-file (access control) and --insecure-no-auth\n";
+    return 2;
+  }
 
   rollertrace::store::StoreOptions store_options;
   if (!policy_file.empty()) {
@@ -97,11 +108,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   rollertrace::ingest::IngestMetrics ingest_metrics(**metrics);
+  absl::StatusOr<rollertrace::ingest::AccessControl> access =
+      insecure_no_auth ? rollertrace::ingest::AccessControl::Open(**metrics)
+                       : rollertrace::ingest::AccessControl::FromFile(tokens_file, **metrics);
+  if (!access.ok()) {
+    std::cerr << "ingestd: " << access.status().message() << "\n";
+    return 2;
+  }
+  if (insecure_no_auth) std::cerr << "ingestd: WARNING: access control is off (--insecure-no-auth)" << std::endl;
   auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(**store, *pseudonymizer, ingest_metrics,
                                                                          NowUnixMs);
-  rollertrace::ingest::IngestServiceImpl ingest(*committer);
-  rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, NowUnixMs);
-  rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, NowUnixMs);
+  rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
+  rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, NowUnixMs);
+  rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
+                                                        NowUnixMs);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

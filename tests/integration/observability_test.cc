@@ -123,10 +123,20 @@ TEST(Observability, EveryDashboardQueryIsValidAndReturnsSeries) {
 
   auto fleet = cluster.StartFleet({"--rollers", "4", "--sterilisers", "1", "--days", "21", "--seed", "3",
                                    "--register-with", cluster.ingestd_address(), "--spool-dir",
-                                   cluster.dir() + "/spool", "--rate", "40", "--violation-rate", "0.5",
+                                   cluster.dir() + "/spool", "--rate", "25", "--violation-rate", "0.5",
                                    "--override-rate", "1", "--failing-cycle-rate", "0.2", "--metrics",
                                    "127.0.0.1:" + std::to_string(fleet_port)},
                                   "fleet.log");
+  // The fleet's own metrics must be scraped while it runs (it exits when done).
+  bool fleet_scraped = false;
+  for (int i = 0; i < 200 && !fleet_scraped && fleet->Running(); ++i) {
+    auto j = nlohmann::json::parse(HttpGet(prom_port, "/api/v1/query?query=rollertrace_agent_spool_events"), nullptr,
+                                   false);
+    fleet_scraped = !j.is_discarded() && j.contains("data") && !j["data"]["result"].empty();
+    if (!fleet_scraped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(fleet_scraped) << "Prometheus never scraped roller-fleet while it ran\n"
+                             << ReadFile(cluster.dir() + "/prometheus.log");
   // A worn roller in session, rejects and duplicates, while the fleet runs.
   cluster.Register(Cluster::Roller("DW-1", 540 * 200));
   cluster.Register(Cluster::Steriliser("DW-S"));

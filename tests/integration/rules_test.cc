@@ -70,6 +70,7 @@ class RulesTest : public ::testing::Test {
   std::vector<v1::Violation> Violations(const std::string& device) {
     auto stub = v1::ComplianceService::NewStub(cluster_->channel());
     grpc::ClientContext ctx;
+    cluster_->Authenticate(&ctx);
     v1::ViolationsRequest req;
     req.set_device_id(device);
     v1::ViolationsResponse resp;
@@ -206,6 +207,7 @@ TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
 
   auto stub = v1::ComplianceService::NewStub(cluster_->channel());
   grpc::ClientContext ctx;
+  cluster_->Authenticate(&ctx);
   v1::RecallRequest req;
   req.set_steriliser_id("RC-S");
   req.set_cycle_number(3);
@@ -233,6 +235,38 @@ TEST_F(RulesTest, FailedBiologicalIndicatorRecallsBackToTheLastNegativeOne) {
   EXPECT_NE(out.find("last negative indicator, cycle 1"), std::string::npos) << out;
   EXPECT_NE(out.find("RC-B-s1"), std::string::npos) << out;
   EXPECT_NE(out.find("Rollers locked (2): RC-B RC-D"), std::string::npos) << out;
+}
+
+// Roles: the auditor reads, only an admin writes, the device only ingests and
+// asks; a wrong or missing token is refused and counted.
+TEST_F(RulesTest, AccessNeedsTheRightRole) {
+  SetUpDevices("AC-1");
+  std::string out;
+  const auto as = [&](const std::string& role, std::vector<std::string> args) {
+    std::vector<std::string> argv = {"--token-file", cluster_->TokenFile(role)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return cluster_->Rollerctl(argv, &out);
+  };
+  EXPECT_EQ(as("auditor", {"show", "AC-1"}), 0) << out;
+  EXPECT_EQ(as("auditor", {"retire", "AC-1", "--reason", "x"}), 6) << out;
+  EXPECT_NE(out.find("role auditor may not call Retire"), std::string::npos) << out;
+  EXPECT_EQ(as("device", {"violations"}), 6) << out;
+  EXPECT_NE(out.find("role device may not call ListViolations"), std::string::npos) << out;
+  std::ofstream(cluster_->dir() + "/wrong-token") << "not-a-token-of-this-cluster\n";
+  EXPECT_EQ(cluster_->Rollerctl({"--token-file", cluster_->dir() + "/wrong-token", "show", "AC-1"}, &out), 6) << out;
+  EXPECT_NE(out.find("unknown token"), std::string::npos) << out;
+
+  auto stub = v1::RegistryService::NewStub(cluster_->channel());
+  grpc::ClientContext ctx;
+  v1::GetDeviceRequest req;
+  req.set_device_id("AC-1");
+  v1::DeviceRecord record;
+  EXPECT_EQ(stub->Get(&ctx, req, &record).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  const std::string metrics = HttpGet(cluster_->ingestd_metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "rollertrace_auth_refusals_total{reason=\"forbidden\"}"), 2) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "rollertrace_auth_refusals_total{reason=\"unknown_token\"}"), 1) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "rollertrace_auth_refusals_total{reason=\"missing_token\"}"), 1) << metrics;
 }
 
 // DOMAIN.md's audit questions, one rollerctl command each.

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -18,6 +19,17 @@ Cluster::Cluster(const std::string& name)
       ingestd_metrics_port_(FreePort()),
       bridge_metrics_port_(FreePort()) {
   channel_ = grpc::CreateChannel(ingestd_address(), grpc::InsecureChannelCredentials());
+  std::ofstream tokens(dir_ + "/tokens");
+  for (const char* role : {"device", "auditor", "admin"}) {
+    const std::string token = std::string(role) + "-token-" + std::to_string(getpid()) + "-0123456789";
+    tokens << role << " " << token << "\n";
+    std::ofstream(TokenFile(role)) << token << "\n";
+  }
+}
+
+void Cluster::Authenticate(grpc::ClientContext* context) const {
+  context->AddMetadata("authorization", "Bearer " + std::string("admin-token-") + std::to_string(getpid()) +
+                                            "-0123456789");
 }
 
 Cluster::~Cluster() {
@@ -45,7 +57,7 @@ void Cluster::StartBroker() {
 void Cluster::StartIngestd() {
   ingestd_ = Process::Start({ROLLERTRACE_INGESTD, "--listen", ingestd_address(), "--metrics",
                              "127.0.0.1:" + std::to_string(ingestd_metrics_port_), "--data-dir", ingestd_data_dir(),
-                             "--gauge-interval-ms", "200"},
+                             "--gauge-interval-ms", "200", "--tokens-file", dir_ + "/tokens"},
                             dir_ + "/ingestd.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
   ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");
 }
@@ -53,7 +65,7 @@ void Cluster::StartIngestd() {
 void Cluster::StartBridge() {
   bridge_ = Process::Start({ROLLERTRACE_BRIDGE, "--mqtt", mqtt_uri(), "--ingestd", ingestd_address(), "--metrics",
                             "127.0.0.1:" + std::to_string(bridge_metrics_port_), "--client-id",
-                            "bridge-" + std::to_string(bridge_metrics_port_)},
+                            "bridge-" + std::to_string(bridge_metrics_port_), "--token-file", TokenFile("device")},
                            dir_ + "/bridge.log");
   ASSERT_TRUE(WaitForPort(bridge_metrics_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/bridge.log");
   // Subscribed once it says it is connected.
@@ -89,6 +101,9 @@ void Cluster::KillBridge() {
 std::unique_ptr<Process> Cluster::StartFleet(const std::vector<std::string>& args, const std::string& log_name) {
   std::vector<std::string> argv = {ROLLERTRACE_FLEET, "--mqtt", mqtt_uri()};
   if (std::find(args.begin(), args.end(), "--metrics") == args.end()) argv.insert(argv.end(), {"--metrics", ""});
+  if (std::find(args.begin(), args.end(), "--register-with") != args.end()) {
+    argv.insert(argv.end(), {"--token-file", TokenFile("admin")});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir_ + "/" + log_name);
 }
@@ -103,6 +118,9 @@ int Cluster::Rollerctl(const std::vector<std::string>& args, std::string* out) {
   const std::string log = dir_ + "/rollerctl-out.txt";
   std::remove(log.c_str());
   std::vector<std::string> argv = {ROLLERTRACE_ROLLERCTL, "--server", ingestd_address()};
+  if (std::find(args.begin(), args.end(), "--token-file") == args.end()) {
+    argv.insert(argv.end(), {"--token-file", TokenFile("admin")});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   auto p = Process::Start(argv, log);
   int code = p->Wait(std::chrono::seconds(60));
@@ -142,6 +160,7 @@ void Cluster::Register(const rollertrace::v1::Device& device) {
   auto stub = rollertrace::v1::RegistryService::NewStub(channel_);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  Authenticate(&ctx);
   rollertrace::v1::RegisterRequest req;
   *req.mutable_device() = device;
   rollertrace::v1::Device resp;
@@ -153,6 +172,7 @@ rollertrace::v1::DeviceRecord Cluster::Device(const std::string& device_id) {
   auto stub = rollertrace::v1::RegistryService::NewStub(channel_);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  Authenticate(&ctx);
   rollertrace::v1::GetDeviceRequest req;
   req.set_device_id(device_id);
   rollertrace::v1::DeviceRecord record;
@@ -168,6 +188,7 @@ std::vector<rollertrace::v1::StoredEvent> Cluster::History(const std::string& de
   while (next != 0) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    Authenticate(&ctx);
     rollertrace::v1::HistoryRequest req;
     req.set_device_id(device_id);
     req.set_from_sequence(next);

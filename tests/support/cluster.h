@@ -52,6 +52,11 @@ class Cluster {
   // mosquitto_pub one message (from a file, so binary payloads pass intact).
   void Publish(const std::string& topic, const std::string& payload);
 
+  // Adds the admin bearer token to a call.
+  void Authenticate(grpc::ClientContext* context) const;
+  // Files holding each role's token (one token a file), and ingestd's tokens file.
+  std::string TokenFile(const std::string& role) const { return dir_ + "/token-" + role; }
+
   void Register(const rollertrace::v1::Device& device);
   rollertrace::v1::DeviceRecord Device(const std::string& device_id);
   // Every stored event of a device, in sequence order (all pages).

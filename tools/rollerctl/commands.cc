@@ -20,10 +20,15 @@ using rollertrace::v1::RegistryService;
 std::unique_ptr<grpc::ClientContext> Call(const Context& ctx) {
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + ctx.timeout);
+  if (!ctx.token.empty()) c->AddMetadata("authorization", "Bearer " + ctx.token);
   return c;
 }
 
 int Fail(const Context& ctx, const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    *ctx.err << "rollerctl: not allowed: " << s.error_message() << "\n";
+    return 6;
+  }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     *ctx.err << "rollerctl: cannot reach ingestd: " << s.error_message() << "\n";
     return 3;

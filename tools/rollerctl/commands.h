@@ -17,6 +17,8 @@ struct Context {
   std::shared_ptr<grpc::Channel> channel;
   bool json = false;
   std::chrono::seconds timeout{10};
+  // Bearer token for ingestd; empty when it runs without access control.
+  std::string token;
   std::ostream* out;
   std::ostream* err;
 };

@@ -1,5 +1,7 @@
 // rollerctl: the compliance officer's and administrator's command line.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 
 #include "rollerctl/commands.h"
@@ -15,6 +17,9 @@ int main(int argc, char** argv) {
   int timeout_s = 10;
   app.add_option("--server", server, "ingestd gRPC address")->capture_default_str();
   app.add_flag("--json", json, "Print JSON (protobuf JSON mapping) instead of tables");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "File holding your bearer token (auditor or admin); default: $ROLLERTRACE_TOKEN_FILE");
   app.add_option("--timeout", timeout_s, "Seconds to wait for each call")->capture_default_str()->check(CLI::Range(1, 3600));
 
   rollertrace::v1::Device device;
@@ -121,6 +126,16 @@ int main(int argc, char** argv) {
   ctx.channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
   ctx.json = json;
   ctx.timeout = std::chrono::seconds(timeout_s);
+  if (token_file.empty()) {
+    if (const char* env = std::getenv("ROLLERTRACE_TOKEN_FILE"); env != nullptr) token_file = env;
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, ctx.token)) {
+      std::cerr << "rollerctl: --token-file: cannot read a token from " << token_file << "\n";
+      return 2;
+    }
+  }
   ctx.out = &std::cout;
   ctx.err = &std::cerr;
 

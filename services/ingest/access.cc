@@ -1,0 +1,92 @@
+#include "ingest/access.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "util/cat.h"
+
+namespace rollertrace::ingest {
+namespace {
+
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kDevice:
+      return "device";
+    case Role::kAuditor:
+      return "auditor";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "?";
+}
+
+}  // namespace
+
+AccessControl::AccessControl(std::map<std::string, Role> tokens, bool open, metrics::Metrics& metrics)
+    : tokens_(std::move(tokens)),
+      open_(open),
+      refusals_(&metrics.Counter("rollertrace_auth_refusals_total",
+                                 "gRPC calls refused: missing_token, unknown_token or forbidden")) {}
+
+AccessControl AccessControl::Open(metrics::Metrics& metrics) { return AccessControl({}, true, metrics); }
+
+absl::StatusOr<AccessControl> AccessControl::FromFile(const std::string& path, metrics::Metrics& metrics) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(util::Cat("cannot read the tokens file ", path));
+  std::map<std::string, Role> tokens;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::string role, token, extra;
+    if (!(words >> role)) continue;
+    if (!(words >> token) || (words >> extra)) {
+      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": expected '<role> <token>'"));
+    }
+    Role r;
+    if (role == "device") {
+      r = Role::kDevice;
+    } else if (role == "auditor") {
+      r = Role::kAuditor;
+    } else if (role == "admin") {
+      r = Role::kAdmin;
+    } else {
+      return absl::InvalidArgumentError(
+          util::Cat(path, " line ", n, ": unknown role '", role, "' (device, auditor or admin)"));
+    }
+    if (token.size() < 16) {
+      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": tokens need at least 16 characters"));
+    }
+    tokens[token] = r;
+  }
+  if (tokens.empty()) return absl::InvalidArgumentError(util::Cat(path, ": no tokens"));
+  return AccessControl(std::move(tokens), false, metrics);
+}
+
+grpc::Status AccessControl::Check(const grpc::ServerContext* context, std::initializer_list<Role> allowed,
+                                  const char* call) const {
+  if (open_) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    refusals_->Add({{"reason", "missing_token"}}).Increment();
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing bearer token (authorization: Bearer <token>; rollerctl --token-file)");
+  }
+  std::string value(it->second.data(), it->second.size());
+  const std::string prefix = "Bearer ";
+  const std::string token = value.rfind(prefix, 0) == 0 ? value.substr(prefix.size()) : value;
+  auto role = tokens_.find(token);
+  if (role == tokens_.end()) {
+    refusals_->Add({{"reason", "unknown_token"}}).Increment();
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown token");
+  }
+  for (Role r : allowed) {
+    if (r == role->second) return grpc::Status::OK;
+  }
+  refusals_->Add({{"reason", "forbidden"}}).Increment();
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      util::Cat("role ", RoleName(role->second), " may not call ", call));
+}
+
+}  // namespace rollertrace::ingest
