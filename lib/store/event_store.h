@@ -152,6 +152,8 @@ class EventStore {
     rollertrace::v1::DeviceRecord record;
     std::vector<uint64_t> committed;
     std::vector<rollertrace::v1::Gap> closed_gaps;
+    // Session records written in this batch, by the sequence of their start.
+    std::map<uint64_t, rollertrace::v1::SessionRecord> sessions;
   };
   using TouchedMap = std::map<std::string, Touched>;
   // Applies DOMAIN.md to one new event of `self` (before its counters move).

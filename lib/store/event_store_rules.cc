@@ -145,6 +145,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
                "");
       }
       wb.Put(sessions_, DeviceSequenceKey(event.device_id(), event.sequence()), session.SerializeAsString());
+      self.sessions[event.sequence()] = session;
 
       if (use->bound_patient().empty()) use->set_bound_patient(started.patient_pseudonym());
       use->set_last_session_start_unix_ms(at);
@@ -166,13 +167,23 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
     }
     case Event::kSessionEnded: {
       if (use->open_session_sequence() > 0) {
+        // The start may be in this same batch, not yet on disk.
         SessionRecord session;
-        const std::string key = DeviceSequenceKey(event.device_id(), use->open_session_sequence());
-        absl::StatusOr<bool> found = Read(db_.get(), sessions_, key, &session);
-        if (!found.ok()) return found.status();
-        if (*found) {
+        const uint64_t start_seq = use->open_session_sequence();
+        const std::string key = DeviceSequenceKey(event.device_id(), start_seq);
+        bool found = false;
+        if (auto pending = self.sessions.find(start_seq); pending != self.sessions.end()) {
+          session = pending->second;
+          found = true;
+        } else {
+          absl::StatusOr<bool> on_disk = Read(db_.get(), sessions_, key, &session);
+          if (!on_disk.ok()) return on_disk.status();
+          found = *on_disk;
+        }
+        if (found) {
           session.set_end_unix_ms(at);
           wb.Put(sessions_, key, session.SerializeAsString());
+          self.sessions[start_seq] = session;
         }
       }
       use->set_last_session_end_unix_ms(at);

@@ -175,6 +175,28 @@ TEST_F(EventStoreTest, StateAlwaysMatchesTheStoredEvents) {
   }
 }
 
+TEST_F(EventStoreTest, EndsASessionStartedInTheSameBatch) {
+  EventBatch b;
+  b.set_device_id("R-1");
+  auto* start = b.add_events();
+  start->set_device_id("R-1");
+  start->set_sequence(1);
+  start->set_device_time_unix_ms(1000);
+  start->mutable_session_started()->set_session_id("s1");
+  start->mutable_session_started()->set_patient_pseudonym("p-x");
+  auto* end = b.add_events();
+  end->set_device_id("R-1");
+  end->set_sequence(2);
+  end->set_device_time_unix_ms(2000);
+  end->mutable_session_ended()->set_session_id("s1");
+  Append({b});
+  auto sessions = store_->Sessions("R-1");
+  ASSERT_TRUE(sessions.ok());
+  ASSERT_EQ(sessions->size(), 1u);
+  EXPECT_EQ((*sessions)[0].start_unix_ms(), 1000);
+  EXPECT_EQ((*sessions)[0].end_unix_ms(), 2000);
+}
+
 TEST_F(EventStoreTest, PagesThroughHistory) {
   std::vector<uint64_t> seqs;
   for (uint64_t s = 1; s <= 25; ++s) seqs.push_back(s);
