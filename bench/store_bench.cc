@@ -44,6 +44,18 @@ constexpr int kDevices = 50;
 
 std::string Device(int i) { return "R-" + std::to_string(1000 + i); }
 
+void RegisterDevices(rollertrace::store::EventStore& store) {
+  for (int i = 0; i < kDevices; ++i) {
+    rollertrace::v1::Device d;
+    d.set_device_id(Device(i));
+    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+    d.set_needle_count(540);
+    d.set_needle_length_mm(1.0);
+    d.set_rated_penetrations(1620000);
+    (void)store.Register(d, 1);
+  }
+}
+
 void RawRocksDbWriteBatch(benchmark::State& state) {
   const int batch_size = static_cast<int>(state.range(0));
   auto dir = FreshDir("raw");
@@ -87,15 +99,7 @@ void IngestWritePath(benchmark::State& state) {
     state.SkipWithError("setup failed");
     return;
   }
-  for (int i = 0; i < kDevices; ++i) {
-    rollertrace::v1::Device d;
-    d.set_device_id(Device(i));
-    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
-    d.set_needle_count(540);
-    d.set_needle_length_mm(1.0);
-    d.set_rated_penetrations(1620000);
-    (void)(*store)->Register(d, 1);
-  }
+  RegisterDevices(**store);
   rollertrace::ingest::IngestMetrics ingest_metrics(**metrics);
   rollertrace::ingest::GroupCommitter committer(**store, *pseudonymizer, ingest_metrics,
                                                 [] { return int64_t{1764000000000}; });
@@ -127,15 +131,7 @@ void StoreAppend(benchmark::State& state) {
   const int batch_size = static_cast<int>(state.range(0));
   auto dir = FreshDir("append");
   auto store = rollertrace::store::EventStore::Open(dir.string());
-  for (int i = 0; i < kDevices; ++i) {
-    rollertrace::v1::Device d;
-    d.set_device_id(Device(i));
-    d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
-    d.set_needle_count(540);
-    d.set_needle_length_mm(1.0);
-    d.set_rated_penetrations(1620000);
-    (void)(*store)->Register(d, 1);
-  }
+  RegisterDevices(**store);
   std::map<std::string, uint64_t> next_seq;
   for (auto _ : state) {
     std::map<std::string, rollertrace::v1::EventBatch> batches;

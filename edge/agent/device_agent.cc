@@ -105,14 +105,7 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
     facts.registered = true;
     facts.use.set_bound_patient(bound_patient_ref_);
     if (cache_.device.device_id().empty()) facts.device.set_lifecycle(rollertrace::v1::LIFECYCLE_REGISTERED);
-    rules::SessionRequest req;
-    req.patient_pseudonym = session.patient_ref();
-    req.indication = session.indication();
-    req.area = session.area();
-    req.needle_length_mm = session.needle_length_mm();
-    req.anaesthesia_applied_unix_ms = session.anaesthesia_applied_unix_ms();
-    req.start_unix_ms = start;
-    rules::Decision local = rules::Decide(policy_, facts, req);
+    rules::Decision local = rules::Decide(policy_, facts, rules::RequestFor(session, session.patient_ref(), start));
     result.offline = true;
     result.allowed = local.allowed;
     result.decision.set_device_id(spool_.device_id());

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "util/cat.h"
+#include "util/clock.h"
 
 namespace rollertrace::edge {
 
@@ -230,6 +231,23 @@ std::string Describe(const FleetStats& s) {
                    " resends, ", s.connected, "/", s.devices, " connected; sessions ", s.sessions_allowed,
                    " allowed, ", s.sessions_refused, " refused (", s.overrides, " carried out anyway), ",
                    s.offline_decisions, " decided offline, ", s.locked, " rollers locked");
+}
+
+FleetSupervisor::FleetSupervisor(const Fleet& fleet, FleetMetrics& metrics,
+                                 std::chrono::steady_clock::time_point deadline)
+    : shutdown_(std::make_unique<process::ShutdownWatcher>()),
+      thread_([this, &fleet, &metrics, deadline] {
+        while (!stop_ && !shutdown_->requested() && std::chrono::steady_clock::now() < deadline) {
+          metrics.Update(fleet.Stats(), util::NowUnixMs());
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        }
+        stop_ = true;
+        metrics.Update(fleet.Stats(), util::NowUnixMs());
+      }) {}
+
+FleetSupervisor::~FleetSupervisor() {
+  stop_ = true;
+  thread_.join();
 }
 
 FleetMetrics::FleetMetrics(metrics::Metrics& m)

@@ -18,6 +18,7 @@
 #include "agent/spool.h"
 #include "metrics/metrics.h"
 #include "mqtt/mqtt_client.h"
+#include "process/shutdown.h"
 
 namespace rollertrace::edge {
 
@@ -125,6 +126,28 @@ bool WaitUntilDrained(const Fleet& fleet, const std::atomic<bool>& stop,
 
 // A progress line: "1200 recorded, 1100 acked, 100 pending, 8/8 connected".
 std::string Describe(const FleetStats& stats);
+
+class FleetMetrics;
+
+// Watches a running fleet for the mains: refreshes its metrics four times a
+// second and raises stop() on SIGINT/SIGTERM or once `deadline` passes.
+// REQUIRES: process::BlockShutdownSignals() was called.
+class FleetSupervisor {
+ public:
+  FleetSupervisor(const Fleet& fleet, FleetMetrics& metrics, std::chrono::steady_clock::time_point deadline);
+  // Stops and joins.
+  ~FleetSupervisor();
+  FleetSupervisor(const FleetSupervisor&) = delete;
+  FleetSupervisor& operator=(const FleetSupervisor&) = delete;
+
+  const std::atomic<bool>& stop() const { return stop_; }
+  void Stop() { stop_ = true; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<process::ShutdownWatcher> shutdown_;
+  std::thread thread_;
+};
 
 // The agent-side metrics: spool depth, age of the oldest unacked event,
 // events recorded, published, acked, resends. Call Update() now and then.

@@ -11,13 +11,10 @@
 #include "agent/fleet.h"
 #include "agent/simulator.h"
 #include "process/shutdown.h"
+#include "util/clock.h"
 
 namespace {
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Records JSON lines (one Event each, protobuf JSON mapping, device id and
 // sequence left to the agent). Lines before the spool's cursor were recorded
@@ -47,7 +44,7 @@ absl::StatusOr<uint64_t> PlayJsonLines(std::istream& in, const std::string& devi
       ++*bad_lines;
       continue;
     }
-    if (event.device_time_unix_ms() == 0) event.set_device_time_unix_ms(NowUnixMs());
+    if (event.device_time_unix_ms() == 0) event.set_device_time_unix_ms(rollertrace::util::NowUnixMs());
     if (absl::Status s = fleet.Record(device_id, std::move(event), line_no).status(); !s.ok()) return s;
     ++recorded;
   }
@@ -132,17 +129,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   rollertrace::edge::FleetMetrics fleet_metrics(**metrics);
-  rollertrace::process::ShutdownWatcher shutdown;
   const auto deadline = duration_s > 0 ? std::chrono::steady_clock::now() + std::chrono::seconds(duration_s)
                                        : std::chrono::steady_clock::time_point::max();
-  std::atomic<bool> stop{false};
-  std::thread stopper([&] {
-    while (!stop && !shutdown.requested() && std::chrono::steady_clock::now() < deadline) {
-      fleet_metrics.Update(fleet.Stats(), NowUnixMs());
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    stop = true;
-  });
+  rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);
+  const std::atomic<bool>& stop = supervisor.stop();
   fleet.Start();
   std::cerr << "roller-agent: " << device_id << " (" << kind_name << ") -> " << options.mqtt_uri << ", source "
             << source << ", spool " << spool_dir << std::endl;
@@ -153,7 +143,7 @@ int main(int argc, char** argv) {
     // One roller's course, or one steriliser's cycles for a small clinic, under this device's id.
     sim.rollers = steriliser ? 4 : 1;
     sim.sterilisers = steriliser ? 1 : 0;
-    sim.end_unix_ms = NowUnixMs();
+    sim.end_unix_ms = rollertrace::util::NowUnixMs();
     rollertrace::edge::ClinicSimulator clinic(sim);
     std::vector<rollertrace::edge::SimEvent> mine;
     for (const auto& e : clinic.events()) {
@@ -171,8 +161,6 @@ int main(int argc, char** argv) {
   }
   if (!played.ok()) {
     std::cerr << "roller-agent: " << played.status().message() << std::endl;
-    stop = true;
-    stopper.join();
     return 1;
   }
   std::cerr << "roller-agent: source done, " << *played << " events recorded"
@@ -183,8 +171,7 @@ int main(int argc, char** argv) {
   } else {
     while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  stop = true;
-  stopper.join();
+  supervisor.Stop();
   std::cerr << "roller-agent: " << Describe(fleet.Stats()) << std::endl;
   fleet.Stop();
   return (!exit_when_drained || drained) ? 0 : 3;

@@ -9,12 +9,9 @@
 #include "agent/registration.h"
 #include "agent/simulator.h"
 #include "process/shutdown.h"
+#include "util/clock.h"
 
 namespace {
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,7 +89,7 @@ int main(int argc, char** argv) {
   fleet_options.decision_timeout = std::chrono::milliseconds(decision_timeout_ms);
   fleet_options.authorize = !no_authorize;
   fleet_options.override_seed = sim.seed;
-  if (sim.end_unix_ms == 0) sim.end_unix_ms = NowUnixMs();
+  if (sim.end_unix_ms == 0) sim.end_unix_ms = rollertrace::util::NowUnixMs();
 
   rollertrace::edge::ClinicSimulator clinic(sim);
   std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days
@@ -125,25 +122,16 @@ int main(int argc, char** argv) {
     }
   }
   rollertrace::edge::FleetMetrics fleet_metrics(**metrics);
-  rollertrace::process::ShutdownWatcher shutdown;
   const auto deadline = duration_s > 0 ? std::chrono::steady_clock::now() + std::chrono::seconds(duration_s)
                                        : std::chrono::steady_clock::time_point::max();
-  std::atomic<bool> stop{false};
-  std::thread stopper([&] {
-    while (!stop && !shutdown.requested() && std::chrono::steady_clock::now() < deadline) {
-      fleet_metrics.Update(fleet.Stats(), NowUnixMs());
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    stop = true;
-  });
+  rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);
+  const std::atomic<bool>& stop = supervisor.stop();
   fleet.Start();
   auto played = rollertrace::edge::PlaySimulation(fleet, clinic.events(), rate, stop, [&](size_t i, size_t n) {
     std::cerr << "roller-fleet: source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
   }, [](const std::string& line) { std::cerr << "roller-fleet: " << line << std::endl; });
   if (!played.ok()) {
     std::cerr << "roller-fleet: " << played.status().message() << std::endl;
-    stop = true;
-    stopper.join();
     return 1;
   }
   auto last_line = std::chrono::steady_clock::now();
@@ -153,9 +141,7 @@ int main(int argc, char** argv) {
       last_line = std::chrono::steady_clock::now();
     }
   });
-  stop = true;
-  stopper.join();
-  fleet_metrics.Update(fleet.Stats(), NowUnixMs());
+  supervisor.Stop();
   std::cerr << "roller-fleet: " << (drained ? "done" : "stopped") << "; " << Describe(fleet.Stats()) << std::endl;
   fleet.Stop();
   return drained ? 0 : 3;

@@ -58,6 +58,17 @@ bool Decision::Fired(std::string_view rule) const {
   return std::any_of(hits.begin(), hits.end(), [&](const RuleHit& h) { return h.rule() == rule; });
 }
 
+SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::string patient, int64_t start) {
+  SessionRequest r;
+  r.patient_pseudonym = std::move(patient);
+  r.indication = session.indication();
+  r.area = session.area();
+  r.needle_length_mm = session.needle_length_mm();
+  r.anaesthesia_applied_unix_ms = session.anaesthesia_applied_unix_ms();
+  r.start_unix_ms = start;
+  return r;
+}
+
 double Wear(const RollerFacts& roller) {
   double computed = 0;
   if (roller.device.rated_penetrations() > 0) {

@@ -53,6 +53,11 @@ struct SessionRequest {
   int64_t start_unix_ms = 0;
 };
 
+// The request for a session as a device describes it; `patient` is how the
+// caller compares patients (ingestd: the pseudonym; an offline agent: the
+// clinic's reference, which it has).
+SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::string patient, int64_t start_unix_ms);
+
 struct Decision {
   bool allowed = true;
   std::vector<rollertrace::v1::RuleHit> hits;  // deny rules first, then warn rules

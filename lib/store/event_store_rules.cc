@@ -80,14 +80,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
     case Event::kSessionStarted: {
       const auto& started = event.session_started();
       rules::RollerFacts facts = FactsOf(record);
-      rules::SessionRequest request;
-      request.patient_pseudonym = started.patient_pseudonym();
-      request.indication = started.indication();
-      request.area = started.area();
-      request.needle_length_mm = started.needle_length_mm();
-      request.anaesthesia_applied_unix_ms = started.anaesthesia_applied_unix_ms();
-      request.start_unix_ms = at;
-      rules::Decision verdict = rules::Decide(policy, facts, request);
+      rules::Decision verdict = rules::Decide(policy, facts, rules::RequestFor(started, started.patient_pseudonym(), at));
 
       SessionRecord session;
       session.set_device_id(event.device_id());
@@ -242,14 +235,10 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
   rules::RollerFacts facts;
   if (*found && record.device().kind() == rollertrace::v1::DEVICE_KIND_ROLLER) facts = FactsOf(record);
   const auto& s = request.session();
-  rules::SessionRequest session;
-  session.patient_pseudonym = s.patient_pseudonym();
-  session.indication = s.indication();
-  session.area = s.area();
-  session.needle_length_mm = s.needle_length_mm();
-  session.anaesthesia_applied_unix_ms = s.anaesthesia_applied_unix_ms();
-  session.start_unix_ms = request.start_unix_ms() > 0 ? std::min(request.start_unix_ms(), now + options_.policy.max_clock_skew_ms) : now;
-  rules::Decision verdict = rules::Decide(options_.policy, facts, session);
+  const int64_t start = request.start_unix_ms() > 0
+                            ? std::min(request.start_unix_ms(), now + options_.policy.max_clock_skew_ms)
+                            : now;
+  rules::Decision verdict = rules::Decide(options_.policy, facts, rules::RequestFor(s, s.patient_pseudonym(), start));
   Decision d;
   d.set_decision_id(util::Cat(request.device_id(), "-d", now, "-", ++decision_counter_));
   d.set_device_id(request.device_id());

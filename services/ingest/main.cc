@@ -15,16 +15,13 @@
 #include "ingest/ingest_metrics.h"
 #include "metrics/metrics.h"
 #include "process/shutdown.h"
+#include "util/clock.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rules/policy.h"
 #include "store/event_store.h"
 
 namespace {
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -117,11 +114,11 @@ int main(int argc, char** argv) {
   }
   if (insecure_no_auth) std::cerr << "ingestd: WARNING: access control is off (--insecure-no-auth)" << std::endl;
   auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(**store, *pseudonymizer, ingest_metrics,
-                                                                         NowUnixMs);
+                                                                         rollertrace::util::NowUnixMs);
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
-  rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, NowUnixMs);
+  rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
-                                                        NowUnixMs);
+                                                        rollertrace::util::NowUnixMs);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
