@@ -1,6 +1,8 @@
 #include "agent/spool.h"
 
 #include <rocksdb/db.h>
+
+#include <filesystem>
 #include <rocksdb/write_batch.h>
 
 #include "store/keys.h"
@@ -19,6 +21,9 @@ constexpr uint64_t kMetaSequence = 0;
 absl::StatusOr<std::unique_ptr<SpoolDb>> SpoolDb::Open(const std::string& path) {
   rocksdb::Options options;
   options.create_if_missing = true;
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return absl::UnavailableError(util::Cat("cannot create the spool directory ", path, ": ", ec.message()));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, path, &raw);
   if (!s.ok()) return absl::UnavailableError(util::Cat("cannot open spool at ", path, ": ", s.ToString()));

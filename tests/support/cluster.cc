@@ -48,7 +48,7 @@ void Cluster::StartBroker() {
   const std::string conf = dir_ + "/mosquitto.conf";
   std::ofstream out(conf);
   out << "listener " << mqtt_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
-      << "max_inflight_messages 1024\nmax_queued_messages 100000\nmessage_size_limit 1048576\n";
+      << "max_inflight_messages 1024\nmax_queued_messages 100000\nmax_packet_size 1048576\n";
   out.close();
   broker_ = Process::Start({ROLLERTRACE_MOSQUITTO, "-c", conf}, dir_ + "/mosquitto.log");
   ASSERT_TRUE(WaitForPort(mqtt_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/mosquitto.log");

@@ -20,6 +20,7 @@ using rollertrace::v1::RegistryService;
 std::unique_ptr<grpc::ClientContext> Call(const Context& ctx) {
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + ctx.timeout);
+  c->set_wait_for_ready(true);  // an ingestd still starting gets until the deadline
   if (!ctx.token.empty()) c->AddMetadata("authorization", "Bearer " + ctx.token);
   return c;
 }
