@@ -30,7 +30,8 @@ using rollertrace::v1::SequenceRange;
 
 constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
                                            "sessions", "cycle_sessions", "violations", "decisions", "recalls",
-                                           "patient_sessions", "roller_cycles", "device_violations", "device_log"};
+                                           "patient_sessions", "roller_cycles", "device_violations", "device_log",
+                                           "checkpoints"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -232,6 +233,7 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       roller_cycles_(handles_[11]),
       device_violations_(handles_[12]),
       device_log_(handles_[13]),
+      checkpoints_(handles_[14]),
       options_(std::move(options)) {}
 
 EventStore::~EventStore() {

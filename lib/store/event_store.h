@@ -129,7 +129,12 @@ class EventStore {
 
   // Recomputes the event chain of one device (or all, when empty) from what
   // is on disk and reports the first broken record of each broken device.
-  absl::StatusOr<rollertrace::v1::VerifyReport> Verify(std::string_view device_id) const;
+  // With a trusted public key, the latest signed checkpoint is checked too:
+  // its signature, and that every chain still holds the head it recorded.
+  absl::StatusOr<rollertrace::v1::VerifyReport> Verify(std::string_view device_id,
+                                                       std::string_view trusted_public_key = {}) const;
+  // Signs the heads of every device's chain and stores the checkpoint.
+  absl::Status WriteCheckpoint(const class Signer& signer, int64_t now_unix_ms);
 
   // Cycles whose biological indicator is still pending (or not recorded).
   absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;
@@ -187,6 +192,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* roller_cycles_;
   rocksdb::ColumnFamilyHandle* device_violations_;
   rocksdb::ColumnFamilyHandle* device_log_;
+  rocksdb::ColumnFamilyHandle* checkpoints_;
   StoreOptions options_;
   uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records

@@ -5,6 +5,7 @@
 
 #include "store/event_store.h"
 #include "store/keys.h"
+#include "store/signer.h"
 #include "util/cat.h"
 
 namespace rollertrace::store {
@@ -22,8 +23,54 @@ void Break(rollertrace::v1::VerifyReport* report, const std::string& device, uin
 
 }  // namespace
 
-absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_view only) const {
+absl::Status EventStore::WriteCheckpoint(const Signer& signer, int64_t now) {
+  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices =
+      ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
+  if (!devices.ok()) return devices.status();
+  rollertrace::v1::Checkpoint cp;
+  cp.set_unix_ms(now);
+  for (const auto& d : *devices) {
+    if (d.state().chain_length() == 0) continue;
+    auto* head = cp.add_heads();
+    head->set_device_id(d.device().device_id());
+    head->set_length(d.state().chain_length());
+    head->set_hash(d.state().chain_head());
+  }
+  cp.set_public_key(signer.public_key());
+  cp.set_signature(signer.Sign(cp.SerializeAsString()));
+  std::string key;
+  AppendBigEndian64(&key, static_cast<uint64_t>(now));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  rocksdb::Status s = db_->Put(wo, checkpoints_, key, cp.SerializeAsString());
+  return s.ok() ? absl::OkStatus() : absl::InternalError(util::Cat("write checkpoint: ", s.ToString()));
+}
+
+absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_view only,
+                                                                 std::string_view trusted_public_key) const {
   rollertrace::v1::VerifyReport report;
+  // The latest checkpoint, when a trusted key is given.
+  std::map<std::string, rollertrace::v1::ChainHead> signed_heads;
+  if (!trusted_public_key.empty()) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+    it->SeekToLast();
+    if (it->Valid()) {
+      rollertrace::v1::Checkpoint cp;
+      bool good = cp.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
+      if (good) {
+        rollertrace::v1::Checkpoint unsigned_cp = cp;
+        unsigned_cp.clear_signature();
+        good = cp.public_key() == trusted_public_key &&
+               Signer::Verify(trusted_public_key, unsigned_cp.SerializeAsString(), cp.signature());
+      }
+      if (!good) {
+        Break(&report, "(checkpoint)", 0, 0, "changed",
+              "the latest checkpoint is not signed by this ingestd's key: checkpoints were tampered with");
+      } else {
+        for (const auto& h : cp.heads()) signed_heads[h.device_id()] = h;
+      }
+    }
+  }
   std::vector<rollertrace::v1::DeviceRecord> devices;
   if (only.empty()) {
     absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> all = ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
@@ -100,6 +147,15 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
       ++expected;
     }
     if (broken) continue;
+    if (auto h = signed_heads.find(id); h != signed_heads.end()) {
+      auto at = chain.find(h->second.length());
+      if (at == chain.end() || at->second.second.hash() != h->second.hash()) {
+        Break(&report, id, at == chain.end() ? 0 : at->second.first, h->second.length(), "deleted",
+              util::Cat("the signed checkpoint saw ", h->second.length(),
+                        " records in this chain; the chain on disk no longer holds that head"));
+        continue;
+      }
+    }
     if (expected - 1 != record.state().chain_length() || prev != record.state().chain_head()) {
       Break(&report, id, 0, expected, "deleted",
             util::Cat("the chain ends at position ", expected - 1, " but ", record.state().chain_length(),

@@ -217,7 +217,7 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context
 grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext* context, const rollertrace::v1::VerifyRequest* request,
                                            rollertrace::v1::VerifyReport* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Verify"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id());
+  absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id(), trusted_key_);
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
   return grpc::Status::OK;

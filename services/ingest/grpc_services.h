@@ -81,6 +81,8 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                                rollertrace::v1::PatientTrail* response) override;
   grpc::Status Verify(grpc::ServerContext*, const rollertrace::v1::VerifyRequest* request,
                       rollertrace::v1::VerifyReport* response) override;
+  // Verify also checks the latest checkpoint against this Ed25519 public key.
+  void TrustCheckpointsSignedBy(std::string public_key) { trusted_key_ = std::move(public_key); }
   grpc::Status GetCycleTrail(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
                              rollertrace::v1::CycleTrail* response) override;
 
@@ -96,6 +98,7 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
   const pseudonym::Pseudonymizer& pseudonymizer_;
   IngestMetrics& metrics_;
   std::function<int64_t()> clock_;
+  std::string trusted_key_;
 };
 
 // absl::Status -> grpc::Status with the same code and message.

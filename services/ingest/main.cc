@@ -19,6 +19,7 @@
 #include "pseudonym/pseudonymizer.h"
 #include "rules/policy.h"
 #include "store/event_store.h"
+#include "store/signer.h"
 
 namespace {
 
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
   std::string policy_file;
   int gauge_interval_ms = 1000;
   std::string tokens_file;
+  std::string signing_key_file;
+  int checkpoint_interval_s = 60;
   bool insecure_no_auth = false;
   int silent_minutes = 15;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
@@ -62,6 +65,12 @@ int main(int argc, char** argv) {
   app.add_option("--tokens-file", tokens_file,
                  "Bearer tokens, one '<role> <token>' a line; roles: device (mqtt-bridge: ingest and authorise), "
                  "auditor (reads), admin (everything)");
+  app.add_option("--signing-key", signing_key_file,
+                 "Ed25519 private key (PEM; created if missing) that signs checkpoints of every device's hash "
+                 "chain; rollerctl verify then checks them too");
+  app.add_option("--checkpoint-interval-s", checkpoint_interval_s, "Seconds between signed checkpoints")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   app.add_flag("--insecure-no-auth", insecure_no_auth,
                "Serve without access control (local development only; every caller may do everything)");
   CLI11_PARSE(app, argc, argv);
@@ -120,6 +129,16 @@ int main(int argc, char** argv) {
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
                                                         rollertrace::util::NowUnixMs);
 
+  std::unique_ptr<rollertrace::store::Signer> signer;
+  if (!signing_key_file.empty()) {
+    auto loaded = rollertrace::store::Signer::LoadOrCreate(signing_key_file);
+    if (!loaded.ok()) {
+      std::cerr << "ingestd: " << loaded.status().message() << "\n";
+      return 2;
+    }
+    signer = std::make_unique<rollertrace::store::Signer>(std::move(*loaded));
+    compliance.TrustCheckpointsSignedBy(signer->public_key());
+  }
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -139,10 +158,22 @@ int main(int argc, char** argv) {
   std::cerr << "ingestd: serving gRPC on " << listen << ", metrics on "
             << (metrics_listen.empty() ? "(off)" : metrics_listen) << ", store " << data_dir << std::endl;
 
-  int sig = rollertrace::process::WaitForShutdownSignal();
+  auto checkpoint = [&] {
+    if (!signer) return;
+    if (absl::Status s = (*store)->WriteCheckpoint(*signer, rollertrace::util::NowUnixMs()); !s.ok()) {
+      std::cerr << "ingestd: checkpoint failed: " << s.message() << std::endl;
+    }
+  };
+  int sig = 0;
+  while (sig == 0) {
+    sig = rollertrace::process::WaitForShutdownSignal(
+        signer ? std::chrono::milliseconds(checkpoint_interval_s * 1000) : std::chrono::milliseconds::zero());
+    if (sig == 0) checkpoint();
+  }
   std::cerr << "ingestd: signal " << sig << ", shutting down" << std::endl;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   committer.reset();  // answers and commits what is queued
+  checkpoint();
   gauges.reset();
   std::cerr << "ingestd: stopped" << std::endl;
   return 0;

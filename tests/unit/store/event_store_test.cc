@@ -238,6 +238,9 @@ TEST_F(EventStoreTest, RetiresForGood) {
 #include <rocksdb/db.h>
 
 #include "store/keys.h"
+#include "store/signer.h"
+
+#include <map>
 
 namespace rollertrace::store {
 namespace {
@@ -262,17 +265,17 @@ class TamperTest : public EventStoreTest {
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.string(), cfs, &handles, &db).ok());
-    rocksdb::ColumnFamilyHandle* events = nullptr;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "events") events = handles[i];
-    }
-    change(db, events);
+    std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
+    for (size_t i = 0; i < names.size(); ++i) by_name[names[i]] = handles[i];
+    cfs_ = by_name;
+    change(db, by_name["events"]);
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     delete db;
     Reopen();
   }
-  rollertrace::v1::ChainBreak FirstBreak() {
-    auto report = store_->Verify("");
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;  // valid inside Tamper's change only
+  rollertrace::v1::ChainBreak FirstBreak(std::string_view key = {}) {
+    auto report = store_->Verify("", key);
     EXPECT_TRUE(report.ok());
     EXPECT_FALSE(report->intact());
     EXPECT_EQ(report->breaks_size(), 1);
@@ -352,6 +355,71 @@ TEST_F(TamperTest, NamesTwoRecordsSwappedWithTheirSequencesRewritten) {
   auto b = FirstBreak();
   EXPECT_EQ(b.problem(), "changed");
   EXPECT_EQ(b.sequence(), 2u);
+}
+
+}  // namespace
+}  // namespace rollertrace::store
+
+namespace rollertrace::store {
+namespace {
+
+TEST_F(TamperTest, ASignedCheckpointCatchesARewrittenTail) {
+  // Cut the latest record and rewrite the device's head to match: the chain on
+  // its own still verifies, the signed checkpoint does not.
+  const std::string key_file = (dir_.parent_path() / ("signing-" + std::to_string(getpid()) + ".pem")).string();
+  std::filesystem::remove(key_file);
+  auto signer = Signer::LoadOrCreate(key_file);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  Reopen();
+  ASSERT_TRUE(store_->WriteCheckpoint(*signer, 9000).ok());
+  ASSERT_TRUE(store_->Verify("", signer->public_key())->intact());
+  store_.reset();
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, DeviceSequenceKey("R-1", 8), &value).ok());
+    rollertrace::v1::StoredEvent seventh;  // chain position 7 is sequence 8 (7 arrived late)
+    ASSERT_TRUE(seventh.ParseFromString(value));
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), events, DeviceSequenceKey("R-1", 7)).ok());
+    std::string device;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &device).ok());
+    rollertrace::v1::DeviceRecord record;
+    ASSERT_TRUE(record.ParseFromString(device));
+    record.mutable_state()->set_chain_length(7);
+    record.mutable_state()->set_chain_head(seventh.hash());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", record.SerializeAsString()).ok());
+  });
+  EXPECT_TRUE(store_->Verify("")->intact()) << "without the checkpoint the cut is invisible";
+  auto b = FirstBreak(signer->public_key());
+  EXPECT_EQ(b.device_id(), "R-1");
+  EXPECT_EQ(b.problem(), "deleted");
+  EXPECT_EQ(b.chain_index(), 8u);
+  std::filesystem::remove(key_file);
+}
+
+TEST_F(TamperTest, AForgedCheckpointIsRefused) {
+  const std::string key_file = (dir_.parent_path() / ("signing2-" + std::to_string(getpid()) + ".pem")).string();
+  std::filesystem::remove(key_file);
+  auto signer = Signer::LoadOrCreate(key_file);
+  ASSERT_TRUE(signer.ok());
+  Reopen();
+  ASSERT_TRUE(store_->WriteCheckpoint(*signer, 9000).ok());
+  store_.reset();
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs_["checkpoints"]));
+    it->SeekToLast();
+    ASSERT_TRUE(it->Valid());
+    rollertrace::v1::Checkpoint cp;
+    ASSERT_TRUE(cp.ParseFromString(it->value().ToString()));
+    cp.mutable_heads(0)->set_length(3);  // pretend the chain was shorter
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["checkpoints"], it->key(), cp.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak(signer->public_key());
+  EXPECT_EQ(b.device_id(), "(checkpoint)");
+  // The key survives a restart: loading it again gives the same public key.
+  auto again = Signer::LoadOrCreate(key_file);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->public_key(), signer->public_key());
+  std::filesystem::remove(key_file);
 }
 
 }  // namespace
