@@ -14,14 +14,6 @@
 namespace rollertrace::testing {
 namespace {
 
-constexpr int64_t kDay = 24 * 3600 * 1000LL;
-constexpr int64_t kHour = 3600 * 1000LL;
-
-int64_t Now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // A Prometheus scraping the cluster (and a fleet, if fleet_port) every second
 // with deploy/prometheus's rules, labelling targets clinic="clinic-1" as the
 // shipped scrape config does.

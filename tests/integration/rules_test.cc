@@ -15,14 +15,6 @@
 namespace rollertrace::testing {
 namespace {
 
-constexpr int64_t kDay = 24 * 3600 * 1000LL;
-constexpr int64_t kHour = 3600 * 1000LL;
-
-int64_t Now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool Has(const v1::Decision& d, const std::string& rule) {
   return std::any_of(d.hits().begin(), d.hits().end(), [&](const v1::RuleHit& h) { return h.rule() == rule; });
 }

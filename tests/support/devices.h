@@ -46,6 +46,14 @@ class TestDevice {
   std::vector<rollertrace::v1::Command> commands_;
 };
 
+inline constexpr int64_t kDay = 24 * 3600 * 1000LL;
+inline constexpr int64_t kHour = 3600 * 1000LL;
+// The wall clock in unix ms.
+inline int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Event builders; device times in unix ms.
 rollertrace::v1::Event SessionStart(const std::string& session_id, const std::string& patient_ref, int64_t at,
                                     bool offline = false);
