@@ -39,22 +39,29 @@ std::unique_ptr<Process> StartPrometheus(const Cluster& cluster, int port, int f
   return p;
 }
 
+// Registers the roller (rated for 200 revolutions) and its steriliser, wears
+// the roller out in one session of 250 eight days ago, and sterilises it again
+// two hours ago: the next session start is a worn roller in use.
+void WearOut(Cluster& cluster, TestDevice& roller, TestDevice& steriliser, const std::string& patient) {
+  cluster.Register(Cluster::Roller(roller.id(), 540 * 200));
+  cluster.Register(Cluster::Steriliser(steriliser.id()));
+  const int64_t now = Now();
+  const std::string session = roller.id() + "-s1";
+  steriliser.Send({Cycle(1, {roller.id()}, now - 9 * kDay)});
+  roller.Send({SessionStart(session, patient, now - 8 * kDay), Usage(session, 250, now - 8 * kDay + 60000),
+               SessionEnd(session, now - 8 * kDay + 120000)});
+  steriliser.Send({Cycle(2, {roller.id()}, now - 2 * kHour)});
+}
+
 TEST(Observability, WornRollerInUseFiresWithTheRollersDeviceId) {
   Cluster cluster("prometheus");
   cluster.StartAll();
   const int prom_port = FreePort();
   auto prometheus = StartPrometheus(cluster, prom_port);
 
-  // A roller rated for 200 revolutions, worn out by one session of 250.
-  cluster.Register(Cluster::Roller("PW-1", 540 * 200));
-  cluster.Register(Cluster::Steriliser("PW-S"));
   TestDevice roller(cluster.mqtt_uri(), "PW-1");
   TestDevice steriliser(cluster.mqtt_uri(), "PW-S", "sterilisers");
-  const int64_t now = Now();
-  steriliser.Send({Cycle(1, {"PW-1"}, now - 9 * kDay)});
-  roller.Send({SessionStart("PW-1-s1", "MRN-9", now - 8 * kDay), Usage("PW-1-s1", 250, now - 8 * kDay + 60000),
-               SessionEnd("PW-1-s1", now - 8 * kDay + 120000)});
-  steriliser.Send({Cycle(2, {"PW-1"}, now - 2 * kHour)});
+  WearOut(cluster, roller, steriliser, "MRN-9");
 
   // Nothing fires before the worn roller is in use.
   auto alerts = [&] { return nlohmann::json::parse(HttpGet(prom_port, "/api/v1/alerts"), nullptr, false); };
@@ -130,17 +137,11 @@ TEST(Observability, EveryDashboardQueryIsValidAndReturnsSeries) {
   ASSERT_TRUE(fleet_scraped) << "Prometheus never scraped roller-fleet while it ran\n"
                              << ReadFile(cluster.dir() + "/prometheus.log");
   // A worn roller in session, rejects and duplicates, while the fleet runs.
-  cluster.Register(Cluster::Roller("DW-1", 540 * 200));
-  cluster.Register(Cluster::Steriliser("DW-S"));
   {
     TestDevice roller(cluster.mqtt_uri(), "DW-1");
     TestDevice steriliser(cluster.mqtt_uri(), "DW-S", "sterilisers");
-    const int64_t now = Now();
-    steriliser.Send({Cycle(1, {"DW-1"}, now - 9 * kDay)});
-    roller.Send({SessionStart("DW-1-s1", "MRN-8", now - 8 * kDay), Usage("DW-1-s1", 250, now - 8 * kDay + 60000),
-                 SessionEnd("DW-1-s1", now - 8 * kDay + 120000)});
-    steriliser.Send({Cycle(2, {"DW-1"}, now - 2 * kHour)});
-    roller.Send({SessionStart("DW-1-s2", "MRN-8", now, /*offline=*/true)});
+    WearOut(cluster, roller, steriliser, "MRN-8");
+    roller.Send({SessionStart("DW-1-s2", "MRN-8", Now(), /*offline=*/true)});
   }
   v1::EventBatch again;
   again.set_device_id("DW-1");
