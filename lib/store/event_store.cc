@@ -31,7 +31,7 @@ using rollertrace::v1::SequenceRange;
 constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
                                            "sessions", "cycle_sessions", "violations", "decisions", "recalls",
                                            "patient_sessions", "roller_cycles", "device_violations", "device_log",
-                                           "checkpoints"};
+                                           "checkpoints", "ledger"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -120,7 +120,7 @@ void ApplyEvent(const Event& event, int64_t now, DeviceState* state, std::vector
 }
 
 // SHA-256 of a || b, with OpenSSL's one-shot call (no per-call context or algorithm fetch).
-std::string Sha256(std::string_view a, std::string_view b) {
+std::string Sha256Of(std::string_view a, std::string_view b) {
   std::string input;
   input.reserve(a.size() + b.size());
   input.append(a).append(b);
@@ -156,12 +156,20 @@ void Reject(size_t batch_index, const Event& event, std::string_view reason, std
 
 }  // namespace
 
+std::string Sha256(std::string_view bytes) { return Sha256Of(bytes, {}); }
+
+std::string LedgerHash(const rollertrace::v1::LedgerEntry& entry) {
+  rollertrace::v1::LedgerEntry unhashed = entry;
+  unhashed.clear_hash();
+  return Sha256Of(entry.prev_hash(), unhashed.SerializeAsString());
+}
+
 std::string EventChainHash(std::string_view prev_hash, uint64_t chain_index, int64_t receive_unix_ms,
                            std::string_view event_bytes) {
   std::string head(prev_hash);
   AppendBigEndian64(&head, chain_index);
   AppendBigEndian64(&head, static_cast<uint64_t>(receive_unix_ms));
-  return Sha256(head, event_bytes);
+  return Sha256Of(head, event_bytes);
 }
 
 std::string ChainHash(const rollertrace::v1::StoredEvent& stored) {
@@ -234,6 +242,7 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       device_violations_(handles_[12]),
       device_log_(handles_[13]),
       checkpoints_(handles_[14]),
+      ledger_(handles_[15]),
       options_(std::move(options)) {}
 
 EventStore::~EventStore() {
@@ -263,13 +272,36 @@ absl::StatusOr<bool> EventStore::LoadDeviceForWrite(const std::string& device_id
   return found;
 }
 
-absl::Status EventStore::PutDevice(const DeviceRecord& record) {
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
-  absl::Status s =
-      FromRocks(db_->Put(wo, devices_, record.device().device_id(), record.SerializeAsString()), "write device");
-  if (s.ok()) write_cache_[record.device().device_id()] = record;
-  return s;
+void EventStore::LinkRecord(rocksdb::WriteBatch& wb, DeviceRecord* owner, const std::string& kind,
+                            const std::string& key, std::string content_hash, int64_t now) {
+  DeviceState* state = owner->mutable_state();
+  rollertrace::v1::LedgerEntry entry;
+  entry.set_index(state->records_length() + 1);
+  entry.set_kind(kind);
+  entry.set_key(key);
+  entry.set_content_hash(std::move(content_hash));
+  entry.set_unix_ms(now);
+  entry.set_prev_hash(state->records_head());
+  entry.set_hash(LedgerHash(entry));
+  wb.Put(ledger_, DeviceSequenceKey(owner->device().device_id(), entry.index()), entry.SerializeAsString());
+  state->set_records_length(entry.index());
+  state->set_records_head(entry.hash());
+}
+
+void EventStore::PutRecord(rocksdb::WriteBatch& wb, DeviceRecord* owner, rocksdb::ColumnFamilyHandle* cf,
+                           const std::string& key, const std::string& value, int64_t now) {
+  wb.Put(cf, key, value);
+  LinkRecord(wb, owner, cf->GetName(), key, Sha256(value), now);
+}
+
+void EventStore::StageDevice(rocksdb::WriteBatch& wb, DeviceRecord& record, int64_t now) {
+  const std::string& id = record.device().device_id();
+  const std::string definition = record.device().SerializeAsString();
+  auto before = write_cache_.find(id);
+  if (before == write_cache_.end() || before->second.device().SerializeAsString() != definition) {
+    LinkRecord(wb, &record, devices_->GetName(), id, Sha256(definition), now);
+  }
+  wb.Put(devices_, id, record.SerializeAsString());
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* const> batches, int64_t now) {
@@ -331,10 +363,10 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
   }
 
   for (auto& [id, t] : touched) {
-    wb.Put(devices_, id, t.record.SerializeAsString());
     for (const Gap& gap : t.closed_gaps) {
-      wb.Put(gaps_, DeviceSequenceKey(id, gap.first()), gap.SerializeAsString());
+      PutRecord(wb, &t.record, gaps_, DeviceSequenceKey(id, gap.first()), gap.SerializeAsString(), now);
     }
+    StageDevice(wb, t.record, now);
     if (t.committed.empty()) continue;
     DeviceAck& ack = result.acks.emplace_back();
     ack.set_device_id(id);
@@ -363,8 +395,8 @@ absl::StatusOr<Device> EventStore::Register(Device device, int64_t now) {
   device.clear_retired_unix_ms();
   *record.mutable_device() = device;
   rocksdb::WriteBatch wb;
-  wb.Put(devices_, device.device_id(), record.SerializeAsString());
-  Log(wb, device.device_id(), now, "registered", device.model(), "");
+  Log(wb, &record, now, "registered", device.model(), "");
+  StageDevice(wb, record, now);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   if (absl::Status s = FromRocks(db_->Write(wo, &wb), "register"); !s.ok()) return s;
@@ -386,8 +418,8 @@ absl::StatusOr<Device> EventStore::Retire(std::string_view device_id, std::strin
   device->set_retired_reason(std::string(reason));
   device->set_retired_unix_ms(now);
   rocksdb::WriteBatch wb;
-  wb.Put(devices_, std::string(device_id), record.SerializeAsString());
-  Log(wb, std::string(device_id), now, "retired", std::string(reason), "");
+  Log(wb, &record, now, "retired", std::string(reason), "");
+  StageDevice(wb, record, now);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   if (absl::Status s = FromRocks(db_->Write(wo, &wb), "retire"); !s.ok()) return s;

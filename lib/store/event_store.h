@@ -74,6 +74,9 @@ struct ViolationFilter {
 // Tamper evidence: a stored event's hash is
 // SHA-256(prev_hash || be64(chain_index) || be64(receive_unix_ms) || the event's bytes).
 std::string ChainHash(const rollertrace::v1::StoredEvent& stored);
+// SHA-256 of a record chain entry: over its prev_hash and the entry with `hash` empty.
+std::string LedgerHash(const rollertrace::v1::LedgerEntry& entry);
+std::string Sha256(std::string_view bytes);
 // The StoredEvent bytes for `event`, linked to its device's chain (which advances).
 void EncodeStoredEvent(const rollertrace::v1::Event& event, int64_t receive_unix_ms,
                        rollertrace::v1::DeviceState* state, std::string* out);
@@ -165,17 +168,33 @@ class EventStore {
   // May touch other devices (the rollers of a cycle's load).
   absl::Status ApplyDomain(const rollertrace::v1::Event& event, int64_t now, Touched& self, TouchedMap& touched,
                            rocksdb::WriteBatch& wb, AppendResult* result);
-  // Appends a device log entry (registration, lock, unlock, retirement) to wb.
-  // REQUIRES: write_mu_ held.
-  void Log(rocksdb::WriteBatch& wb, const std::string& device_id, int64_t now, const char* kind,
+  // Appends a device log entry (registration, lock, unlock, retirement) to wb,
+  // chained into `device`'s records. REQUIRES: write_mu_ held.
+  void Log(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* device, int64_t now, const char* kind,
            const std::string& reason, const std::string& by);
+  // Writes a record ingestd owns (session, violation, decision, log entry,
+  // cycle, recall, closed gap) and links it into `owner`'s record chain; the
+  // owner's record must be staged in the same batch afterwards.
+  void PutRecord(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* owner, rocksdb::ColumnFamilyHandle* cf,
+                 const std::string& key, const std::string& value, int64_t now);
+  void LinkRecord(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* owner, const std::string& kind,
+                  const std::string& key, std::string content_hash, int64_t now);
+  // Stages a device record in wb; a changed definition (identity, lifecycle,
+  // retirement) is linked into its record chain first. REQUIRES: write_mu_
+  // held, write_cache_ still holding the record as it was before this batch.
+  void StageDevice(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord& record, int64_t now);
+  // Recomputes one device's record chain; true when intact.
+  bool VerifyRecords(const rollertrace::v1::DeviceRecord& record, const rollertrace::v1::ChainHead* signed_head,
+                     std::map<std::string, std::string>* chained_keys, rollertrace::v1::VerifyReport* report) const;
+  // The record of `device_id` in this write, loaded on first use; nullptr
+  // when the id is not registered. REQUIRES: write_mu_ held.
+  absl::StatusOr<Touched*> Touch(TouchedMap& touched, const std::string& device_id);
   absl::Status RecallFrom(const rollertrace::v1::CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
                           TouchedMap& touched, BiologicalIndicatorOutcome* outcome);
   absl::StatusOr<bool> LoadDevice(std::string_view device_id, rollertrace::v1::DeviceRecord* record) const;
   // REQUIRES: write_mu_ held. The writers' view of device records, kept in
   // memory; updated only after the write that changes a record succeeded.
   absl::StatusOr<bool> LoadDeviceForWrite(const std::string& device_id, rollertrace::v1::DeviceRecord* record);
-  absl::Status PutDevice(const rollertrace::v1::DeviceRecord& record);
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
@@ -193,6 +212,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* device_violations_;
   rocksdb::ColumnFamilyHandle* device_log_;
   rocksdb::ColumnFamilyHandle* checkpoints_;
+  rocksdb::ColumnFamilyHandle* ledger_;
   StoreOptions options_;
   uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records

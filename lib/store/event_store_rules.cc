@@ -127,7 +127,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
           }
         }
         const std::string violation_key = TimeKey(now, event.device_id(), event.sequence(), h.rule());
-        wb.Put(violations_, violation_key, v.SerializeAsString());
+        PutRecord(wb, &record, violations_, violation_key, v.SerializeAsString(), now);
         wb.Put(device_violations_, DeviceSequenceKey(event.device_id(), event.sequence()) + h.rule(), violation_key);
         result->violations.push_back(std::move(v));
       }
@@ -137,7 +137,8 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
                                event.sequence()),
                "");
       }
-      wb.Put(sessions_, DeviceSequenceKey(event.device_id(), event.sequence()), session.SerializeAsString());
+      PutRecord(wb, &record, sessions_, DeviceSequenceKey(event.device_id(), event.sequence()),
+                session.SerializeAsString(), now);
       self.sessions[event.sequence()] = session;
 
       if (use->bound_patient().empty()) use->set_bound_patient(started.patient_pseudonym());
@@ -150,7 +151,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
         Lock(&record, lock_reason, now);
         if (!was_locked) {
           result->commands.push_back(MakeCommand(event.device_id(), "lock", lock_reason, now));
-          Log(wb, event.device_id(), now, "locked", lock_reason, "rollertrace");
+          Log(wb, &record, now, "locked", lock_reason, "rollertrace");
         }
       }
       wb.Put(patient_sessions_, DevicePrefix(started.patient_pseudonym()) +
@@ -175,7 +176,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
         }
         if (found) {
           session.set_end_unix_ms(at);
-          wb.Put(sessions_, key, session.SerializeAsString());
+          PutRecord(wb, &record, sessions_, key, session.SerializeAsString(), now);
           self.sessions[start_seq] = session;
         }
       }
@@ -198,26 +199,21 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       for (auto& r : verdict.reasons) cr.add_failure_reasons(r);
       cr.set_received_unix_ms(now);
       for (const std::string& roller_id : cycle.load()) {
-        auto it = touched.find(roller_id);
-        if (it == touched.end()) {
-          Touched t;
-          absl::StatusOr<bool> found =
-              roller_id == event.device_id() ? false : LoadDeviceForWrite(roller_id, &t.record);
-          if (!found.ok()) return found.status();
-          if (!*found || t.record.device().kind() != rollertrace::v1::DEVICE_KIND_ROLLER) {
-            cr.add_unknown_load(roller_id);
-            continue;
-          }
-          it = touched.emplace(roller_id, std::move(t)).first;
+        absl::StatusOr<Touched*> t = roller_id == event.device_id() ? nullptr : Touch(touched, roller_id);
+        if (!t.ok()) return t.status();
+        if (*t == nullptr || (*t)->record.device().kind() != rollertrace::v1::DEVICE_KIND_ROLLER) {
+          cr.add_unknown_load(roller_id);
+          continue;
         }
-        DeviceRecord& roller = it->second.record;
+        DeviceRecord& roller = (*t)->record;
         rules::ApplyCycle(cr.cycle(), verdict, roller.mutable_state()->mutable_roller());
         wb.Put(roller_cycles_, DeviceSequenceKey(roller_id, static_cast<uint64_t>(cycle.end_unix_ms())) +
                                    DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
                "");
         if (verdict.parameters_passed) SetLifecycle(&roller, rollertrace::v1::LIFECYCLE_STERILE);
       }
-      wb.Put(cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()), cr.SerializeAsString());
+      PutRecord(wb, &record, cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
+                cr.SerializeAsString(), now);
       result->cycles.push_back(std::move(cr));
       break;
     }
@@ -255,13 +251,17 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
     snap->set_total_revolutions(facts.total_revolutions);
   }
   if (*found) {  // decisions about unknown ids are answered, not stored
-    rocksdb::WriteOptions wo;
-    wo.sync = options_.sync;
     std::string key = DevicePrefix(request.device_id());
     AppendBigEndian64(&key, static_cast<uint64_t>(now));
     AppendBigEndian64(&key, decision_counter_);
-    rocksdb::Status st = db_->Put(wo, decisions_, key, d.SerializeAsString());
+    rocksdb::WriteBatch wb;
+    PutRecord(wb, &record, decisions_, key, d.SerializeAsString(), now);
+    StageDevice(wb, record, now);
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    rocksdb::Status st = db_->Write(wo, &wb);
     if (!st.ok()) return absl::InternalError(util::Cat("store decision: ", st.ToString()));
+    write_cache_[request.device_id()] = std::move(record);
   }
   return d;
 }
@@ -292,22 +292,25 @@ absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator
 
   rocksdb::WriteBatch wb;
   TouchedMap touched;
-  wb.Put(cycles_, key, outcome.cycle.SerializeAsString());
+  absl::StatusOr<Touched*> steriliser = Touch(touched, request.steriliser_id());
+  if (!steriliser.ok()) return steriliser.status();
+  if (*steriliser == nullptr) {
+    return absl::FailedPreconditionError(util::Cat("steriliser ", request.steriliser_id(), " is not registered"));
+  }
+  PutRecord(wb, &(*steriliser)->record, cycles_, key, outcome.cycle.SerializeAsString(), now);
   for (const std::string& roller_id : outcome.cycle.cycle().load()) {
-    Touched t;
-    absl::StatusOr<bool> is_roller = LoadDeviceForWrite(roller_id, &t.record);
-    if (!is_roller.ok()) return is_roller.status();
-    if (!*is_roller) continue;
-    auto* last = t.record.mutable_state()->mutable_roller()->mutable_last_cycle();
+    absl::StatusOr<Touched*> t = Touch(touched, roller_id);
+    if (!t.ok()) return t.status();
+    if (*t == nullptr) continue;
+    auto* last = (*t)->record.mutable_state()->mutable_roller()->mutable_last_cycle();
     if (last->steriliser_id() == request.steriliser_id() && last->cycle_number() == request.cycle_number()) {
       last->set_biological_indicator(request.result());
     }
-    touched.emplace(roller_id, std::move(t));
   }
   if (request.result() == rollertrace::v1::INDICATOR_FAIL) {
     if (absl::Status s = RecallFrom(outcome.cycle, now, wb, touched, &outcome); !s.ok()) return s;
   }
-  for (const auto& [id, t] : touched) wb.Put(devices_, id, t.record.SerializeAsString());
+  for (auto& [id, t] : touched) StageDevice(wb, t.record, now);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::Status st = db_->Write(wo, &wb);
@@ -367,27 +370,25 @@ absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rock
       if (!*found) continue;
       session.set_at_risk(true);
       session.set_at_risk_reason(reason);
-      wb.Put(sessions_, key, session.SerializeAsString());
+      absl::StatusOr<Touched*> owner = Touch(touched, session_key->device_id);
+      if (!owner.ok()) return owner.status();
+      if (*owner == nullptr) return absl::DataLossError(util::Cat("session of unregistered ", session_key->device_id));
+      PutRecord(wb, &(*owner)->record, sessions_, key, session.SerializeAsString(), now);
       patients.insert(session.patient_pseudonym());
       *report.add_sessions_at_risk() = std::move(session);
     }
     // Rollers of this load not sterilised again since are locked.
     for (const std::string& roller_id : c.cycle().load()) {
-      auto t = touched.find(roller_id);
-      if (t == touched.end()) {
-        Touched fresh;
-        absl::StatusOr<bool> found = LoadDeviceForWrite(roller_id, &fresh.record);
-        if (!found.ok()) return found.status();
-        if (!*found) continue;
-        t = touched.emplace(roller_id, std::move(fresh)).first;
-      }
-      DeviceRecord& roller = t->second.record;
+      absl::StatusOr<Touched*> t = Touch(touched, roller_id);
+      if (!t.ok()) return t.status();
+      if (*t == nullptr) continue;
+      DeviceRecord& roller = (*t)->record;
       const auto& last = roller.state().roller().last_cycle();
       if (last.steriliser_id() != steriliser || !suspect.count(last.cycle_number())) continue;
       if (Retired(roller) || locked.count(roller_id)) continue;
       if (!Locked(roller)) {
         outcome->commands.push_back(MakeCommand(roller_id, "lock", reason, now));
-        Log(wb, roller_id, now, "locked", reason, "rollertrace");
+        Log(wb, &roller, now, "locked", reason, "rollertrace");
       }
       Lock(&roller, reason, now);
       locked.insert(roller_id);
@@ -395,7 +396,11 @@ absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rock
   }
   for (const auto& p : patients) report.add_patients(p);
   for (const auto& r : locked) report.add_locked_rollers(r);
-  wb.Put(recalls_, DeviceSequenceKey(steriliser, failed_number), report.SerializeAsString());
+  absl::StatusOr<Touched*> owner = Touch(touched, steriliser);
+  if (!owner.ok()) return owner.status();
+  if (*owner == nullptr) return absl::FailedPreconditionError(util::Cat("steriliser ", steriliser, " is not registered"));
+  PutRecord(wb, &(*owner)->record, recalls_, DeviceSequenceKey(steriliser, failed_number), report.SerializeAsString(),
+            now);
   return absl::OkStatus();
 }
 
@@ -421,8 +426,8 @@ absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view devi
   use->clear_lock_reason();
   use->clear_locked_unix_ms();
   rocksdb::WriteBatch wb;
-  wb.Put(devices_, std::string(device_id), record.SerializeAsString());
-  Log(wb, std::string(device_id), now, "unlocked", std::string(reason), std::string(by));
+  Log(wb, &record, now, "unlocked", std::string(reason), std::string(by));
+  StageDevice(wb, record, now);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::Status st = db_->Write(wo, &wb);
@@ -432,8 +437,18 @@ absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view devi
   return record.device();
 }
 
-void EventStore::Log(rocksdb::WriteBatch& wb, const std::string& device_id, int64_t now, const char* kind,
+absl::StatusOr<EventStore::Touched*> EventStore::Touch(TouchedMap& touched, const std::string& device_id) {
+  if (auto it = touched.find(device_id); it != touched.end()) return &it->second;
+  Touched t;
+  absl::StatusOr<bool> found = LoadDeviceForWrite(device_id, &t.record);
+  if (!found.ok()) return found.status();
+  if (!*found) return nullptr;
+  return &touched.emplace(device_id, std::move(t)).first->second;
+}
+
+void EventStore::Log(rocksdb::WriteBatch& wb, DeviceRecord* device, int64_t now, const char* kind,
                      const std::string& reason, const std::string& by) {
+  const std::string& device_id = device->device().device_id();
   rollertrace::v1::DeviceLogEntry entry;
   entry.set_device_id(device_id);
   entry.set_unix_ms(now);
@@ -443,7 +458,7 @@ void EventStore::Log(rocksdb::WriteBatch& wb, const std::string& device_id, int6
   std::string key = DevicePrefix(device_id);
   AppendBigEndian64(&key, static_cast<uint64_t>(now));
   AppendBigEndian64(&key, ++decision_counter_);
-  wb.Put(device_log_, key, entry.SerializeAsString());
+  PutRecord(wb, device, device_log_, key, entry.SerializeAsString(), now);
 }
 
 absl::StatusOr<rollertrace::v1::RollerTrail> EventStore::RollerTrail(std::string_view device_id) const {

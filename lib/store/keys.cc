@@ -52,4 +52,12 @@ std::string TimeKey(int64_t unix_ms, std::string_view device_id, uint64_t sequen
   return key;
 }
 
+std::optional<TimeKeyParts> DecodeTimeKey(std::string_view key) {
+  if (key.size() < 8 + 1 + 8) return std::nullopt;
+  const size_t nul = key.find('\0', 8);
+  if (nul == std::string_view::npos || key.size() < nul + 1 + 8) return std::nullopt;
+  return TimeKeyParts{static_cast<int64_t>(ReadBigEndian64(key)), std::string(key.substr(8, nul - 8)),
+                      ReadBigEndian64(key.substr(nul + 1)), std::string(key.substr(nul + 9))};
+}
+
 }  // namespace rollertrace::store

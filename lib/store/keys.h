@@ -37,5 +37,13 @@ std::string CycleSessionKey(std::string_view steriliser_id, uint64_t cycle, std:
                             uint64_t sequence);
 // be64(unix_ms) device '\0' be64(sequence) suffix: records in time order.
 std::string TimeKey(int64_t unix_ms, std::string_view device_id, uint64_t sequence, std::string_view suffix = {});
+struct TimeKeyParts {
+  int64_t unix_ms;
+  std::string device_id;
+  uint64_t sequence;
+  std::string suffix;
+};
+// Inverse of TimeKey; nullopt for a key not made by it.
+std::optional<TimeKeyParts> DecodeTimeKey(std::string_view key);
 
 }  // namespace rollertrace::store

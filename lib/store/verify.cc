@@ -11,14 +11,44 @@
 namespace rollertrace::store {
 namespace {
 
-void Break(rollertrace::v1::VerifyReport* report, const std::string& device, uint64_t sequence, uint64_t index,
-           const char* problem, std::string detail) {
+rollertrace::v1::ChainBreak* Break(rollertrace::v1::VerifyReport* report, const std::string& device,
+                                   uint64_t sequence, uint64_t index, const char* problem, std::string detail) {
   auto* b = report->add_breaks();
   b->set_device_id(device);
   b->set_sequence(sequence);
   b->set_chain_index(index);
   b->set_problem(problem);
   b->set_detail(std::move(detail));
+  b->set_chain("events");
+  return b;
+}
+
+// A record of ingestd's named for a person, from its column family and key;
+// `sequence` gets the device sequence the record is about, when it has one.
+std::string DescribeRecord(std::string_view kind, std::string_view key, uint64_t* sequence) {
+  *sequence = 0;
+  if (kind == "devices") return util::Cat("the definition of device ", key);
+  if (kind == "violations") {
+    if (auto parts = DecodeTimeKey(key)) {
+      *sequence = parts->sequence;
+      return util::Cat("violation ", parts->suffix, " at sequence ", parts->sequence);
+    }
+  }
+  if (kind == "decisions" || kind == "device_log") {
+    const size_t nul = key.find('\0');
+    if (nul != std::string_view::npos && key.size() >= nul + 17) {
+      return util::Cat(kind == "decisions" ? "decision" : "device log entry", " made at unix ms ",
+                       static_cast<int64_t>(ReadBigEndian64(key.substr(nul + 1, 8))));
+    }
+  }
+  if (auto k = DecodeDeviceSequenceKey(key)) {
+    if (kind == "sessions") *sequence = k->sequence;
+    if (kind == "sessions") return util::Cat("session starting at sequence ", k->sequence);
+    if (kind == "cycles") return util::Cat("cycle ", k->device_id, "#", k->sequence);
+    if (kind == "recalls") return util::Cat("recall of cycle ", k->device_id, "#", k->sequence);
+    if (kind == "gaps") return util::Cat("gap from sequence ", k->sequence);
+  }
+  return util::Cat("a ", kind, " record");
 }
 
 }  // namespace
@@ -30,11 +60,12 @@ absl::Status EventStore::WriteCheckpoint(const Signer& signer, int64_t now) {
   rollertrace::v1::Checkpoint cp;
   cp.set_unix_ms(now);
   for (const auto& d : *devices) {
-    if (d.state().chain_length() == 0) continue;
     auto* head = cp.add_heads();
     head->set_device_id(d.device().device_id());
     head->set_length(d.state().chain_length());
     head->set_hash(d.state().chain_head());
+    head->set_records_length(d.state().records_length());
+    head->set_records_hash(d.state().records_head());
   }
   cp.set_public_key(signer.public_key());
   cp.set_signature(signer.Sign(cp.SerializeAsString()));
@@ -81,9 +112,13 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
     if (!one.ok()) return one.status();
     devices.push_back(std::move(*one));
   }
+  // Every key some record chain vouches for, by "kind\0key" (for the scan for records no chain holds).
+  std::map<std::string, std::string> chained_keys;
   for (const auto& record : devices) {
     const std::string& id = record.device().device_id();
     report.set_devices_checked(report.devices_checked() + 1);
+    auto signed_head = signed_heads.find(id);
+    VerifyRecords(record, signed_head == signed_heads.end() ? nullptr : &signed_head->second, &chained_keys, &report);
     // chain index -> (sequence under which it is stored, the record)
     std::map<uint64_t, std::pair<uint64_t, rollertrace::v1::StoredEvent>> chain;
     bool broken = false;
@@ -147,7 +182,7 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
       ++expected;
     }
     if (broken) continue;
-    if (auto h = signed_heads.find(id); h != signed_heads.end()) {
+    if (auto h = signed_heads.find(id); h != signed_heads.end() && h->second.length() > 0) {
       auto at = chain.find(h->second.length());
       if (at == chain.end() || at->second.second.hash() != h->second.hash()) {
         Break(&report, id, at == chain.end() ? 0 : at->second.first, h->second.length(), "deleted",
@@ -162,8 +197,132 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
                       " records were committed: the latest were removed"));
     }
   }
+  if (only.empty()) {
+    // Records that no chain vouches for were written around ingestd.
+    for (rocksdb::ColumnFamilyHandle* cf : {sessions_, violations_, decisions_, device_log_, cycles_, recalls_, gaps_}) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        const std::string key = it->key().ToString();
+        if (chained_keys.count(util::Cat(cf->GetName(), std::string(1, '\0'), key))) continue;
+        uint64_t sequence = 0;
+        std::string what = DescribeRecord(cf->GetName(), key, &sequence);
+        auto* b = Break(&report, "(unknown)", sequence, 0, "unchained",
+                        util::Cat(what, " is in the store but in no device's record chain: it was added around ingestd"));
+        b->set_chain("records");
+        b->set_record(what);
+        if (cf == violations_) {
+          if (auto parts = DecodeTimeKey(key)) b->set_device_id(parts->device_id);
+        } else if (auto k = DecodeDeviceSequenceKey(key)) {
+          b->set_device_id(k->device_id);
+        } else if (size_t nul = key.find('\0'); nul != std::string::npos) {
+          b->set_device_id(key.substr(0, nul));
+        }
+        break;  // the first of each kind is enough to name
+      }
+    }
+  }
   report.set_intact(report.breaks_size() == 0);
   return report;
+}
+
+}  // namespace rollertrace::store
+
+namespace rollertrace::store {
+
+bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
+                               const rollertrace::v1::ChainHead* signed_head,
+                               std::map<std::string, std::string>* chained_keys,
+                               rollertrace::v1::VerifyReport* report) const {
+  const std::string& id = record.device().device_id();
+  auto fail = [&](uint64_t index, const char* problem, std::string_view kind, std::string_view key,
+                  std::string detail) {
+    uint64_t sequence = 0;
+    std::string what = kind.empty() ? std::string("a record-chain entry") : DescribeRecord(kind, key, &sequence);
+    auto* b = Break(report, id, sequence, index, problem, util::Cat(what, ": ", detail));
+    b->set_chain("records");
+    b->set_record(what);
+    return false;
+  };
+  // "kind\0key" -> (content hash the chain holds last, index of that entry)
+  std::map<std::string, std::pair<std::string, uint64_t>> latest;
+  std::string prev;
+  uint64_t expected = 1;
+  bool intact = true;
+  const std::string prefix = DevicePrefix(id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), ledger_));
+  // After the first break the walk goes on only to learn which records the
+  // chain names, so that they are not reported again as unchained.
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto key = DecodeDeviceSequenceKey(std::string_view(it->key().data(), it->key().size()));
+    rollertrace::v1::LedgerEntry entry;
+    const bool readable = key && entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
+    if (readable) (*chained_keys)[util::Cat(entry.kind(), std::string(1, '\0'), entry.key())] = id;
+    if (!intact) continue;
+    report->set_records_checked(report->records_checked() + 1);
+    if (!readable) {
+      intact = fail(key ? key->sequence : 0, "changed", {}, {}, "the entry is not readable any more");
+    } else if (key->sequence != expected || entry.index() != expected) {
+      intact = key->sequence > expected
+                   ? fail(expected, "deleted", {}, {},
+                          util::Cat("record-chain position ", expected, " was removed (the next entry is position ",
+                                    key->sequence, ")"))
+                   : fail(expected, "reordered", entry.kind(), entry.key(),
+                          util::Cat("record-chain position ", expected, " holds entry ", entry.index()));
+    } else if (entry.prev_hash() != prev || LedgerHash(entry) != entry.hash()) {
+      intact = fail(expected, "changed", entry.kind(), entry.key(),
+                    util::Cat("record-chain entry ", expected, " no longer matches its hash"));
+    } else {
+      latest[util::Cat(entry.kind(), std::string(1, '\0'), entry.key())] = {entry.content_hash(), entry.index()};
+      prev = entry.hash();
+      ++expected;
+    }
+  }
+  if (!intact) return false;
+  const uint64_t length = expected - 1;
+  if (signed_head != nullptr && signed_head->records_length() > 0 &&
+      (length < signed_head->records_length() ||
+       (length == signed_head->records_length() && prev != signed_head->records_hash()))) {
+    return fail(signed_head->records_length(), "deleted", {}, {},
+                util::Cat("the signed checkpoint saw ", signed_head->records_length(),
+                          " entries in this record chain; the chain on disk no longer holds that head"));
+  }
+  if (length != record.state().records_length() || prev != record.state().records_head()) {
+    return fail(expected, "deleted", {}, {},
+                util::Cat("the record chain ends at position ", length, " but ", record.state().records_length(),
+                          " entries were committed: the latest were removed"));
+  }
+  // Every record the chain vouches for must still hold what was written.
+  std::map<std::string, std::string> key_of_content;
+  for (const auto& [kind_key, held] : latest) key_of_content[held.first] = kind_key;
+  for (const auto& [kind_key, held] : latest) {
+    const size_t nul = kind_key.find('\0');
+    const std::string kind = kind_key.substr(0, nul);
+    const std::string key = kind_key.substr(nul + 1);
+    rocksdb::ColumnFamilyHandle* cf = nullptr;
+    for (auto* h : handles_) {
+      if (h->GetName() == kind) cf = h;
+    }
+    if (cf == nullptr) return fail(held.second, "changed", kind, key, "the chain names an unknown kind of record");
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);
+    if (s.IsNotFound()) return fail(held.second, "deleted", kind, key, "the record was removed from the store");
+    if (!s.ok()) return fail(held.second, "changed", kind, key, s.ToString());
+    if (kind == "devices") {
+      rollertrace::v1::DeviceRecord stored;
+      if (stored.ParseFromString(value)) value = stored.device().SerializeAsString();
+    }
+    const std::string actual = Sha256(value);
+    if (actual == held.first) continue;
+    if (auto other = key_of_content.find(actual); other != key_of_content.end()) {
+      uint64_t other_sequence = 0;
+      return fail(held.second, "reordered", kind, key,
+                  util::Cat("it holds the content of ",
+                            DescribeRecord(other->second.substr(0, other->second.find('\0')),
+                                           other->second.substr(other->second.find('\0') + 1), &other_sequence)));
+    }
+    return fail(held.second, "changed", kind, key, "the stored content no longer matches its record-chain entry");
+  }
+  return true;
 }
 
 }  // namespace rollertrace::store

@@ -300,7 +300,8 @@ TEST(Pipeline, VerifyNamesARecordChangedDirectlyInRocksDb) {
   ASSERT_TRUE(Eventually([&] { return cluster.History("V-0001").size() == 4; }));
   std::string out;
   ASSERT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
-  EXPECT_NE(out.find("intact: 4 records"), std::string::npos) << out;
+  // 4 events; the registration's log entry and device definition.
+  EXPECT_NE(out.find("intact: 6 records"), std::string::npos) << out;
 
   cluster.StopIngestd();
   {
@@ -319,13 +320,23 @@ TEST(Pipeline, VerifyNamesARecordChangedDirectlyInRocksDb) {
     ASSERT_TRUE(e.ParseFromString(value));
     e.mutable_event()->mutable_heartbeat()->set_battery_fraction(0.99);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, e.SerializeAsString()).ok());
+    // And one of ingestd's own records: the registration in the device log.
+    auto* log = handles[std::find(names.begin(), names.end(), "device_log") - names.begin()];
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), log));
+    it->Seek(store::DevicePrefix("V-0001"));
+    ASSERT_TRUE(it->Valid());
+    v1::DeviceLogEntry entry;
+    ASSERT_TRUE(entry.ParseFromString(it->value().ToString()));
+    entry.set_unix_ms(entry.unix_ms() - 86'400'000);  // registered a day earlier
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), log, it->key(), entry.SerializeAsString()).ok());
+    it.reset();
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     delete db;
   }
   cluster.StartIngestd();
   EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 5) << out;
-  EXPECT_NE(out.find("V-0001: first broken record sequence 3"), std::string::npos) << out;
-  EXPECT_NE(out.find("changed"), std::string::npos) << out;
+  EXPECT_NE(out.find("V-0001: first broken event sequence 3, chain position 3: changed"), std::string::npos) << out;
+  EXPECT_NE(out.find("V-0001: first broken record device log entry made at unix ms"), std::string::npos) << out;
 }
 
 }  // namespace

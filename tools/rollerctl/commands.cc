@@ -512,12 +512,17 @@ int Verify(const Context& ctx, const std::string& device_id) {
   }
   if (r.intact()) {
     *ctx.out << "intact: " << r.records_checked() << " records of " << r.devices_checked()
-             << " devices recomputed, every chain unbroken\n";
+             << " devices recomputed (events and ingestd's own records), every chain unbroken\n";
     return 0;
   }
-  *ctx.out << "BROKEN: " << r.breaks_size() << " of " << r.devices_checked() << " devices\n";
+  *ctx.out << "BROKEN: " << r.breaks_size() << " broken chain(s) among " << r.devices_checked() << " devices\n";
   for (const auto& b : r.breaks()) {
-    *ctx.out << "  " << b.device_id() << ": first broken record "
+    if (b.chain() == "records") {
+      *ctx.out << "  " << b.device_id() << ": first broken record " << b.record() << ", record-chain position "
+               << b.chain_index() << ": " << b.problem() << " — " << b.detail() << "\n";
+      continue;
+    }
+    *ctx.out << "  " << b.device_id() << ": first broken event "
              << (b.sequence() ? util::Cat("sequence ", b.sequence()) : std::string("(at the end of the chain)"))
              << ", chain position " << b.chain_index() << ": " << b.problem() << " — " << b.detail() << "\n";
   }

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   auto* trail_cycle = trail->add_subcommand("cycle", "A cycle's load and every session that relied on it");
   trail_cycle->add_option("cycle", cycle_text, "<steriliser>:<cycle number>")->required()->check(cycle_check);
 
-  auto* verify = app.add_subcommand("verify", "Recompute every stored event chain; name the first broken record (exit 5)");
+  auto* verify = app.add_subcommand("verify", "Recompute every device's event chain and record chain (sessions, violations, decisions, log, cycles, recalls) and the signed checkpoint; name the first broken record (exit 5)");
   verify->add_option("--device", id, "Only this device");
 
   CLI11_PARSE(app, argc, argv);

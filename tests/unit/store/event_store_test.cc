@@ -278,7 +278,7 @@ class TamperTest : public EventStoreTest {
     auto report = store_->Verify("", key);
     EXPECT_TRUE(report.ok());
     EXPECT_FALSE(report->intact());
-    EXPECT_EQ(report->breaks_size(), 1);
+    EXPECT_EQ(report->breaks_size(), 1) << report->ShortDebugString();
     return report->breaks_size() ? report->breaks(0) : rollertrace::v1::ChainBreak();
   }
 };
@@ -288,7 +288,8 @@ TEST_F(TamperTest, AnUntouchedStoreVerifies) {
   auto report = store_->Verify("");
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->intact()) << report->ShortDebugString();
-  EXPECT_EQ(report->records_checked(), 8u);
+  // 8 events; the registration's log entry and device definition; the closed gap of sequence 7.
+  EXPECT_EQ(report->records_checked(), 11u);
 }
 
 TEST_F(TamperTest, NamesAChangedRecord) {
@@ -420,6 +421,162 @@ TEST_F(TamperTest, AForgedCheckpointIsRefused) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->public_key(), signer->public_key());
   std::filesystem::remove(key_file);
+}
+
+}  // namespace
+}  // namespace rollertrace::store
+
+namespace rollertrace::store {
+namespace {
+
+// ingestd's own records (sessions, violations, decisions, the device log)
+// are chained too: the same intruder changes them.
+class RecordTamperTest : public TamperTest {
+ protected:
+  void SetUp() override {
+    EventStoreTest::SetUp();
+    // Two sessions on a roller never sterilised: each is a violation, the first locks it.
+    EventBatch b;
+    b.set_device_id("R-1");
+    for (uint64_t seq : {1, 2, 3, 4}) {
+      auto* e = b.add_events();
+      e->set_device_id("R-1");
+      e->set_sequence(seq);
+      e->set_device_time_unix_ms(1000 * seq);
+      const std::string session = seq <= 2 ? "s1" : "s2";
+      if (seq % 2 == 1) {
+        e->mutable_session_started()->set_session_id(session);
+        e->mutable_session_started()->set_patient_pseudonym("p-x");
+        e->mutable_session_started()->set_operator_id(seq == 1 ? "op-a" : "op-b");
+      } else {
+        e->mutable_session_ended()->set_session_id(session);
+      }
+    }
+    Append({b});
+    rollertrace::v1::AuthorizeRequest ask;
+    ask.set_device_id("R-1");
+    ask.mutable_session()->set_patient_pseudonym("p-x");
+    ASSERT_TRUE(store_->Authorize(ask, 6000).ok());
+    store_.reset();
+  }
+  // The key of the first record of `cf` belonging to R-1 whose key contains `part`.
+  std::string FindKey(rocksdb::DB* db, const char* cf, const std::string& part = "R-1") {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs_[cf]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().ToString().find(part) != std::string::npos) return it->key().ToString();
+    }
+    ADD_FAILURE() << "no " << cf << " record with " << part;
+    return {};
+  }
+};
+
+TEST_F(RecordTamperTest, AnUntouchedStoreVerifies) {
+  Reopen();
+  auto report = store_->Verify("");
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->intact()) << report->ShortDebugString();
+}
+
+TEST_F(RecordTamperTest, NamesAChangedViolation) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    const std::string key = FindKey(db, "violations");
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["violations"], key, &value).ok());
+    rollertrace::v1::Violation v;
+    ASSERT_TRUE(v.ParseFromString(value));
+    v.set_severity(rollertrace::v1::SEVERITY_WARN);  // play it down
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["violations"], key, v.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.device_id(), "R-1");
+  EXPECT_EQ(b.chain(), "records");
+  EXPECT_EQ(b.problem(), "changed");
+  EXPECT_EQ(b.sequence(), 1u);
+  EXPECT_NE(b.record().find("violation"), std::string::npos) << b.record();
+}
+
+TEST_F(RecordTamperTest, NamesADeletedSession) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs_["sessions"], DeviceSequenceKey("R-1", 3)).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "deleted");
+  EXPECT_EQ(b.sequence(), 3u);
+  EXPECT_EQ(b.record(), "session starting at sequence 3");
+}
+
+TEST_F(RecordTamperTest, NamesTwoSessionsSwapped) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    std::string a, b;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["sessions"], DeviceSequenceKey("R-1", 1), &a).ok());
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["sessions"], DeviceSequenceKey("R-1", 3), &b).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["sessions"], DeviceSequenceKey("R-1", 1), b).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["sessions"], DeviceSequenceKey("R-1", 3), a).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "reordered");
+  EXPECT_EQ(b.sequence(), 1u);
+  EXPECT_NE(b.detail().find("session starting at sequence 3"), std::string::npos) << b.detail();
+}
+
+TEST_F(RecordTamperTest, NamesAChangedDecisionAndLogEntry) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    const std::string key = FindKey(db, "decisions");
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["decisions"], key, &value).ok());
+    rollertrace::v1::Decision d;
+    ASSERT_TRUE(d.ParseFromString(value));
+    d.set_allowed(true);
+    d.clear_hits();
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["decisions"], key, d.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "changed");
+  EXPECT_NE(b.record().find("decision made at unix ms 6000"), std::string::npos) << b.record();
+}
+
+TEST_F(RecordTamperTest, NamesAnUnlockWrittenAroundIngestd) {
+  // Releasing the lock by hand: the device's definition no longer matches.
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
+    rollertrace::v1::DeviceRecord r;
+    ASSERT_TRUE(r.ParseFromString(value));
+    ASSERT_EQ(r.device().lifecycle(), rollertrace::v1::LIFECYCLE_LOCKED);
+    r.mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "changed");
+  EXPECT_EQ(b.record(), "the definition of device R-1");
+}
+
+TEST_F(RecordTamperTest, NamesARecordNoChainHolds) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    rollertrace::v1::Violation v;
+    v.set_device_id("R-1");
+    v.set_rule("worn_needles");
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["violations"], TimeKey(7000, "R-1", 9, "worn_needles"),
+                        v.SerializeAsString())
+                    .ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.problem(), "unchained");
+  EXPECT_EQ(b.device_id(), "R-1");
+  EXPECT_EQ(b.record(), "violation worn_needles at sequence 9");
+}
+
+TEST_F(RecordTamperTest, NamesADeletedChainEntry) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs_["ledger"], DeviceSequenceKey("R-1", 3)).ok());
+  });
+  // The chain's hole is named first; the record the removed entry vouched for is now unchained too.
+  auto report = store_->Verify("");
+  ASSERT_TRUE(report.ok());
+  ASSERT_GE(report->breaks_size(), 1);
+  EXPECT_EQ(report->breaks(0).chain(), "records");
+  EXPECT_EQ(report->breaks(0).problem(), "deleted");
+  EXPECT_EQ(report->breaks(0).chain_index(), 3u);
 }
 
 }  // namespace
