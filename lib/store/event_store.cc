@@ -31,7 +31,7 @@ using rollertrace::v1::SequenceRange;
 constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
                                            "sessions", "cycle_sessions", "violations", "decisions", "recalls",
                                            "patient_sessions", "roller_cycles", "device_violations", "device_log",
-                                           "checkpoints", "ledger"};
+                                           "checkpoints", "ledger", "sessions_by_time", "cycles_by_time"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -243,6 +243,8 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       device_log_(handles_[13]),
       checkpoints_(handles_[14]),
       ledger_(handles_[15]),
+      sessions_by_time_(handles_[16]),
+      cycles_by_time_(handles_[17]),
       options_(std::move(options)) {}
 
 EventStore::~EventStore() {

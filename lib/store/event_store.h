@@ -139,6 +139,9 @@ class EventStore {
   // Signs the heads of every device's chain and stores the checkpoint.
   absl::Status WriteCheckpoint(const class Signer& signer, int64_t now_unix_ms);
 
+  // The compliance report of [from, to), from the time indexes.
+  absl::StatusOr<rollertrace::v1::PeriodReport> Report(int64_t from_unix_ms, int64_t to_unix_ms,
+                                                       int64_t now_unix_ms) const;
   // Cycles whose biological indicator is still pending (or not recorded).
   absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;
   // Sessions of one device, in order.
@@ -213,6 +216,8 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* device_log_;
   rocksdb::ColumnFamilyHandle* checkpoints_;
   rocksdb::ColumnFamilyHandle* ledger_;
+  rocksdb::ColumnFamilyHandle* sessions_by_time_;  // TimeKey(start, roller, sequence)
+  rocksdb::ColumnFamilyHandle* cycles_by_time_;    // TimeKey(end, steriliser, cycle number)
   StoreOptions options_;
   uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records

@@ -11,6 +11,7 @@
 #include "rules/rules.h"
 #include "store/event_store.h"
 #include "store/keys.h"
+#include "store/read.h"
 #include "util/cat.h"
 
 namespace rollertrace::store {
@@ -53,16 +54,6 @@ void Lock(DeviceRecord* r, const std::string& reason, int64_t now) {
   r->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_LOCKED);
   r->mutable_state()->mutable_roller()->set_lock_reason(reason);
   r->mutable_state()->mutable_roller()->set_locked_unix_ms(now);
-}
-
-template <typename Message>
-absl::StatusOr<bool> Read(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const std::string& key, Message* out) {
-  std::string value;
-  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, key, &value);
-  if (s.IsNotFound()) return false;
-  if (!s.ok()) return absl::InternalError(util::Cat("read: ", s.ToString()));
-  if (!out->ParseFromString(value)) return absl::DataLossError("a stored record is corrupt");
-  return true;
 }
 
 }  // namespace
@@ -139,6 +130,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       }
       PutRecord(wb, &record, sessions_, DeviceSequenceKey(event.device_id(), event.sequence()),
                 session.SerializeAsString(), now);
+      wb.Put(sessions_by_time_, TimeKey(at, event.device_id(), event.sequence()), "");
       self.sessions[event.sequence()] = session;
 
       if (use->bound_patient().empty()) use->set_bound_patient(started.patient_pseudonym());
@@ -214,6 +206,9 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       }
       PutRecord(wb, &record, cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
                 cr.SerializeAsString(), now);
+      wb.Put(cycles_by_time_, TimeKey(cycle.end_unix_ms() > 0 ? cycle.end_unix_ms() : now, event.device_id(),
+                                      cycle.cycle_number()),
+             "");
       result->cycles.push_back(std::move(cr));
       break;
     }

@@ -164,6 +164,16 @@ grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext* context, const
   return grpc::Status::OK;
 }
 
+grpc::Status ComplianceServiceImpl::Report(grpc::ServerContext* context, const rollertrace::v1::ReportRequest* request,
+                                           rollertrace::v1::PeriodReport* response) {
+  if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Report"); !denied.ok()) return denied;
+  absl::StatusOr<rollertrace::v1::PeriodReport> r =
+      store_.Report(request->from_unix_ms(), request->to_unix_ms(), clock_());
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = std::move(*r);
+  return grpc::Status::OK;
+}
+
 grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext* context,
                                                    const rollertrace::v1::ViolationsRequest* request,
                                                    rollertrace::v1::ViolationsResponse* response) {

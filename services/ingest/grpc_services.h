@@ -71,6 +71,8 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                                          rollertrace::v1::BiologicalIndicatorResponse* response) override;
   grpc::Status GetCycle(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
                         rollertrace::v1::CycleRecord* response) override;
+  grpc::Status Report(grpc::ServerContext*, const rollertrace::v1::ReportRequest* request,
+                      rollertrace::v1::PeriodReport* response) override;
   grpc::Status ListViolations(grpc::ServerContext*, const rollertrace::v1::ViolationsRequest* request,
                               rollertrace::v1::ViolationsResponse* response) override;
   grpc::Status Recall(grpc::ServerContext*, const rollertrace::v1::RecallRequest* request,

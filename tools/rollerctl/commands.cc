@@ -12,10 +12,6 @@
 #include "util/cat.h"
 
 namespace rollertrace::rollerctl {
-namespace {
-
-using rollertrace::v1::ComplianceService;
-using rollertrace::v1::RegistryService;
 
 std::unique_ptr<grpc::ClientContext> Call(const Context& ctx) {
   auto c = std::make_unique<grpc::ClientContext>();
@@ -46,6 +42,11 @@ void PrintJson(const Context& ctx, const google::protobuf::Message& m) {
   (void)google::protobuf::util::MessageToJsonString(m, &json, options);
   *ctx.out << json;
 }
+
+namespace {
+
+using rollertrace::v1::ComplianceService;
+using rollertrace::v1::RegistryService;
 
 std::string Wear(const rollertrace::v1::DeviceRecord& r) {
   const auto& d = r.device();
@@ -255,10 +256,6 @@ std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
   return line;
 }
 
-std::string Severity(rollertrace::v1::Severity s) {
-  return s == rollertrace::v1::SEVERITY_DENY ? "deny" : s == rollertrace::v1::SEVERITY_WARN ? "warn" : "-";
-}
-
 }  // namespace
 
 int Cycle(const Context& ctx, const CycleName& cycle) {
@@ -358,7 +355,7 @@ int Violations(const Context& ctx, const rollertrace::v1::ViolationsRequest& fil
   Table table({"DETECTED", "ROLLER", "SESSION", "SESSION START", "RULE", "SEVERITY", "LOCKED", "OFFLINE", "DETAIL"});
   for (const auto& v : response.violations()) {
     table.Add({FormatTime(v.detected_unix_ms()), v.device_id(), v.session_id(), FormatTime(v.session_start_unix_ms()),
-               v.rule(), Severity(v.severity()), v.locked() ? "yes" : "no", v.offline_decision() ? "yes" : "no",
+               v.rule(), SeverityName(v.severity()), v.locked() ? "yes" : "no", v.offline_decision() ? "yes" : "no",
                v.detail()});
   }
   table.Print(*ctx.out);
@@ -539,7 +536,7 @@ int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& reque
     return d.allowed() ? 0 : 4;
   }
   *ctx.out << (d.allowed() ? "ALLOW" : "DENY") << " " << d.device_id() << " (decision " << d.decision_id() << ")\n";
-  for (const auto& h : d.hits()) *ctx.out << "  " << Severity(h.severity()) << " " << h.rule() << ": " << h.detail() << "\n";
+  for (const auto& h : d.hits()) *ctx.out << "  " << SeverityName(h.severity()) << " " << h.rule() << ": " << h.detail() << "\n";
   return d.allowed() ? 0 : 4;
 }
 

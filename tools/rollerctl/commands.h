@@ -23,6 +23,13 @@ struct Context {
   std::ostream* err;
 };
 
+// A call's context: deadline, wait for a starting ingestd, the bearer token.
+std::unique_ptr<grpc::ClientContext> Call(const Context& ctx);
+// Prints why a call failed; returns the exit code (6 not allowed, 3 unreachable, 1 other).
+int Fail(const Context& ctx, const grpc::Status& s);
+// The protobuf JSON mapping, field names as in the .proto.
+void PrintJson(const Context& ctx, const google::protobuf::Message& m);
+
 int Register(const Context& ctx, const rollertrace::v1::Device& device);
 int List(const Context& ctx, rollertrace::v1::DeviceKind kind);
 int Show(const Context& ctx, const std::string& device_id);

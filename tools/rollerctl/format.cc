@@ -52,8 +52,33 @@ std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle) {
   return name;
 }
 
-namespace {
-std::string Indicator(rollertrace::v1::IndicatorResult r) {
+std::string FormatDate(int64_t unix_ms) {
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%e %b %Y");
+  std::string s = out.str();
+  return s[0] == ' ' ? s.substr(1) : s;
+}
+
+std::string FormatDuration(int64_t ms) {
+  const int64_t s = ms / 1000;
+  auto unit = [](int64_t n, const char* one, const char* many) { return util::Cat(n, " ", n == 1 ? one : many); };
+  if (s >= 86400) {
+    const int64_t h = s % 86400 / 3600;
+    return unit(s / 86400, "day", "days") + (h ? util::Cat(" ", h, " h") : "");
+  }
+  if (s >= 3600) return util::Cat(s / 3600, " h", s % 3600 / 60 ? util::Cat(" ", s % 3600 / 60, " min") : "");
+  if (s >= 60) return util::Cat(s / 60, " min");
+  return util::Cat(s, " s");
+}
+
+std::string SeverityName(rollertrace::v1::Severity s) {
+  return s == rollertrace::v1::SEVERITY_DENY ? "deny" : s == rollertrace::v1::SEVERITY_WARN ? "warn" : "-";
+}
+
+std::string IndicatorName(rollertrace::v1::IndicatorResult r) {
   switch (r) {
     case rollertrace::v1::INDICATOR_PASS:
       return "pass";
@@ -65,6 +90,8 @@ std::string Indicator(rollertrace::v1::IndicatorResult r) {
       return "n/r";
   }
 }
+
+namespace {
 std::string EnumTail(const std::string& name, size_t prefix) {
   std::string s = name.size() > prefix ? name.substr(prefix) : name;
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -100,7 +127,7 @@ std::string DescribeEvent(const rollertrace::v1::Event& e) {
       const auto& c = e.sterilisation_cycle();
       out << "cycle #" << c.cycle_number() << " " << c.method() << ": " << c.exposure_temperature_c() << " °C for "
           << c.exposure_seconds() / 60.0 << " min, load " << c.load_size() << ", CI "
-          << Indicator(c.chemical_indicator()) << ", BI " << Indicator(c.biological_indicator());
+          << IndicatorName(c.chemical_indicator()) << ", BI " << IndicatorName(c.biological_indicator());
       break;
     }
     case rollertrace::v1::Event::kHeartbeat:

@@ -14,6 +14,12 @@ namespace rollertrace::rollerctl {
 std::string FormatTime(int64_t unix_ms);
 // "2026-11-25", "2026-11-25T16:53:13Z" or unix milliseconds; -1 if none of them.
 int64_t ParseTime(const std::string& text);
+// "25 Nov 2026".
+std::string FormatDate(int64_t unix_ms);
+// "3 days 4 h", "2 h 5 min", "45 s".
+std::string FormatDuration(int64_t ms);
+std::string IndicatorName(rollertrace::v1::IndicatorResult result);
+std::string SeverityName(rollertrace::v1::Severity severity);
 std::string KindName(rollertrace::v1::DeviceKind kind);
 std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle);
 // One line about an event's body, e.g. "usage_sample session R-0001-s1: 42 rev, 12.5 kPa".

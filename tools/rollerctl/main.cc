@@ -6,6 +6,7 @@
 
 #include "rollerctl/commands.h"
 #include "rollerctl/format.h"
+#include "rollerctl/report.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -120,6 +121,21 @@ int main(int argc, char** argv) {
   auto* verify = app.add_subcommand("verify", "Recompute every device's event chain and record chain (sessions, violations, decisions, log, cycles, recalls) and the signed checkpoint; name the first broken record (exit 5)");
   verify->add_option("--device", id, "Only this device");
 
+  std::string report_from, report_to, report_format = "table", report_output;
+  auto* report = app.add_subcommand(
+      "report",
+      "A period's compliance report: summary, sessions and violations over time, cycles by result, pending "
+      "biological indicators, locked and retired rollers, recall lists");
+  report->add_option("--from", report_from,
+                     "First day (YYYY-MM-DD), a time (YYYY-MM-DDTHH:MM:SSZ) or unix ms; default: 30 days before --to");
+  report->add_option("--to", report_to, "Last day included (YYYY-MM-DD), or an exclusive end time; default: now");
+  report->add_option("--format", report_format, "table, html (printable, with charts), csv or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "html", "csv", "json"}));
+  report->add_option("--output,-o", report_output,
+                     "html: the file; csv: a directory of CSV files (default for both: rollertrace-report-FROM-TO"
+                     "[.html]); table and json: a file (default: standard output)");
+
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
@@ -184,6 +200,38 @@ int main(int argc, char** argv) {
                          : severity == "warn" ? rollertrace::v1::SEVERITY_WARN
                                               : rollertrace::v1::SEVERITY_UNSPECIFIED);
     return rollertrace::rollerctl::Violations(ctx, vfilter);
+  }
+  if (*report) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    int64_t to = now, from = 0;
+    if (!report_to.empty()) {
+      to = rollertrace::rollerctl::ParseTime(report_to);
+      const bool whole_day = report_to.size() == 10 && report_to[4] == '-';
+      if (to >= 0 && whole_day) to += 86'400'000;  // the last day is included
+    }
+    from = report_from.empty() ? to - 30LL * 86'400'000 : rollertrace::rollerctl::ParseTime(report_from);
+    if (to < 0 || from < 0) {
+      std::cerr << "rollerctl: report: --" << (to < 0 ? "to" : "from") << ": '" << (to < 0 ? report_to : report_from)
+                << "' is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix milliseconds\n";
+      return 2;
+    }
+    if (from >= to) {
+      std::cerr << "rollerctl: report: --from must be before --to\n";
+      return 2;
+    }
+    using rollertrace::rollerctl::ReportFormat;
+    ReportFormat format = json || report_format == "json" ? ReportFormat::kJson
+                          : report_format == "html"       ? ReportFormat::kHtml
+                          : report_format == "csv"        ? ReportFormat::kCsv
+                                                          : ReportFormat::kTable;
+    if (report_output.empty() && (format == ReportFormat::kHtml || format == ReportFormat::kCsv)) {
+      auto day = [](int64_t ms) { return rollertrace::rollerctl::FormatTime(ms).substr(0, 10); };
+      report_output = "rollertrace-report-" + day(from) + "-to-" + day(to - 1) +
+                      (format == ReportFormat::kHtml ? ".html" : "");
+    }
+    return rollertrace::rollerctl::Report(ctx, from, to, format, report_output);
   }
   if (*authorize) {
     auth.set_device_id(id);
