@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,9 @@ class WriteBatch;
 }  // namespace rocksdb
 
 namespace rollertrace::store {
+
+// ArchiveHeader.format of the archives this store writes and reads.
+inline constexpr char kArchiveFormat[] = "rollertrace-archive/1";
 
 struct StoreOptions {
   // Sync the WAL before Append returns. Only benchmarks turn this off.
@@ -142,6 +146,22 @@ class EventStore {
   // The compliance report of [from, to), from the time indexes.
   absl::StatusOr<rollertrace::v1::PeriodReport> Report(int64_t from_unix_ms, int64_t to_unix_ms,
                                                        int64_t now_unix_ms) const;
+  // Archives. The devices to export: `device_ids` with the sterilisers their
+  // cycles came from, or with no ids, the devices registered before `to` and
+  // registered or sending in [from, to).
+  absl::StatusOr<std::vector<std::string>> SelectForExport(const std::vector<std::string>& device_ids,
+                                                           int64_t from_unix_ms, int64_t to_unix_ms) const;
+  // Every stored pair of these devices, read from one snapshot, handed to
+  // `sink` device by device (its device record last).
+  absl::Status ExportDevices(const std::vector<std::string>& device_ids,
+                             const std::function<absl::Status(const rollertrace::v1::ArchiveRecord&)>& sink) const;
+  // Refuses (AlreadyExists) when any of `device_ids` is registered here.
+  absl::Status CheckImportable(const std::vector<std::string>& device_ids);
+  // Writes archived records as they were, and the indexes derived from them.
+  absl::Status ImportRecords(const google::protobuf::RepeatedPtrField<rollertrace::v1::ArchiveRecord>& records);
+  // A RocksDB checkpoint of the whole store in `directory` (which must not exist).
+  absl::StatusOr<rollertrace::v1::BackupResult> Backup(const std::string& directory);
+
   // Cycles whose biological indicator is still pending (or not recorded).
   absl::StatusOr<uint64_t> CountPendingBiologicalIndicators() const;
   // Sessions of one device, in order.
@@ -189,6 +209,12 @@ class EventStore {
   // Recomputes one device's record chain; true when intact.
   bool VerifyRecords(const rollertrace::v1::DeviceRecord& record, const rollertrace::v1::ChainHead* signed_head,
                      std::map<std::string, std::string>* chained_keys, rollertrace::v1::VerifyReport* report) const;
+  // The indexes of a session, a violation (stored under violation_key) and a
+  // cycle: written beside them on ingestion, rebuilt from them on import.
+  void IndexSession(rocksdb::WriteBatch& wb, const rollertrace::v1::SessionRecord& session);
+  void IndexViolation(rocksdb::WriteBatch& wb, const rollertrace::v1::Violation& violation,
+                      const std::string& violation_key);
+  void IndexCycle(rocksdb::WriteBatch& wb, const rollertrace::v1::CycleRecord& cycle);
   // The record of `device_id` in this write, loaded on first use; nullptr
   // when the id is not registered. REQUIRES: write_mu_ held.
   absl::StatusOr<Touched*> Touch(TouchedMap& touched, const std::string& device_id);

@@ -119,18 +119,12 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
         }
         const std::string violation_key = TimeKey(now, event.device_id(), event.sequence(), h.rule());
         PutRecord(wb, &record, violations_, violation_key, v.SerializeAsString(), now);
-        wb.Put(device_violations_, DeviceSequenceKey(event.device_id(), event.sequence()) + h.rule(), violation_key);
+        IndexViolation(wb, v, violation_key);
         result->violations.push_back(std::move(v));
-      }
-      if (!use->last_cycle().steriliser_id().empty()) {
-        wb.Put(cycle_sessions_,
-               CycleSessionKey(use->last_cycle().steriliser_id(), use->last_cycle().cycle_number(), event.device_id(),
-                               event.sequence()),
-               "");
       }
       PutRecord(wb, &record, sessions_, DeviceSequenceKey(event.device_id(), event.sequence()),
                 session.SerializeAsString(), now);
-      wb.Put(sessions_by_time_, TimeKey(at, event.device_id(), event.sequence()), "");
+      IndexSession(wb, session);
       self.sessions[event.sequence()] = session;
 
       if (use->bound_patient().empty()) use->set_bound_patient(started.patient_pseudonym());
@@ -146,9 +140,6 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
           Log(wb, &record, now, "locked", lock_reason, "rollertrace");
         }
       }
-      wb.Put(patient_sessions_, DevicePrefix(started.patient_pseudonym()) +
-                                    DeviceSequenceKey(event.device_id(), event.sequence()),
-             "");
       break;
     }
     case Event::kSessionEnded: {
@@ -199,16 +190,11 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
         }
         DeviceRecord& roller = (*t)->record;
         rules::ApplyCycle(cr.cycle(), verdict, roller.mutable_state()->mutable_roller());
-        wb.Put(roller_cycles_, DeviceSequenceKey(roller_id, static_cast<uint64_t>(cycle.end_unix_ms())) +
-                                   DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
-               "");
         if (verdict.parameters_passed) SetLifecycle(&roller, rollertrace::v1::LIFECYCLE_STERILE);
       }
       PutRecord(wb, &record, cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
                 cr.SerializeAsString(), now);
-      wb.Put(cycles_by_time_, TimeKey(cycle.end_unix_ms() > 0 ? cycle.end_unix_ms() : now, event.device_id(),
-                                      cycle.cycle_number()),
-             "");
+      IndexCycle(wb, cr);
       result->cycles.push_back(std::move(cr));
       break;
     }
@@ -430,6 +416,35 @@ absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view devi
   write_cache_[std::string(device_id)] = record;
   *command = MakeCommand(std::string(device_id), "unlock", std::string(reason), now);
   return record.device();
+}
+
+void EventStore::IndexSession(rocksdb::WriteBatch& wb, const SessionRecord& s) {
+  const std::string key = DeviceSequenceKey(s.device_id(), s.sequence());
+  if (!s.cycle().steriliser_id().empty()) {
+    wb.Put(cycle_sessions_, CycleSessionKey(s.cycle().steriliser_id(), s.cycle().cycle_number(), s.device_id(),
+                                            s.sequence()),
+           "");
+  }
+  wb.Put(sessions_by_time_, TimeKey(s.start_unix_ms(), s.device_id(), s.sequence()), "");
+  wb.Put(patient_sessions_, DevicePrefix(s.patient_pseudonym()) + key, "");
+}
+
+void EventStore::IndexViolation(rocksdb::WriteBatch& wb, const rollertrace::v1::Violation& v,
+                                const std::string& violation_key) {
+  wb.Put(device_violations_, DeviceSequenceKey(v.device_id(), v.sequence()) + v.rule(), violation_key);
+}
+
+void EventStore::IndexCycle(rocksdb::WriteBatch& wb, const CycleRecord& c) {
+  const auto& cycle = c.cycle();
+  const std::string cycle_key = DeviceSequenceKey(cycle.steriliser_id(), cycle.cycle_number());
+  for (const std::string& roller_id : cycle.load()) {
+    if (std::find(c.unknown_load().begin(), c.unknown_load().end(), roller_id) != c.unknown_load().end()) continue;
+    wb.Put(roller_cycles_, DeviceSequenceKey(roller_id, static_cast<uint64_t>(cycle.end_unix_ms())) + cycle_key, "");
+  }
+  wb.Put(cycles_by_time_,
+         TimeKey(cycle.end_unix_ms() > 0 ? cycle.end_unix_ms() : c.received_unix_ms(), cycle.steriliser_id(),
+                 cycle.cycle_number()),
+         "");
 }
 
 absl::StatusOr<EventStore::Touched*> EventStore::Touch(TouchedMap& touched, const std::string& device_id) {

@@ -71,6 +71,12 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                                          rollertrace::v1::BiologicalIndicatorResponse* response) override;
   grpc::Status GetCycle(grpc::ServerContext*, const rollertrace::v1::CycleRequest* request,
                         rollertrace::v1::CycleRecord* response) override;
+  grpc::Status Export(grpc::ServerContext*, const rollertrace::v1::ExportRequest* request,
+                      grpc::ServerWriter<rollertrace::v1::ArchiveChunk>* writer) override;
+  grpc::Status Import(grpc::ServerContext*, grpc::ServerReader<rollertrace::v1::ArchiveChunk>* reader,
+                      rollertrace::v1::ImportResult* response) override;
+  grpc::Status Backup(grpc::ServerContext*, const rollertrace::v1::BackupRequest* request,
+                      rollertrace::v1::BackupResult* response) override;
   grpc::Status Report(grpc::ServerContext*, const rollertrace::v1::ReportRequest* request,
                       rollertrace::v1::PeriodReport* response) override;
   grpc::Status ListViolations(grpc::ServerContext*, const rollertrace::v1::ViolationsRequest* request,

@@ -4,8 +4,10 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "support/cluster.h"
 #include "support/devices.h"
@@ -156,6 +158,76 @@ TEST_F(AuditTest, HtmlReportRendersInChromium) {
   ASSERT_TRUE(std::filesystem::exists(png));
   EXPECT_GT(std::filesystem::file_size(png), 50'000u) << "a rendered page with charts, not a blank one";
   std::cout << "screenshot of the report: " << png << "\n";
+}
+
+// A roller's archive (with the steriliser of its cycles) goes into a fresh
+// ingestd, verifies there, and answers the same trail.
+TEST_F(AuditTest, ExportedArchiveImportsIntoAFreshIngestdAndVerifies) {
+  const std::string archive = cluster_->dir() + "/au1.archive";
+  std::string out;
+  ASSERT_EQ(cluster_->Rollerctl({"export", "--device", "AU-1", "-o", archive}, &out), 0) << out;
+  EXPECT_NE(out.find("devices: AU-1 AU-S"), std::string::npos) << out;
+  std::string original_trail;
+  ASSERT_EQ(cluster_->Rollerctl({"trail", "roller", "AU-1", "--events"}, &original_trail), 0) << original_trail;
+
+  Cluster fresh("audit-fresh");
+  fresh.StartIngestd();
+  ASSERT_EQ(fresh.Rollerctl({"import", archive}, &out), 0) << out;
+  EXPECT_NE(out.find("imported 2 devices"), std::string::npos) << out;
+  ASSERT_EQ(fresh.Rollerctl({"verify"}, &out), 0) << out;
+  EXPECT_NE(out.find("intact"), std::string::npos) << out;
+  std::string imported_trail;
+  ASSERT_EQ(fresh.Rollerctl({"trail", "roller", "AU-1", "--events"}, &imported_trail), 0) << imported_trail;
+  EXPECT_EQ(imported_trail, original_trail);
+  ASSERT_EQ(fresh.Rollerctl({"trail", "patient", "--ref", "MRN-801"}, &out), 0) << out;
+  EXPECT_NE(out.find("2 sessions"), std::string::npos) << "indexes rebuilt on import:\n" << out;
+  ASSERT_EQ(fresh.Rollerctl({"trail", "cycle", "AU-S:3"}, &out), 0) << out;
+  EXPECT_NE(out.find("AU-1-s2"), std::string::npos) << out;
+
+  // Not twice, not garbage, not by an auditor.
+  EXPECT_EQ(fresh.Rollerctl({"import", archive}, &out), 1) << out;
+  EXPECT_NE(out.find("already in this store"), std::string::npos) << out;
+  std::ofstream(fresh.dir() + "/not-an-archive") << "hello\n";
+  EXPECT_EQ(fresh.Rollerctl({"import", fresh.dir() + "/not-an-archive"}, &out), 2) << out;
+  EXPECT_EQ(fresh.Rollerctl({"--token-file", fresh.TokenFile("auditor"), "import", archive}, &out), 6) << out;
+
+  // By period: every device active in it.
+  ASSERT_EQ(cluster_->Rollerctl({"export", "--from", Today(-14), "-o", cluster_->dir() + "/period.archive"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("devices: AU-1 AU-2 AU-3 AU-S"), std::string::npos) << out;
+}
+
+// A backup taken while events stream in restores into a working ingestd
+// whose chains verify.
+TEST_F(AuditTest, OnlineBackupWhileIngestingRestoresAndVerifies) {
+  cluster_->Register(Cluster::Roller("AU-B"));
+  std::atomic<bool> sending{true};
+  std::thread writer([&] {
+    TestDevice b(cluster_->mqtt_uri(), "AU-B");
+    for (int i = 0; i < 30 && sending; ++i) b.Send({Usage("AU-B-x", 1, Now()), Usage("AU-B-x", 1, Now())});
+  });
+  while (cluster_->Device("AU-B").state().events_stored() < 4) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string backup = cluster_->dir() + "/backups/first";
+  std::string out;
+  const int code = cluster_->Rollerctl({"backup", backup}, &out);
+  sending = false;
+  writer.join();
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("consistent at RocksDB sequence"), std::string::npos) << out;
+  EXPECT_EQ(cluster_->Rollerctl({"backup", backup}, &out), 1) << "a backup never overwrites:\n" << out;
+
+  // The documented restore: the backup becomes an ingestd's data directory,
+  // run with the same signing key.
+  Cluster restored("audit-restored");
+  std::filesystem::copy(backup, restored.ingestd_data_dir(), std::filesystem::copy_options::recursive);
+  std::filesystem::copy_file(cluster_->dir() + "/signing.pem", restored.dir() + "/signing.pem");
+  restored.StartIngestd();
+  ASSERT_EQ(restored.Rollerctl({"verify"}, &out), 0) << out;
+  const uint64_t events = restored.Device("AU-B").state().events_stored();
+  EXPECT_GE(events, 4u);
+  EXPECT_EQ(restored.History("AU-B").size(), events);
+  ASSERT_EQ(restored.Rollerctl({"trail", "roller", "AU-1"}, &out), 0) << out;
+  EXPECT_NE(out.find("AU-1-s3"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -59,4 +59,10 @@ int CycleTrail(const Context& ctx, const CycleName& cycle);
 int Verify(const Context& ctx, const std::string& device_id);
 int Authorize(const Context& ctx, const rollertrace::v1::AuthorizeRequest& request);
 
+// Archives (archive.cc): export to a file, import a file into a fresh store,
+// a consistent online backup written by ingestd.
+int Export(const Context& ctx, const rollertrace::v1::ExportRequest& request, const std::string& path);
+int Import(const Context& ctx, const std::string& path);
+int Backup(const Context& ctx, const std::string& directory);
+
 }  // namespace rollertrace::rollerctl

@@ -136,6 +136,25 @@ int main(int argc, char** argv) {
                      "html: the file; csv: a directory of CSV files (default for both: rollertrace-report-FROM-TO"
                      "[.html]); table and json: a file (default: standard output)");
 
+  rollertrace::v1::ExportRequest export_request;
+  std::vector<std::string> export_devices;
+  std::string export_from, export_to, archive_path, backup_dir;
+  auto* export_cmd = app.add_subcommand(
+      "export",
+      "Write a complete archive of devices (events, chains, sessions, violations, decisions, cycles, recalls, "
+      "log) that a fresh ingestd can import and verify");
+  export_cmd->add_option("--output,-o", archive_path, "The archive file to write")->required();
+  export_cmd->add_option("--device", export_devices,
+                         "These devices (repeatable); a roller brings the sterilisers of its cycles");
+  export_cmd->add_option("--from", export_from,
+                         "Without --device: the devices registered or sending from this day (YYYY-MM-DD or unix ms)");
+  export_cmd->add_option("--to", export_to, "... up to this day, included (default: now)");
+  auto* import_cmd = app.add_subcommand("import", "Load an archive into an ingestd that does not hold its devices (admin)");
+  import_cmd->add_option("archive", archive_path, "The archive file (from rollerctl export)")->required();
+  auto* backup = app.add_subcommand(
+      "backup", "Have ingestd write a consistent online copy of its whole store (RocksDB checkpoint) (admin)");
+  backup->add_option("directory", backup_dir, "A new directory on ingestd's machine")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
@@ -233,6 +252,22 @@ int main(int argc, char** argv) {
     }
     return rollertrace::rollerctl::Report(ctx, from, to, format, report_output);
   }
+  if (*export_cmd) {
+    for (const auto& d : export_devices) export_request.add_device_ids(d);
+    if (!export_from.empty()) export_request.set_from_unix_ms(rollertrace::rollerctl::ParseTime(export_from));
+    if (!export_to.empty()) {
+      int64_t to = rollertrace::rollerctl::ParseTime(export_to);
+      if (to >= 0 && export_to.size() == 10 && export_to[4] == '-') to += 86'400'000;
+      export_request.set_to_unix_ms(to);
+    }
+    if (export_request.from_unix_ms() < 0 || export_request.to_unix_ms() < 0) {
+      std::cerr << "rollerctl: export: --from/--to: not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix milliseconds\n";
+      return 2;
+    }
+    return rollertrace::rollerctl::Export(ctx, export_request, archive_path);
+  }
+  if (*import_cmd) return rollertrace::rollerctl::Import(ctx, archive_path);
+  if (*backup) return rollertrace::rollerctl::Backup(ctx, backup_dir);
   if (*authorize) {
     auth.set_device_id(id);
     auth.set_correlation_id("rollerctl");
