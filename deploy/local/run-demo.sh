@@ -156,8 +156,16 @@ step "Rollers now (locked ones are refused until an administrator runs rollerctl
 ctl list --kind roller
 step "One roller's whole trail (rollerctl trail roller R-0008)"
 ctl trail roller R-0008
+step "The period's compliance report (rollerctl report --from $(date -u -d "-$days days" +%F))"
+report_from=$(date -u -d "-$days days" +%F)
+ctl report --from "$report_from" || true
+ctl report --from "$report_from" --format html -o "$run_dir/report.html" || true
+ctl report --from "$report_from" --format csv -o "$run_dir/report-csv" || true
 step "Nothing was changed afterwards (rollerctl verify)"
 ctl verify || true
+step "An archive of roller R-0008 and an online backup (rollerctl export, rollerctl backup)"
+ctl export --device R-0008 -o "$run_dir/R-0008.archive" || true
+ctl backup "$run_dir/backup" || true
 
 metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v '^#' || true; }
 step "Ingest figures (from ingestd's /metrics)"
@@ -174,6 +182,7 @@ cat <<INFO
              provider at dashboards/ (three dashboards; docs/OBSERVABILITY.md step by step)
   gRPC:      127.0.0.1:$grpc_port with server reflection; bearer tokens per role in $run_dir/token-*
              e.g. rollerctl --server 127.0.0.1:$grpc_port --token-file $run_dir/token-auditor violations
+  Report:    $run_dir/report.html (open in a browser, print from there); CSV in $run_dir/report-csv/
   Data/logs: $run_dir
 INFO
 

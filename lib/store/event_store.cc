@@ -298,10 +298,14 @@ void EventStore::PutRecord(rocksdb::WriteBatch& wb, DeviceRecord* owner, rocksdb
 
 void EventStore::StageDevice(rocksdb::WriteBatch& wb, DeviceRecord& record, int64_t now) {
   const std::string& id = record.device().device_id();
-  const std::string definition = record.device().SerializeAsString();
+  // After registration only the lifecycle and the retirement of a definition
+  // change (Register is the one writer of the rest): compare those, cheaply.
   auto before = write_cache_.find(id);
-  if (before == write_cache_.end() || before->second.device().SerializeAsString() != definition) {
-    LinkRecord(wb, &record, devices_->GetName(), id, Sha256(definition), now);
+  const rollertrace::v1::Device& now_def = record.device();
+  if (before == write_cache_.end() || before->second.device().lifecycle() != now_def.lifecycle() ||
+      before->second.device().retired_unix_ms() != now_def.retired_unix_ms() ||
+      before->second.device().retired_reason() != now_def.retired_reason()) {
+    LinkRecord(wb, &record, devices_->GetName(), id, Sha256(now_def.SerializeAsString()), now);
   }
   wb.Put(devices_, id, record.SerializeAsString());
 }
