@@ -3,6 +3,7 @@
 // registries (devices, recalls).
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -90,7 +91,9 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
       return absl::DataLossError("a violation record is corrupt");
     }
     ++by_rule[v->rule()];
-    auto* b = bucket_of(k.unix_ms);
+    // Counted on the day of the session that broke the rule (within the period).
+    const int64_t at = v->session_start_unix_ms() > 0 ? v->session_start_unix_ms() : k.unix_ms;
+    auto* b = bucket_of(std::clamp(at, from, to - 1));
     b->set_violations(b->violations() + 1);
     return absl::OkStatus();
   });

@@ -38,7 +38,8 @@ class AuditTest : public ::testing::Test {
     r1.Send({SessionStart("AU-1-s2", "MRN-801", now - 5 * kDay + 2 * kHour),
              SessionEnd("AU-1-s2", now - 5 * kDay + 3 * kHour)});
     // The same roller on another patient, unsterilised: violations, and a lock.
-    r1.Send({SessionStart("AU-1-s3", "MRN-803", now - 2 * kDay, /*offline=*/true)});
+    s3_at_ = now - 2 * kDay;
+    r1.Send({SessionStart("AU-1-s3", "MRN-803", s3_at_, /*offline=*/true)});
     std::string out;
     ASSERT_EQ(cluster_->Rollerctl({"bi", "AU-S:1", "pass"}, &out), 0) << out;
     ASSERT_EQ(cluster_->Rollerctl({"bi", "AU-S:3", "fail", "--by", "lab"}, &out), 0) << out;
@@ -57,9 +58,11 @@ class AuditTest : public ::testing::Test {
     return buf;
   }
   static Cluster* cluster_;
+  static int64_t s3_at_;  // when the violating session AU-1-s3 started
 };
 
 Cluster* AuditTest::cluster_ = nullptr;
+int64_t AuditTest::s3_at_ = 0;
 
 TEST_F(AuditTest, ReportAsJsonCountsTheScenario) {
   const std::string file = cluster_->dir() + "/report.json";
@@ -94,6 +97,11 @@ TEST_F(AuditTest, ReportAsJsonCountsTheScenario) {
   uint32_t sessions = 0;
   for (const auto& b : r.buckets()) sessions += b.sessions();
   EXPECT_EQ(sessions, r.sessions());
+  // Violations are charted on the day of the session that broke the rule (AU-1-s3, two days ago).
+  const int64_t s3_day = s3_at_ / kDay * kDay;
+  for (const auto& b : r.buckets()) {
+    EXPECT_EQ(b.violations(), b.start_unix_ms() == s3_day ? r.violations() : 0u) << b.ShortDebugString();
+  }
 }
 
 TEST_F(AuditTest, ReportTablesAndCsvShowViolationsAndTheRecall) {

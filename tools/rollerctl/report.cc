@@ -87,7 +87,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
   out.push_back(std::move(summary));
 
   Section time{weekly ? "By week" : "By day", "over_time.csv",
-               {weekly ? "Week starting" : "Day", "Sessions started", "Against a deny rule", "Violations detected", "Cycles ended",
+               {weekly ? "Week starting" : "Day", "Sessions started", "Against a deny rule", "Violations", "Cycles ended",
                 "Cycles failed"},
                {}, ""};
   for (const auto& b : r.buckets()) {
@@ -274,7 +274,7 @@ constexpr const char* kChartScript = R"js(
   new Chart(document.getElementById('chart-violations'), {
     type: 'line',
     data: { labels: data.labels || [], datasets: [
-      { label: 'Violations detected', data: data.violations || [], borderColor: '#c62828', backgroundColor: '#c62828' } ] },
+      { label: 'Violations, by the day of the session', data: data.violations || [], borderColor: '#c62828', backgroundColor: '#c62828' } ] },
     options: Object.assign({ scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }, common) });
   new Chart(document.getElementById('chart-cycles'), {
     type: 'doughnut',

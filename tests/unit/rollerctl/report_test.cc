@@ -34,7 +34,7 @@ TEST(ReportRender, CsvQuotesFieldsWithCommasAndQuotes) {
   EXPECT_NE(csv.find("\"wear 104 %, \"\"worn\"\" <b>at</b> 1.0, limit\""), std::string::npos) << csv;
   EXPECT_NE(csv.find("2026-11-02 00:00:00 UTC"), std::string::npos) << csv;
   EXPECT_EQ(files["over_time.csv"],
-            "Day,Sessions started,Against a deny rule,Violations detected,Cycles ended,Cycles failed\r\n"
+            "Day,Sessions started,Against a deny rule,Violations,Cycles ended,Cycles failed\r\n"
             "1 Nov 2026,0,0,0,0,0\r\n2 Nov 2026,2,0,0,0,0\r\n3 Nov 2026,0,0,0,0,0\r\n");
 }
 
