@@ -594,20 +594,47 @@ absl::StatusOr<rollertrace::v1::RecallReport> EventStore::GetRecall(std::string_
 
 absl::StatusOr<std::vector<rollertrace::v1::Violation>> EventStore::ListViolations(const ViolationFilter& f) const {
   std::vector<rollertrace::v1::Violation> out;
+  auto keep = [&](std::string_view key, std::string_view value) -> absl::Status {
+    auto parts = DecodeTimeKey(key);
+    if (!parts) return absl::DataLossError("a violation key is corrupt");
+    if (parts->unix_ms < f.from_unix_ms || (f.to_unix_ms > 0 && parts->unix_ms >= f.to_unix_ms)) {
+      return absl::OkStatus();
+    }
+    rollertrace::v1::Violation v;
+    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return absl::DataLossError("a violation record is corrupt");
+    }
+    if (!f.rule.empty() && v.rule() != f.rule) return absl::OkStatus();
+    if (!f.device_id.empty() && v.device_id() != f.device_id) return absl::OkStatus();
+    if (f.severity != rollertrace::v1::SEVERITY_UNSPECIFIED && v.severity() != f.severity) return absl::OkStatus();
+    out.push_back(std::move(v));
+    return absl::OkStatus();
+  };
+  if (!f.device_id.empty()) {
+    // One roller: its index, then each violation by its key; in detection order.
+    const std::string prefix = DevicePrefix(f.device_id);
+    std::unique_ptr<rocksdb::Iterator> idx(db_->NewIterator(rocksdb::ReadOptions(), device_violations_));
+    std::vector<std::string> keys;
+    for (idx->Seek(prefix); idx->Valid() && idx->key().starts_with(prefix); idx->Next()) {
+      keys.push_back(idx->value().ToString());
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& key : keys) {
+      std::string value;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), violations_, key, &value);
+      if (s.IsNotFound()) continue;
+      if (!s.ok()) return absl::InternalError(util::Cat("read violation: ", s.ToString()));
+      if (absl::Status k = keep(key, value); !k.ok()) return k;
+    }
+    return out;
+  }
   std::string start;
   AppendBigEndian64(&start, static_cast<uint64_t>(std::max<int64_t>(f.from_unix_ms, 0)));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), violations_));
   for (it->Seek(start); it->Valid(); it->Next()) {
-    const int64_t t = static_cast<int64_t>(ReadBigEndian64(std::string_view(it->key().data(), 8)));
-    if (f.to_unix_ms > 0 && t >= f.to_unix_ms) break;
-    rollertrace::v1::Violation v;
-    if (!v.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("a violation record is corrupt");
-    }
-    if (!f.rule.empty() && v.rule() != f.rule) continue;
-    if (!f.device_id.empty() && v.device_id() != f.device_id) continue;
-    if (f.severity != rollertrace::v1::SEVERITY_UNSPECIFIED && v.severity() != f.severity) continue;
-    out.push_back(std::move(v));
+    const std::string_view key(it->key().data(), it->key().size());
+    if (f.to_unix_ms > 0 && static_cast<int64_t>(ReadBigEndian64(key)) >= f.to_unix_ms) break;
+    if (absl::Status k = keep(key, std::string_view(it->value().data(), it->value().size())); !k.ok()) return k;
   }
   return out;
 }
