@@ -169,73 +169,88 @@ grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext* context, const
 grpc::Status ComplianceServiceImpl::Export(grpc::ServerContext* context, const rollertrace::v1::ExportRequest* request,
                                            grpc::ServerWriter<rollertrace::v1::ArchiveChunk>* writer) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Export"); !denied.ok()) return denied;
-  const int64_t now = clock_();
-  const int64_t to = request->to_unix_ms() > 0 ? request->to_unix_ms() : now;
-  constexpr size_t kChunkBytes = 1 << 20;
-  rollertrace::v1::ArchiveChunk chunk;
-  size_t bytes = 0;
-  bool header_sent = false;
-  auto flush = [&]() -> absl::Status {
-    if (chunk.records_size() == 0 && header_sent) return absl::OkStatus();
-    if (context->IsCancelled()) return absl::CancelledError("the client went away");
-    if (!writer->Write(chunk)) return absl::CancelledError("the client went away");
-    header_sent = true;
-    chunk.Clear();
-    bytes = 0;
-    return absl::OkStatus();
-  };
-  absl::StatusOr<std::vector<std::string>> ids = store_.SelectForExport(
-      {request->device_ids().begin(), request->device_ids().end()}, request->from_unix_ms(), to);
-  if (!ids.ok()) return ToGrpc(ids.status());
-  auto* header = chunk.mutable_header();
-  header->set_format(store::kArchiveFormat);
-  header->set_created_unix_ms(now);
-  header->set_from_unix_ms(request->from_unix_ms());
-  header->set_to_unix_ms(to);
-  for (const auto& id : *ids) header->add_device_ids(id);
-  absl::Status s = store_.ExportDevices(*ids, [&](const rollertrace::v1::ArchiveRecord& r) {
-    *chunk.add_records() = r;
-    bytes += r.key().size() + r.value().size();
-    return bytes >= kChunkBytes ? flush() : absl::OkStatus();
-  });
-  if (s.ok()) s = flush();
-  if (!s.ok()) return ToGrpc(s);
-  return grpc::Status::OK;
+  uint64_t records = 0;
+  const grpc::Status status = [&]() -> grpc::Status {
+    const int64_t now = clock_();
+    const int64_t to = request->to_unix_ms() > 0 ? request->to_unix_ms() : now;
+    constexpr size_t kChunkBytes = 1 << 20;
+    rollertrace::v1::ArchiveChunk chunk;
+    size_t bytes = 0;
+    bool header_sent = false;
+    auto flush = [&]() -> absl::Status {
+      if (chunk.records_size() == 0 && header_sent) return absl::OkStatus();
+      if (context->IsCancelled()) return absl::CancelledError("the client went away");
+      if (!writer->Write(chunk)) return absl::CancelledError("the client went away");
+      header_sent = true;
+      chunk.Clear();
+      bytes = 0;
+      return absl::OkStatus();
+    };
+    absl::StatusOr<std::vector<std::string>> ids = store_.SelectForExport(
+        {request->device_ids().begin(), request->device_ids().end()}, request->from_unix_ms(), to);
+    if (!ids.ok()) return ToGrpc(ids.status());
+    auto* header = chunk.mutable_header();
+    header->set_format(store::kArchiveFormat);
+    header->set_created_unix_ms(now);
+    header->set_from_unix_ms(request->from_unix_ms());
+    header->set_to_unix_ms(to);
+    for (const auto& id : *ids) header->add_device_ids(id);
+    absl::Status s = store_.ExportDevices(*ids, [&](const rollertrace::v1::ArchiveRecord& r) {
+      *chunk.add_records() = r;
+      ++records;
+      bytes += r.key().size() + r.value().size();
+      return bytes >= kChunkBytes ? flush() : absl::OkStatus();
+    });
+    if (s.ok()) s = flush();
+    if (!s.ok()) return ToGrpc(s);
+    return grpc::Status::OK;
+  }();
+  metrics_.Audited("export", status.ok());
+  metrics_.archive_records.Add({{"direction", "export"}}).Increment(static_cast<double>(records));
+  return status;
 }
 
 grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
                                            grpc::ServerReader<rollertrace::v1::ArchiveChunk>* reader,
                                            rollertrace::v1::ImportResult* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Import"); !denied.ok()) return denied;
-  rollertrace::v1::ArchiveChunk chunk;
-  if (!reader->Read(&chunk)) return {grpc::StatusCode::INVALID_ARGUMENT, "an empty archive"};
-  if (chunk.header().format() != store::kArchiveFormat) {
-    return {grpc::StatusCode::INVALID_ARGUMENT,
-            util::Cat("not a RollerTrace archive (format '", chunk.header().format(), "', expected ",
-                      store::kArchiveFormat, ")")};
-  }
-  const std::set<std::string> devices(chunk.header().device_ids().begin(), chunk.header().device_ids().end());
-  if (absl::Status s = store_.CheckImportable({devices.begin(), devices.end()}); !s.ok()) return ToGrpc(s);
-  do {
-    for (const auto& r : chunk.records()) {
-      if (r.kind() == "devices" && !devices.count(r.key())) {
-        return {grpc::StatusCode::INVALID_ARGUMENT,
-                util::Cat("the archive holds device ", r.key(), " that its header does not list")};
+  uint64_t records = 0;
+  const grpc::Status status = [&]() -> grpc::Status {
+    rollertrace::v1::ArchiveChunk chunk;
+    if (!reader->Read(&chunk)) return {grpc::StatusCode::INVALID_ARGUMENT, "an empty archive"};
+    if (chunk.header().format() != store::kArchiveFormat) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              util::Cat("not a RollerTrace archive (format '", chunk.header().format(), "', expected ",
+                        store::kArchiveFormat, ")")};
+    }
+    const std::set<std::string> devices(chunk.header().device_ids().begin(), chunk.header().device_ids().end());
+    if (absl::Status s = store_.CheckImportable({devices.begin(), devices.end()}); !s.ok()) return ToGrpc(s);
+    do {
+      for (const auto& r : chunk.records()) {
+        if (r.kind() == "devices" && !devices.count(r.key())) {
+          return {grpc::StatusCode::INVALID_ARGUMENT,
+                  util::Cat("the archive holds device ", r.key(), " that its header does not list")};
+        }
       }
-    }
-    if (absl::Status s = store_.ImportRecords(chunk.records()); !s.ok()) {
-      return ToGrpc(s);
-    }
-    response->set_records(response->records() + chunk.records_size());
-  } while (reader->Read(&chunk));
-  response->set_devices(static_cast<uint32_t>(devices.size()));
-  return grpc::Status::OK;
+      if (absl::Status s = store_.ImportRecords(chunk.records()); !s.ok()) {
+        return ToGrpc(s);
+      }
+      response->set_records(response->records() + chunk.records_size());
+      records += static_cast<uint64_t>(chunk.records_size());
+    } while (reader->Read(&chunk));
+    response->set_devices(static_cast<uint32_t>(devices.size()));
+    return grpc::Status::OK;
+  }();
+  metrics_.Audited("import", status.ok());
+  metrics_.archive_records.Add({{"direction", "import"}}).Increment(static_cast<double>(records));
+  return status;
 }
 
 grpc::Status ComplianceServiceImpl::Backup(grpc::ServerContext* context, const rollertrace::v1::BackupRequest* request,
                                            rollertrace::v1::BackupResult* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Backup"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::BackupResult> r = store_.Backup(request->directory());
+  metrics_.Audited("backup", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
   return grpc::Status::OK;
@@ -246,6 +261,7 @@ grpc::Status ComplianceServiceImpl::Report(grpc::ServerContext* context, const r
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Report"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::PeriodReport> r =
       store_.Report(request->from_unix_ms(), request->to_unix_ms(), clock_());
+  metrics_.Audited("report", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
   return grpc::Status::OK;
@@ -305,7 +321,9 @@ grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext* context, const r
                                            rollertrace::v1::VerifyReport* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Verify"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id(), trusted_key_);
+  metrics_.Audited("verify", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
+  if (request->device_id().empty()) metrics_.Verified(*r, clock_());
   *response = std::move(*r);
   return grpc::Status::OK;
 }

@@ -5,6 +5,7 @@
 
 #include "metrics/metrics.h"
 #include "rollertrace/v1/records.pb.h"
+#include "rollertrace/v1/services.pb.h"
 
 namespace rollertrace::ingest {
 
@@ -38,7 +39,17 @@ struct IngestMetrics {
         bi_results(m.Counter("rollertrace_biological_indicator_results_total",
                              "Biological-indicator results recorded, by result")),
         recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
-        commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")) {}
+        commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")),
+        audit_requests(m.Counter("rollertrace_audit_requests_total",
+                                 "Compliance operations (verify, report, export, import, backup), by result")),
+        archive_records(m.Counter("rollertrace_archive_records_total",
+                                  "Records written to (export) or loaded from (import) archives")),
+        broken_chains(m.Gauge("rollertrace_verify_broken_chains",
+                              "Broken hash chains found by the latest verification of the whole store")
+                          .Add({})),
+        verified_at(m.Gauge("rollertrace_verify_last_run_timestamp_seconds",
+                            "When the whole store was last verified (unix seconds)")
+                        .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& ingested;
   prometheus::Family<prometheus::Counter>& rejected;
@@ -58,6 +69,19 @@ struct IngestMetrics {
   prometheus::Family<prometheus::Counter>& bi_results;
   prometheus::Counter& recalls;
   prometheus::Family<prometheus::Counter>& commands;
+  prometheus::Family<prometheus::Counter>& audit_requests;
+  prometheus::Family<prometheus::Counter>& archive_records;
+  prometheus::Gauge& broken_chains;
+  prometheus::Gauge& verified_at;
+
+  void Audited(const std::string& operation, bool ok) {
+    audit_requests.Add({{"operation", operation}, {"result", ok ? "ok" : "error"}}).Increment();
+  }
+  // After a verification of the whole store.
+  void Verified(const rollertrace::v1::VerifyReport& report, int64_t now_unix_ms) {
+    broken_chains.Set(report.breaks_size());
+    verified_at.Set(static_cast<double>(now_unix_ms) / 1000.0);
+  }
 
   void Rejected(const std::string& reason, double n = 1) { rejected.Add({{"reason", reason}}).Increment(n); }
 

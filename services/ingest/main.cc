@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   std::string tokens_file;
   std::string signing_key_file;
   int checkpoint_interval_s = 60;
+  int verify_interval_s = 0;
   bool insecure_no_auth = false;
   int silent_minutes = 15;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
@@ -71,6 +72,11 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-interval-s", checkpoint_interval_s, "Seconds between signed checkpoints")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--verify-interval-s", verify_interval_s,
+                 "Seconds between verifications of the whole store (every chain and the latest checkpoint), "
+                 "feeding rollertrace_verify_broken_chains; 0 = only when rollerctl verify asks")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 7 * 86400));
   app.add_flag("--insecure-no-auth", insecure_no_auth,
                "Serve without access control (local development only; every caller may do everything)");
   CLI11_PARSE(app, argc, argv);
@@ -164,11 +170,43 @@ int main(int argc, char** argv) {
       std::cerr << "ingestd: checkpoint failed: " << s.message() << std::endl;
     }
   };
+  using Clock = std::chrono::steady_clock;
+  const auto verify_every = std::chrono::seconds(verify_interval_s);
+  auto next_checkpoint = Clock::now() + std::chrono::seconds(checkpoint_interval_s);
+  auto next_verify = Clock::now() + verify_every;
+  auto verify = [&] {
+    absl::StatusOr<rollertrace::v1::VerifyReport> r =
+        (*store)->Verify("", signer ? signer->public_key() : std::string());
+    ingest_metrics.Audited("verify", r.ok());
+    if (!r.ok()) {
+      std::cerr << "ingestd: verification failed: " << r.status().message() << std::endl;
+      return;
+    }
+    ingest_metrics.Verified(*r, rollertrace::util::NowUnixMs());
+    for (const auto& b : r->breaks()) {
+      std::cerr << "ingestd: VERIFY: " << b.device_id() << " " << b.chain() << " chain broken at position "
+                << b.chain_index() << ": " << b.problem() << ": " << b.detail() << std::endl;
+    }
+  };
   int sig = 0;
   while (sig == 0) {
-    sig = rollertrace::process::WaitForShutdownSignal(
-        signer ? std::chrono::milliseconds(checkpoint_interval_s * 1000) : std::chrono::milliseconds::zero());
-    if (sig == 0) checkpoint();
+    auto wake = Clock::time_point::max();
+    if (signer) wake = next_checkpoint;
+    if (verify_interval_s > 0) wake = std::min(wake, next_verify);
+    const auto wait = wake == Clock::time_point::max()
+                          ? std::chrono::milliseconds::zero()
+                          : std::max(std::chrono::milliseconds(1),
+                                     std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()));
+    sig = rollertrace::process::WaitForShutdownSignal(wait);
+    if (sig != 0) break;
+    if (signer && Clock::now() >= next_checkpoint) {
+      checkpoint();
+      next_checkpoint = Clock::now() + std::chrono::seconds(checkpoint_interval_s);
+    }
+    if (verify_interval_s > 0 && Clock::now() >= next_verify) {
+      verify();
+      next_verify = Clock::now() + verify_every;
+    }
   }
   std::cerr << "ingestd: signal " << sig << ", shutting down" << std::endl;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

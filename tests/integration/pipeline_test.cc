@@ -333,7 +333,12 @@ TEST(Pipeline, VerifyNamesARecordChangedDirectlyInRocksDb) {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     delete db;
   }
-  cluster.StartIngestd();
+  // ingestd's own periodic verification finds both broken chains and says so in its metrics.
+  cluster.StartIngestd({"--verify-interval-s", "1"});
+  ASSERT_TRUE(Eventually([&] {
+    return MetricValue(HttpGet(cluster.ingestd_metrics_port(), "/metrics"), "rollertrace_verify_broken_chains") == 2;
+  })) << HttpGet(cluster.ingestd_metrics_port(), "/metrics");
+  EXPECT_NE(ReadFile(cluster.dir() + "/ingestd.log").find("VERIFY: V-0001 records chain broken"), std::string::npos);
   EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 5) << out;
   EXPECT_NE(out.find("V-0001: first broken event sequence 3, chain position 3: changed"), std::string::npos) << out;
   EXPECT_NE(out.find("V-0001: first broken record device log entry made at unix ms"), std::string::npos) << out;

@@ -54,12 +54,14 @@ void Cluster::StartBroker() {
   ASSERT_TRUE(WaitForPort(mqtt_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/mosquitto.log");
 }
 
-void Cluster::StartIngestd() {
-  ingestd_ = Process::Start({ROLLERTRACE_INGESTD, "--listen", ingestd_address(), "--metrics",
-                             "127.0.0.1:" + std::to_string(ingestd_metrics_port_), "--data-dir", ingestd_data_dir(),
-                             "--gauge-interval-ms", "200", "--tokens-file", dir_ + "/tokens", "--signing-key",
-                             dir_ + "/signing.pem", "--checkpoint-interval-s", "2"},
-                            dir_ + "/ingestd.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
+void Cluster::StartIngestd(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {ROLLERTRACE_INGESTD, "--listen", ingestd_address(), "--metrics",
+                                   "127.0.0.1:" + std::to_string(ingestd_metrics_port_), "--data-dir",
+                                   ingestd_data_dir(), "--gauge-interval-ms", "200", "--tokens-file",
+                                   dir_ + "/tokens", "--signing-key", dir_ + "/signing.pem",
+                                   "--checkpoint-interval-s", "2"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  ingestd_ = Process::Start(argv, dir_ + "/ingestd.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
   ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");
 }
 

@@ -21,7 +21,8 @@ class Cluster {
 
   // Each Start waits until the part answers (fails the test if it does not).
   void StartBroker();
-  void StartIngestd();
+  // `extra` flags are added to ingestd's.
+  void StartIngestd(const std::vector<std::string>& extra = {});
   void StartBridge();
   void StartAll();
   // SIGKILL: no clean shutdown, the way a crash looks.
