@@ -274,4 +274,22 @@ void FleetMetrics::Update(const FleetStats& s, int64_t now_unix_ms) {
   last_ = s;
 }
 
+absl::StatusOr<std::unique_ptr<Edge>> OpenEdge(const std::string& metrics_listen, const std::string& spool_dir,
+                                               FleetOptions options,
+                                               const std::vector<std::pair<std::string, codec::TopicKind>>& devices) {
+  auto edge = std::make_unique<Edge>();
+  auto m = metrics::Metrics::Create(metrics_listen);
+  if (!m.ok()) return m.status();
+  edge->metrics = std::move(*m);
+  auto db = SpoolDb::Open(spool_dir);
+  if (!db.ok()) return db.status();
+  edge->spool = std::move(*db);
+  edge->fleet = std::make_unique<Fleet>(*edge->spool, std::move(options));
+  for (const auto& [id, kind] : devices) {
+    if (absl::Status s = edge->fleet->AddDevice(id, kind); !s.ok()) return s;
+  }
+  edge->fleet_metrics = std::make_unique<FleetMetrics>(*edge->metrics);
+  return edge;
+}
+
 }  // namespace rollertrace::edge

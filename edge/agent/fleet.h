@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/device_agent.h"
@@ -166,5 +168,17 @@ class FleetMetrics {
   prometheus::Counter& resends_;
   FleetStats last_;
 };
+
+// What both edge mains run on: a metrics registry, the spool, a fleet of the
+// given devices and the fleet's metrics. Members go in reverse order.
+struct Edge {
+  std::unique_ptr<metrics::Metrics> metrics;
+  std::unique_ptr<SpoolDb> spool;
+  std::unique_ptr<Fleet> fleet;
+  std::unique_ptr<FleetMetrics> fleet_metrics;
+};
+absl::StatusOr<std::unique_ptr<Edge>> OpenEdge(const std::string& metrics_listen, const std::string& spool_dir,
+                                               FleetOptions options,
+                                               const std::vector<std::pair<std::string, codec::TopicKind>>& devices);
 
 }  // namespace rollertrace::edge

@@ -113,22 +113,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
-  if (!metrics.ok()) {
-    std::cerr << "roller-agent: " << metrics.status().message() << std::endl;
+  auto edge = rollertrace::edge::OpenEdge(metrics_listen, spool_dir, options, {{device_id, kind}});
+  if (!edge.ok()) {
+    std::cerr << "roller-agent: " << edge.status().message() << std::endl;
     return 1;
   }
-  auto db = rollertrace::edge::SpoolDb::Open(spool_dir);
-  if (!db.ok()) {
-    std::cerr << "roller-agent: " << db.status().message() << std::endl;
-    return 1;
-  }
-  rollertrace::edge::Fleet fleet(**db, options);
-  if (absl::Status s = fleet.AddDevice(device_id, kind); !s.ok()) {
-    std::cerr << "roller-agent: " << s.message() << std::endl;
-    return 1;
-  }
-  rollertrace::edge::FleetMetrics fleet_metrics(**metrics);
+  rollertrace::edge::Fleet& fleet = *(*edge)->fleet;
+  rollertrace::edge::FleetMetrics& fleet_metrics = *(*edge)->fleet_metrics;
   const auto deadline = duration_s > 0 ? std::chrono::steady_clock::now() + std::chrono::seconds(duration_s)
                                        : std::chrono::steady_clock::time_point::max();
   rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);

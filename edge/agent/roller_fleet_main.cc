@@ -102,26 +102,19 @@ int main(int argc, char** argv) {
     }
     std::cerr << "roller-fleet: registered " << *added << " new devices with " << register_with << std::endl;
   }
-  auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
-  if (!metrics.ok()) {
-    std::cerr << "roller-fleet: " << metrics.status().message() << std::endl;
-    return 1;
-  }
-  auto db = rollertrace::edge::SpoolDb::Open(spool_dir);
-  if (!db.ok()) {
-    std::cerr << "roller-fleet: " << db.status().message() << std::endl;
-    return 1;
-  }
-  rollertrace::edge::Fleet fleet(**db, fleet_options);
+  std::vector<std::pair<std::string, rollertrace::codec::TopicKind>> devices;
   for (const auto& d : clinic.devices()) {
-    auto kind = d.kind() == rollertrace::v1::DEVICE_KIND_STERILISER ? rollertrace::codec::TopicKind::kSteriliserCycles
-                                                                     : rollertrace::codec::TopicKind::kRollerEvents;
-    if (absl::Status s = fleet.AddDevice(d.device_id(), kind); !s.ok()) {
-      std::cerr << "roller-fleet: " << s.message() << std::endl;
-      return 1;
-    }
+    devices.emplace_back(d.device_id(), d.kind() == rollertrace::v1::DEVICE_KIND_STERILISER
+                                            ? rollertrace::codec::TopicKind::kSteriliserCycles
+                                            : rollertrace::codec::TopicKind::kRollerEvents);
   }
-  rollertrace::edge::FleetMetrics fleet_metrics(**metrics);
+  auto edge = rollertrace::edge::OpenEdge(metrics_listen, spool_dir, fleet_options, devices);
+  if (!edge.ok()) {
+    std::cerr << "roller-fleet: " << edge.status().message() << std::endl;
+    return 1;
+  }
+  rollertrace::edge::Fleet& fleet = *(*edge)->fleet;
+  rollertrace::edge::FleetMetrics& fleet_metrics = *(*edge)->fleet_metrics;
   const auto deadline = duration_s > 0 ? std::chrono::steady_clock::now() + std::chrono::seconds(duration_s)
                                        : std::chrono::steady_clock::time_point::max();
   rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);

@@ -1,5 +1,6 @@
 #include "codec/codec.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <vector>
@@ -140,6 +141,8 @@ absl::StatusOr<EventBatch> DecodeBatch(const Topic& topic, std::string_view payl
                                                      " bytes exceeds the limit of ", max_bytes));
   }
   EventBatch batch;
+  // A device's bad bytes are counted by the caller; protobuf should not also log each one.
+  google::protobuf::LogSilencer quiet;
   if (topic.json) {
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;
@@ -193,6 +196,7 @@ absl::StatusOr<rollertrace::v1::AuthorizeRequest> DecodeAuthorize(std::string_vi
                                                   payload.size(), " bytes exceeds the limit of ", max_bytes));
   }
   rollertrace::v1::AuthorizeRequest request;
+  google::protobuf::LogSilencer quiet;
   const size_t first = payload.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && payload[first] == '{') {
     auto status = google::protobuf::util::JsonStringToMessage(
