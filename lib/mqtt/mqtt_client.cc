@@ -1,5 +1,7 @@
 #include "mqtt/mqtt_client.h"
 
+#include <iostream>
+
 #include <mqtt/async_client.h>
 
 #include <algorithm>
@@ -33,15 +35,42 @@ void MqttClient::Start() {
   connector_ = std::thread([this] { RunConnector(); });
 }
 
+// Counts one connection's SUBACKs; the last one completes the connection.
+class MqttClient::SubscribeListener : public ::mqtt::iaction_listener {
+ public:
+  SubscribeListener(MqttClient* owner, size_t pending) : owner_(owner), pending_(pending) {}
+  void on_success(const ::mqtt::token&) override { Done(); }
+  void on_failure(const ::mqtt::token& token) override {
+    std::cerr << "mqtt: a subscription was refused (code " << token.get_return_code() << ")" << std::endl;
+    Done();
+  }
+
+ private:
+  void Done() {
+    if (pending_.fetch_sub(1) == 1) owner_->FinishConnected();
+  }
+  MqttClient* owner_;
+  std::atomic<size_t> pending_;
+};
+
 void MqttClient::HandleConnected() {
+  if (subscriptions_.empty()) {
+    FinishConnected();
+    return;
+  }
+  // Kept for the client's life: a SUBACK of an older connection may still arrive.
+  listeners_.push_back(std::make_unique<SubscribeListener>(this, subscriptions_.size()));
   for (const auto& [filter, qos] : subscriptions_) {
     try {
-      client_->subscribe(filter, qos);
+      client_->subscribe(filter, qos, nullptr, *listeners_.back());
     } catch (const ::mqtt::exception&) {
       // The connection dropped again; the connector will retry and resubscribe.
       return;
     }
   }
+}
+
+void MqttClient::FinishConnected() {
   {
     // Under mu_, so a waiter cannot miss the change between its check and its wait.
     std::lock_guard<std::mutex> lock(mu_);

@@ -76,10 +76,15 @@ class MqttClient {
   uint64_t reconnects() const { return reconnects_.load(); }
 
  private:
+  class SubscribeListener;
   void RunConnector();
   void HandleConnected();
+  // After the subscriptions of a connection are acknowledged.
+  void FinishConnected();
 
   MqttOptions options_;
+  // Before client_, so they outlive it. Only touched on Paho's callback thread.
+  std::vector<std::unique_ptr<SubscribeListener>> listeners_;
   std::unique_ptr<::mqtt::async_client> client_;
   std::vector<std::pair<std::string, int>> subscriptions_;
   MessageHandler on_message_;
