@@ -105,10 +105,7 @@ absl::Status EventStore::ExportDevices(
       if (entry.kind() != "devices") owned.emplace(entry.kind(), entry.key());
     }
     for (const auto& [kind, key] : owned) {
-      rocksdb::ColumnFamilyHandle* cf = nullptr;
-      for (auto* h : handles_) {
-        if (h->GetName() == kind) cf = h;
-      }
+      rocksdb::ColumnFamilyHandle* cf = Family(kind);
       if (cf == nullptr || !Archived(kind)) continue;
       std::string value;
       rocksdb::Status s = db_->Get(ro, cf, key, &value);
@@ -145,10 +142,7 @@ absl::Status EventStore::ImportRecords(const google::protobuf::RepeatedPtrField<
     if (!Archived(r.kind())) {
       return absl::InvalidArgumentError(util::Cat("an archive record of unknown kind '", r.kind(), "'"));
     }
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    for (auto* h : handles_) {
-      if (h->GetName() == r.kind()) cf = h;
-    }
+    rocksdb::ColumnFamilyHandle* cf = Family(r.kind());
     wb.Put(cf, r.key(), r.value());
     if (cf == sessions_) {
       rollertrace::v1::SessionRecord s;

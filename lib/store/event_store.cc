@@ -252,6 +252,13 @@ EventStore::~EventStore() {
   db_->Close();
 }
 
+rocksdb::ColumnFamilyHandle* EventStore::Family(std::string_view name) const {
+  for (auto* h : handles_) {
+    if (h->GetName() == name) return h;
+  }
+  return nullptr;
+}
+
 absl::StatusOr<bool> EventStore::LoadDevice(std::string_view device_id, DeviceRecord* record) const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), devices_, rocksdb::Slice(device_id.data(), device_id.size()),

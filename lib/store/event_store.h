@@ -206,6 +206,8 @@ class EventStore {
   // retirement) is linked into its record chain first. REQUIRES: write_mu_
   // held, write_cache_ still holding the record as it was before this batch.
   void StageDevice(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord& record, int64_t now);
+  // The column family called `name`; nullptr when there is none.
+  rocksdb::ColumnFamilyHandle* Family(std::string_view name) const;
   // Recomputes one device's record chain; true when intact.
   bool VerifyRecords(const rollertrace::v1::DeviceRecord& record, const rollertrace::v1::ChainHead* signed_head,
                      std::map<std::string, std::string>* chained_keys, rollertrace::v1::VerifyReport* report) const;

@@ -298,10 +298,7 @@ bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
     const size_t nul = kind_key.find('\0');
     const std::string kind = kind_key.substr(0, nul);
     const std::string key = kind_key.substr(nul + 1);
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    for (auto* h : handles_) {
-      if (h->GetName() == kind) cf = h;
-    }
+    rocksdb::ColumnFamilyHandle* cf = Family(kind);
     if (cf == nullptr) return fail(held.second, "changed", kind, key, "the chain names an unknown kind of record");
     std::string value;
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);

@@ -33,6 +33,12 @@ int64_t ParseTime(const std::string& text) {
   return -1;
 }
 
+int64_t ParseEndTime(const std::string& text) {
+  const int64_t t = ParseTime(text);
+  const bool whole_day = text.size() == 10 && text[4] == '-';
+  return t >= 0 && whole_day ? t + 86'400'000 : t;
+}
+
 std::string KindName(rollertrace::v1::DeviceKind kind) {
   switch (kind) {
     case rollertrace::v1::DEVICE_KIND_ROLLER:

@@ -20,6 +20,9 @@ std::string FormatDate(int64_t unix_ms);
 std::string FormatDuration(int64_t ms);
 std::string IndicatorName(rollertrace::v1::IndicatorResult result);
 std::string SeverityName(rollertrace::v1::Severity severity);
+// The end of a period given as its last day: "2026-11-30" is the first instant
+// of 1 Dec; a time or unix ms is taken as it is. -1 if unreadable.
+int64_t ParseEndTime(const std::string& text);
 std::string KindName(rollertrace::v1::DeviceKind kind);
 std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle);
 // One line about an event's body, e.g. "usage_sample session R-0001-s1: 42 rev, 12.5 kPa".

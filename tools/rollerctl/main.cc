@@ -225,11 +225,7 @@ int main(int argc, char** argv) {
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     int64_t to = now, from = 0;
-    if (!report_to.empty()) {
-      to = rollertrace::rollerctl::ParseTime(report_to);
-      const bool whole_day = report_to.size() == 10 && report_to[4] == '-';
-      if (to >= 0 && whole_day) to += 86'400'000;  // the last day is included
-    }
+    if (!report_to.empty()) to = rollertrace::rollerctl::ParseEndTime(report_to);
     from = report_from.empty() ? to - 30LL * 86'400'000 : rollertrace::rollerctl::ParseTime(report_from);
     if (to < 0 || from < 0) {
       std::cerr << "rollerctl: report: --" << (to < 0 ? "to" : "from") << ": '" << (to < 0 ? report_to : report_from)
@@ -255,11 +251,7 @@ int main(int argc, char** argv) {
   if (*export_cmd) {
     for (const auto& d : export_devices) export_request.add_device_ids(d);
     if (!export_from.empty()) export_request.set_from_unix_ms(rollertrace::rollerctl::ParseTime(export_from));
-    if (!export_to.empty()) {
-      int64_t to = rollertrace::rollerctl::ParseTime(export_to);
-      if (to >= 0 && export_to.size() == 10 && export_to[4] == '-') to += 86'400'000;
-      export_request.set_to_unix_ms(to);
-    }
+    if (!export_to.empty()) export_request.set_to_unix_ms(rollertrace::rollerctl::ParseEndTime(export_to));
     if (export_request.from_unix_ms() < 0 || export_request.to_unix_ms() < 0) {
       std::cerr << "rollerctl: export: --from/--to: not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix milliseconds\n";
       return 2;
