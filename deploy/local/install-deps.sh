@@ -11,7 +11,7 @@ packages=(
   libcli11-dev libspdlog-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev
   mosquitto mosquitto-clients
   prometheus prometheus-alertmanager curl
-  libjs-chart.js chromium fonts-dejavu-core
+  libjs-chart.js chromium fonts-dejavu-core openssl
 )
 
 missing=()

@@ -109,7 +109,9 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
 }
 
 void Bridge::RunAuthorizer() {
-  auto channel = grpc::CreateChannel(options_.ingestd_address, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
+                                                                   ? options_.ingestd_credentials
+                                                                   : grpc::InsecureChannelCredentials());
   auto stub = rollertrace::v1::ComplianceService::NewStub(channel);
   while (true) {
     rollertrace::v1::AuthorizeRequest request;
@@ -172,7 +174,9 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
 }
 
 void Bridge::RunForwarder() {
-  auto channel = grpc::CreateChannel(options_.ingestd_address, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
+                                                                   ? options_.ingestd_credentials
+                                                                   : grpc::InsecureChannelCredentials());
   auto stub = rollertrace::v1::IngestService::NewStub(channel);
   std::chrono::milliseconds backoff(100);
   while (!stopping_) {

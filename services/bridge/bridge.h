@@ -18,6 +18,8 @@
 #include <string>
 #include <thread>
 
+#include <grpcpp/security/credentials.h>
+
 #include "codec/codec.h"
 #include "metrics/metrics.h"
 #include "mqtt/mqtt_client.h"
@@ -33,6 +35,8 @@ struct BridgeOptions {
   // Shared-subscription group; bridges in one group split the devices' messages.
   std::string share_group = "ingest";
   std::string ingestd_address = "127.0.0.1:50051";
+  // TLS to ingestd (rpc::ClientCredentials); null means plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> ingestd_credentials;
   // Bearer token of role "device" for ingestd; empty when it runs without access control.
   std::string ingestd_token;
   size_t max_payload_bytes = codec::kDefaultMaxPayloadBytes;

@@ -6,6 +6,7 @@
 
 #include "bridge/bridge.h"
 #include "metrics/metrics.h"
+#include "rpc/credentials.h"
 #include "process/shutdown.h"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--share-group", options.share_group, "Shared-subscription group")->capture_default_str();
   app.add_option("--ingestd", options.ingestd_address, "ingestd gRPC address")->capture_default_str();
+  std::string ingestd_tls_ca;
+  app.add_option("--ingestd-tls-ca", ingestd_tls_ca, "Reach ingestd over TLS, trusting this CA certificate (PEM)");
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--max-payload-bytes", options.max_payload_bytes, "Larger MQTT payloads are rejected")
       ->capture_default_str()
@@ -44,6 +47,12 @@ int main(int argc, char** argv) {
     }
   }
 
+  auto credentials = rollertrace::rpc::ClientCredentials(ingestd_tls_ca);
+  if (!credentials.ok()) {
+    std::cerr << "mqtt-bridge: --ingestd-tls-ca: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  options.ingestd_credentials = *credentials;
   auto metrics = rollertrace::metrics::Metrics::Create(metrics_listen);
   if (!metrics.ok()) {
     std::cerr << "mqtt-bridge: " << metrics.status().message() << "\n";

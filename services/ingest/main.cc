@@ -14,6 +14,7 @@
 #include "ingest/grpc_services.h"
 #include "ingest/ingest_metrics.h"
 #include "metrics/metrics.h"
+#include "rpc/credentials.h"
 #include "process/shutdown.h"
 #include "util/clock.h"
 #include "pseudonym/pseudonymizer.h"
@@ -77,6 +78,9 @@ int main(int argc, char** argv) {
                  "feeding rollertrace_verify_broken_chains; 0 = only when rollerctl verify asks")
       ->capture_default_str()
       ->check(CLI::Range(0, 7 * 86400));
+  std::string tls_cert, tls_key;
+  app.add_option("--tls-cert", tls_cert, "Serve gRPC over TLS with this certificate chain (PEM); with --tls-key");
+  app.add_option("--tls-key", tls_key, "The certificate's private key (PEM)");
   app.add_flag("--insecure-no-auth", insecure_no_auth,
                "Serve without access control (local development only; every caller may do everything)");
   CLI11_PARSE(app, argc, argv);
@@ -145,10 +149,15 @@ int main(int argc, char** argv) {
     signer = std::make_unique<rollertrace::store::Signer>(std::move(*loaded));
     compliance.TrustCheckpointsSignedBy(signer->public_key());
   }
+  auto server_credentials = rollertrace::rpc::ServerCredentials(tls_cert, tls_key);
+  if (!server_credentials.ok()) {
+    std::cerr << "ingestd: " << server_credentials.status().message() << "\n";
+    return 2;
+  }
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen, *server_credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   builder.RegisterService(&ingest);
   builder.RegisterService(&registry);

@@ -346,3 +346,39 @@ TEST(Pipeline, VerifyNamesARecordChangedDirectlyInRocksDb) {
 
 }  // namespace
 }  // namespace rollertrace::testing
+
+namespace rollertrace::testing {
+namespace {
+
+// ingestd serving gRPC over TLS: the bridge and rollerctl reach it with the CA
+// certificate; a plaintext client does not.
+TEST(Pipeline, ServesGrpcOverTls) {
+  Cluster cluster("tls");
+  const std::string cert = cluster.dir() + "/cert.pem", key = cluster.dir() + "/key.pem";
+  auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                 "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+                                 "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+                                cluster.dir() + "/openssl.log");
+  ASSERT_EQ(openssl->Wait(std::chrono::seconds(30)), 0) << ReadFile(cluster.dir() + "/openssl.log");
+  cluster.StartBroker();
+  cluster.StartIngestd({"--tls-cert", cert, "--tls-key", key});
+  cluster.StartBridge({"--ingestd-tls-ca", cert});
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"--tls-ca", cert, "register", "T-0001", "--model", "DRS-540", "--needles", "540",
+                               "--needle-mm", "1.0", "--rated-penetrations", "1620000"},
+                              &out),
+            0)
+      << out;
+  cluster.Publish("rollers/T-0001/events", HeartbeatBatch("T-0001", {1, 2}).SerializeAsString());
+  ASSERT_TRUE(Eventually([&] {
+    std::string history;
+    return cluster.Rollerctl({"--tls-ca", cert, "history", "T-0001"}, &history) == 0 &&
+           history.find("heartbeat") != std::string::npos && history.find("2 events") != std::string::npos;
+  })) << ReadFile(cluster.dir() + "/bridge.log");
+  // Plaintext is refused by the TLS listener: rollerctl says it cannot reach ingestd.
+  EXPECT_EQ(cluster.Rollerctl({"--timeout", "3", "show", "T-0001"}, &out), 3) << out;
+  EXPECT_EQ(cluster.Rollerctl({"--tls-ca", cluster.dir() + "/missing.pem", "show", "T-0001"}, &out), 2) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing

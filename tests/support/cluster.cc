@@ -65,11 +65,13 @@ void Cluster::StartIngestd(const std::vector<std::string>& extra) {
   ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");
 }
 
-void Cluster::StartBridge() {
-  bridge_ = Process::Start({ROLLERTRACE_BRIDGE, "--mqtt", mqtt_uri(), "--ingestd", ingestd_address(), "--metrics",
-                            "127.0.0.1:" + std::to_string(bridge_metrics_port_), "--client-id",
-                            "bridge-" + std::to_string(bridge_metrics_port_), "--token-file", TokenFile("device")},
-                           dir_ + "/bridge.log");
+void Cluster::StartBridge(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {ROLLERTRACE_BRIDGE, "--mqtt", mqtt_uri(), "--ingestd", ingestd_address(),
+                                   "--metrics", "127.0.0.1:" + std::to_string(bridge_metrics_port_), "--client-id",
+                                   "bridge-" + std::to_string(bridge_metrics_port_), "--token-file",
+                                   TokenFile("device")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  bridge_ = Process::Start(argv, dir_ + "/bridge.log");
   ASSERT_TRUE(WaitForPort(bridge_metrics_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/bridge.log");
   // Subscribed once it says it is connected.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);

@@ -23,7 +23,7 @@ class Cluster {
   void StartBroker();
   // `extra` flags are added to ingestd's.
   void StartIngestd(const std::vector<std::string>& extra = {});
-  void StartBridge();
+  void StartBridge(const std::vector<std::string>& extra = {});
   void StartAll();
   // SIGKILL: no clean shutdown, the way a crash looks.
   void KillBroker();

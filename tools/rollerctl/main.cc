@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "rollerctl/commands.h"
+#include "rpc/credentials.h"
 #include "rollerctl/format.h"
 #include "rollerctl/report.h"
 
@@ -21,6 +22,10 @@ int main(int argc, char** argv) {
   std::string token_file;
   app.add_option("--token-file", token_file,
                  "File holding your bearer token (auditor or admin); default: $ROLLERTRACE_TOKEN_FILE");
+  std::string tls_ca;
+  app.add_option("--tls-ca", tls_ca,
+                 "Reach ingestd over TLS, trusting this CA certificate (PEM); default: $ROLLERTRACE_TLS_CA, "
+                 "else plaintext");
   app.add_option("--timeout", timeout_s, "Seconds to wait for each call")->capture_default_str()->check(CLI::Range(1, 3600));
 
   rollertrace::v1::Device device;
@@ -158,7 +163,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   rollertrace::rollerctl::Context ctx;
-  ctx.channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  if (tls_ca.empty()) {
+    if (const char* env = std::getenv("ROLLERTRACE_TLS_CA"); env != nullptr) tls_ca = env;
+  }
+  auto credentials = rollertrace::rpc::ClientCredentials(tls_ca);
+  if (!credentials.ok()) {
+    std::cerr << "rollerctl: --tls-ca: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  ctx.channel = grpc::CreateChannel(server, *credentials);
   ctx.json = json;
   ctx.timeout = std::chrono::seconds(timeout_s);
   if (token_file.empty()) {
