@@ -3,13 +3,17 @@
 #include <grpcpp/grpcpp.h>
 
 #include "rollertrace/v1/services.grpc.pb.h"
+#include "rpc/credentials.h"
 #include "util/cat.h"
 
 namespace rollertrace::edge {
 
 absl::StatusOr<size_t> RegisterDevices(const std::string& ingestd_address, const std::string& token,
-                                       const std::vector<rollertrace::v1::Device>& devices) {
-  auto channel = grpc::CreateChannel(ingestd_address, grpc::InsecureChannelCredentials());
+                                       const std::vector<rollertrace::v1::Device>& devices,
+                                       const std::string& tls_ca) {
+  auto credentials = rpc::ClientCredentials(tls_ca);
+  if (!credentials.ok()) return credentials.status();
+  auto channel = grpc::CreateChannel(ingestd_address, *credentials);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     return absl::UnavailableError(util::Cat("ingestd at ", ingestd_address, " did not answer within 10 s"));
   }

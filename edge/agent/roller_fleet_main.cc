@@ -56,7 +56,9 @@ int main(int argc, char** argv) {
   app.add_option("--spool-dir", spool_dir, "Durable spool directory")->capture_default_str();
   app.add_option("--register-with", register_with,
                  "ingestd address: register the simulated devices there first (existing ones are kept)");
-  std::string token_file;
+  std::string token_file, register_tls_ca;
+  app.add_option("--register-tls-ca", register_tls_ca,
+                 "For --register-with an ingestd serving TLS: the CA certificate (PEM) to trust");
   app.add_option("--token-file", token_file, "File holding an admin bearer token, for --register-with")
       ->check(CLI::ExistingFile);
   app.add_option("--ack-timeout-ms", ack_timeout_ms, "Resend unacknowledged events after this long")
@@ -95,7 +97,7 @@ int main(int argc, char** argv) {
   std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days
             << " days, " << clinic.events().size() << " events (seed " << sim.seed << ")" << std::endl;
   if (!register_with.empty()) {
-    auto added = rollertrace::edge::RegisterDevices(register_with, token, clinic.devices());
+    auto added = rollertrace::edge::RegisterDevices(register_with, token, clinic.devices(), register_tls_ca);
     if (!added.ok()) {
       std::cerr << "roller-fleet: " << added.status().message() << std::endl;
       return 1;

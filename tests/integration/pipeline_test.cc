@@ -375,6 +375,17 @@ TEST(Pipeline, ServesGrpcOverTls) {
     return cluster.Rollerctl({"--tls-ca", cert, "history", "T-0001"}, &history) == 0 &&
            history.find("heartbeat") != std::string::npos && history.find("2 events") != std::string::npos;
   })) << ReadFile(cluster.dir() + "/bridge.log");
+  // A simulated clinic registers over TLS, asks before each session and sends
+  // everything through the bridge's TLS channel; it exits 0 once all is acked.
+  edge::SimOptions sim;
+  sim.rollers = 2;
+  sim.sterilisers = 1;
+  sim.days = 3;
+  sim.end_unix_ms = NowMs();
+  auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
+  args.insert(args.end(), {"--register-tls-ca", cert});
+  auto fleet = cluster.StartFleet(args, "fleet.log");
+  ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
   // Plaintext is refused by the TLS listener: rollerctl says it cannot reach ingestd.
   EXPECT_EQ(cluster.Rollerctl({"--timeout", "3", "show", "T-0001"}, &out), 3) << out;
   EXPECT_EQ(cluster.Rollerctl({"--tls-ca", cluster.dir() + "/missing.pem", "show", "T-0001"}, &out), 2) << out;
