@@ -1,6 +1,7 @@
 // EventStore::Verify: recompute every device's event chain from disk.
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <map>
 
 #include "store/event_store.h"
@@ -49,6 +50,40 @@ std::string DescribeRecord(std::string_view kind, std::string_view key, uint64_t
     if (kind == "gaps") return util::Cat("gap from sequence ", k->sequence);
   }
   return util::Cat("a ", kind, " record");
+}
+
+// What of `state` disagrees with the device's events (in commit order), or "".
+std::string StateMismatch(const rollertrace::v1::DeviceState& state,
+                          const std::map<uint64_t, std::pair<uint64_t, rollertrace::v1::StoredEvent>>& chain) {
+  uint64_t highest = 0, revolutions = 0;
+  uint32_t sessions = 0;
+  double wear = 0;
+  std::string patient;
+  for (const auto& [index, entry] : chain) {
+    const auto& e = entry.second.event();
+    highest = std::max(highest, e.sequence());
+    if (e.has_usage_sample()) revolutions += e.usage_sample().revolutions();
+    if (e.has_wear_measured()) wear = std::max(wear, e.wear_measured().wear_fraction());
+    if (e.has_session_started()) {
+      ++sessions;
+      if (patient.empty()) patient = e.session_started().patient_pseudonym();
+    }
+  }
+  auto differs = [](const char* what, auto on_record, auto from_events) {
+    return util::Cat(what, " ", on_record, " on record, ", from_events, " from the events");
+  };
+  if (state.events_stored() != chain.size()) return differs("events stored", state.events_stored(), chain.size());
+  if (state.highest_sequence() != highest) return differs("highest sequence", state.highest_sequence(), highest);
+  if (state.total_revolutions() != revolutions) {
+    return differs("total revolutions (needle wear)", state.total_revolutions(), revolutions);
+  }
+  if (state.sessions_started() != sessions) return differs("sessions started", state.sessions_started(), sessions);
+  if (state.roller().measured_wear() != wear) return differs("measured wear", state.roller().measured_wear(), wear);
+  if (state.roller().bound_patient() != patient) {
+    return util::Cat("the roller is bound to patient ", state.roller().bound_patient().substr(0, 18),
+                     " on record but its first session was with ", patient.substr(0, 18));
+  }
+  return {};
 }
 
 }  // namespace
@@ -195,6 +230,12 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
       Break(&report, id, 0, expected, "deleted",
             util::Cat("the chain ends at position ", expected - 1, " but ", record.state().chain_length(),
                       " records were committed: the latest were removed"));
+      continue;
+    }
+    // The state the rules read must follow from the (intact) events.
+    if (std::string mismatch = StateMismatch(record.state(), chain); !mismatch.empty()) {
+      Break(&report, id, 0, 0, "changed", util::Cat("the device's state no longer follows from its events: ", mismatch))
+          ->set_chain("state");
     }
   }
   if (only.empty()) {

@@ -514,6 +514,10 @@ int Verify(const Context& ctx, const std::string& device_id) {
   }
   *ctx.out << "BROKEN: " << r.breaks_size() << " broken chain(s) among " << r.devices_checked() << " devices\n";
   for (const auto& b : r.breaks()) {
+    if (b.chain() == "state") {
+      *ctx.out << "  " << b.device_id() << ": " << b.problem() << " — " << b.detail() << "\n";
+      continue;
+    }
     if (b.chain() == "records") {
       *ctx.out << "  " << b.device_id() << ": first broken record " << b.record() << ", record-chain position "
                << b.chain_index() << ": " << b.problem() << " — " << b.detail() << "\n";

@@ -387,6 +387,9 @@ TEST_F(TamperTest, ASignedCheckpointCatchesARewrittenTail) {
     ASSERT_TRUE(record.ParseFromString(device));
     record.mutable_state()->set_chain_length(7);
     record.mutable_state()->set_chain_head(seventh.hash());
+    // A thorough intruder makes the state agree with the shorter chain too.
+    record.mutable_state()->set_events_stored(7);
+    record.mutable_state()->set_total_revolutions(record.state().total_revolutions() - 10);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", record.SerializeAsString()).ok());
   });
   EXPECT_TRUE(store_->Verify("")->intact()) << "without the checkpoint the cut is invisible";
@@ -581,3 +584,40 @@ TEST_F(RecordTamperTest, NamesADeletedChainEntry) {
 
 }  // namespace
 }  // namespace rollertrace::store
+
+namespace rollertrace::store {
+namespace {
+
+// The state the rules read (wear, sessions, the bound patient) is derived from
+// the events; rewriting it to let a worn roller through is caught.
+TEST_F(RecordTamperTest, NamesAStateRewrittenToHideWear) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
+    rollertrace::v1::DeviceRecord r;
+    ASSERT_TRUE(r.ParseFromString(value));
+    r.mutable_state()->set_sessions_started(1);  // as if the roller had more sessions left
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_EQ(b.device_id(), "R-1");
+  EXPECT_EQ(b.chain(), "state");
+  EXPECT_NE(b.detail().find("sessions started 1 on record, 2 from the events"), std::string::npos) << b.detail();
+}
+
+TEST_F(RecordTamperTest, NamesARebindingToAnotherPatient) {
+  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
+    rollertrace::v1::DeviceRecord r;
+    ASSERT_TRUE(r.ParseFromString(value));
+    r.mutable_state()->mutable_roller()->set_bound_patient("p-someone-else");
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  });
+  auto b = FirstBreak();
+  EXPECT_NE(b.detail().find("bound to patient p-someone-else"), std::string::npos) << b.detail();
+}
+
+}  // namespace
+}  // namespace rollertrace::store
+
