@@ -208,6 +208,20 @@ void MonthReport(benchmark::State& state) {
 }
 BENCHMARK(MonthReport)->Unit(benchmark::kMillisecond)->Iterations(3);
 
+// The whole store recomputed: every chain of every device, as rollerctl verify
+// or ingestd --verify-interval-s does. Run alone: --benchmark_filter=VerifyAll.
+void VerifyAll(benchmark::State& state) {
+  for (auto _ : state) {
+    auto r = g_store->Verify("");
+    if (!r.ok() || !r->intact()) {
+      state.SkipWithError("verification failed");
+      return;
+    }
+    state.counters["records"] = static_cast<double>(r->records_checked());
+  }
+}
+BENCHMARK(VerifyAll)->Unit(benchmark::kMillisecond)->Iterations(1);
+
 }  // namespace
 
 int main(int argc, char** argv) {
