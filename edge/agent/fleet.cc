@@ -31,6 +31,7 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
 
   mqtt::MqttOptions mo;
   mo.server_uri = options_.mqtt_uri;
+  mo.ca_file = options_.mqtt_ca_file;
   mo.client_id = device_id;
   mo.username = options_.mqtt_username;
   mo.password = options_.mqtt_password;

@@ -26,6 +26,7 @@ namespace rollertrace::edge {
 
 struct FleetOptions {
   std::string mqtt_uri = "tcp://127.0.0.1:1883";
+  std::string mqtt_ca_file;  // TLS to the broker (ssl:// URI)
   std::string mqtt_username;
   std::string mqtt_password;
   bool json = false;

@@ -77,7 +77,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"roller", "steriliser"}));
   app.add_option("--source", source, "sim, stdin, or a file of JSON lines")->capture_default_str();
-  app.add_option("--mqtt", options.mqtt_uri, "Broker URI")->capture_default_str();
+  app.add_option("--mqtt", options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
+  app.add_option("--mqtt-ca-file", options.mqtt_ca_file, "TLS to the broker: trust this CA certificate (PEM)")
+      ->check(CLI::ExistingFile);
   app.add_flag("--json", options.json, "Publish on the /json topic (protobuf JSON mapping)");
   app.add_option("--spool-dir", spool_dir, "Durable spool directory (default ./data/agent-<device-id>)");
   app.add_option("--seed", sim.seed, "Simulator seed")->capture_default_str();

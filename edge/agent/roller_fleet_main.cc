@@ -51,7 +51,10 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "Events per second over the whole fleet; 0 = as fast as possible")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e7));
-  app.add_option("--mqtt", fleet_options.mqtt_uri, "Broker URI")->capture_default_str();
+  app.add_option("--mqtt", fleet_options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
+  app.add_option("--mqtt-ca-file", fleet_options.mqtt_ca_file,
+                 "TLS to the broker: trust this CA certificate (PEM)")
+      ->check(CLI::ExistingFile);
   app.add_flag("--json", fleet_options.json, "Publish on the /json topics (protobuf JSON mapping)");
   app.add_option("--spool-dir", spool_dir, "Durable spool directory")->capture_default_str();
   app.add_option("--register-with", register_with,

@@ -90,6 +90,13 @@ void MqttClient::RunConnector() {
       .max_inflight(1024)
       .automatic_reconnect(false);
   if (!options_.username.empty()) builder.user_name(options_.username).password(options_.password);
+  if (!options_.ca_file.empty()) {
+    builder.ssl(::mqtt::ssl_options_builder()
+                    .trust_store(options_.ca_file)
+                    .enable_server_cert_auth(true)
+                    .verify(true)
+                    .finalize());
+  }
   if (options_.will) {
     builder.will(::mqtt::message(options_.will->topic, options_.will->payload, options_.will->qos,
                                  options_.will->retained));

@@ -31,8 +31,11 @@ struct Will {
 };
 
 struct MqttOptions {
-  // e.g. "tcp://127.0.0.1:1883"
+  // e.g. "tcp://127.0.0.1:1883", or "ssl://broker:8883" with ca_file.
   std::string server_uri;
+  // TLS: trust this CA certificate (PEM) and check the broker's certificate and
+  // host name against it.
+  std::string ca_file;
   std::string client_id;
   std::string username;
   std::string password;

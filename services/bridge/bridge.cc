@@ -15,6 +15,7 @@ namespace {
 mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options) {
   mqtt::MqttOptions m;
   m.server_uri = options.mqtt_uri;
+  m.ca_file = options.mqtt_ca_file;
   m.client_id = options.mqtt_client_id;
   m.username = options.mqtt_username;
   m.password = options.mqtt_password;

@@ -29,6 +29,7 @@ namespace rollertrace::bridge {
 
 struct BridgeOptions {
   std::string mqtt_uri = "tcp://127.0.0.1:1883";
+  std::string mqtt_ca_file;  // TLS to the broker (ssl:// URI)
   std::string mqtt_client_id = "mqtt-bridge";
   std::string mqtt_username;
   std::string mqtt_password;

@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
   rollertrace::bridge::BridgeOptions options;
   options.mqtt_client_id = "mqtt-bridge-" + std::to_string(getpid());
   std::string metrics_listen = "127.0.0.1:9465";
-  app.add_option("--mqtt", options.mqtt_uri, "Broker URI")->capture_default_str();
+  app.add_option("--mqtt", options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
+  app.add_option("--mqtt-ca-file", options.mqtt_ca_file, "TLS to the broker: trust this CA certificate (PEM)")
+      ->check(CLI::ExistingFile);
   app.add_option("--client-id", options.mqtt_client_id, "MQTT client id (unique per bridge)")->capture_default_str();
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
   std::string password_file, token_file;

@@ -4,6 +4,8 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -352,14 +354,22 @@ namespace {
 
 // ingestd serving gRPC over TLS: the bridge and rollerctl reach it with the CA
 // certificate; a plaintext client does not.
+// A self-signed certificate for 127.0.0.1 in dir/cert.pem, its key in dir/key.pem.
+void MakeCertificate(const std::string& dir) {
+  auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                                 dir + "/key.pem", "-out", dir + "/cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+                                dir + "/openssl.log");
+  ASSERT_EQ(openssl->Wait(std::chrono::seconds(30)), 0) << ReadFile(dir + "/openssl.log");
+  // Mosquitto started as root reads it as user mosquitto: a test key may be world-readable.
+  std::filesystem::permissions(dir + "/key.pem", std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+}
+
 TEST(Pipeline, ServesGrpcOverTls) {
   Cluster cluster("tls");
   const std::string cert = cluster.dir() + "/cert.pem", key = cluster.dir() + "/key.pem";
-  auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                                 "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
-                                 "subjectAltName=IP:127.0.0.1,DNS:localhost"},
-                                cluster.dir() + "/openssl.log");
-  ASSERT_EQ(openssl->Wait(std::chrono::seconds(30)), 0) << ReadFile(cluster.dir() + "/openssl.log");
+  MakeCertificate(cluster.dir());
   cluster.StartBroker();
   cluster.StartIngestd({"--tls-cert", cert, "--tls-key", key});
   cluster.StartBridge({"--ingestd-tls-ca", cert});
@@ -393,3 +403,30 @@ TEST(Pipeline, ServesGrpcOverTls) {
 
 }  // namespace
 }  // namespace rollertrace::testing
+
+namespace rollertrace::testing {
+namespace {
+
+// Devices and the bridge reach a broker that speaks MQTT over TLS only.
+TEST(Pipeline, DevicesReachTheBrokerOverTls) {
+  Cluster cluster("mqtt-tls");
+  const std::string cert = cluster.dir() + "/cert.pem";
+  ASSERT_NO_FATAL_FAILURE(MakeCertificate(cluster.dir()));
+  ASSERT_NO_FATAL_FAILURE(cluster.StartBroker(cert, cluster.dir() + "/key.pem"));
+  cluster.StartIngestd();
+  ASSERT_NO_FATAL_FAILURE(cluster.StartBridge({"--mqtt-ca-file", cert}));
+  edge::SimOptions sim;
+  sim.rollers = 2;
+  sim.sterilisers = 1;
+  sim.days = 3;
+  sim.end_unix_ms = NowMs();
+  auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
+  args.insert(args.end(), {"--mqtt-ca-file", cert});
+  auto fleet = cluster.StartFleet(args, "fleet.log");
+  ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
+  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/true);
+}
+
+}  // namespace
+}  // namespace rollertrace::testing
+

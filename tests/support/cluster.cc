@@ -41,13 +41,20 @@ Cluster::~Cluster() {
   broker_.reset();
 }
 
-std::string Cluster::mqtt_uri() const { return "tcp://127.0.0.1:" + std::to_string(mqtt_port_); }
+std::string Cluster::mqtt_uri() const {
+  return (mqtt_tls_ ? "ssl://127.0.0.1:" : "tcp://127.0.0.1:") + std::to_string(mqtt_port_);
+}
 std::string Cluster::ingestd_address() const { return "127.0.0.1:" + std::to_string(ingestd_port_); }
 
-void Cluster::StartBroker() {
+void Cluster::StartBroker(const std::string& cert_file, const std::string& key_file) {
   const std::string conf = dir_ + "/mosquitto.conf";
   std::ofstream out(conf);
-  out << "listener " << mqtt_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
+  out << "listener " << mqtt_port_ << " 127.0.0.1\n";
+  if (!cert_file.empty()) {
+    out << "certfile " << cert_file << "\nkeyfile " << key_file << "\n";
+    mqtt_tls_ = true;
+  }
+  out << "allow_anonymous true\npersistence false\n"
       << "max_inflight_messages 1024\nmax_queued_messages 100000\nmax_packet_size 1048576\n";
   out.close();
   broker_ = Process::Start({ROLLERTRACE_MOSQUITTO, "-c", conf}, dir_ + "/mosquitto.log");

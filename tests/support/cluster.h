@@ -20,7 +20,9 @@ class Cluster {
   ~Cluster();
 
   // Each Start waits until the part answers (fails the test if it does not).
-  void StartBroker();
+  // With cert_file and key_file, the broker listens for MQTT over TLS only
+  // (mqtt_uri() is then ssl://).
+  void StartBroker(const std::string& cert_file = {}, const std::string& key_file = {});
   // `extra` flags are added to ingestd's.
   void StartIngestd(const std::vector<std::string>& extra = {});
   void StartBridge(const std::vector<std::string>& extra = {});
@@ -70,6 +72,7 @@ class Cluster {
   int ingestd_metrics_port_;
   int bridge_metrics_port_;
   int publish_count_ = 0;
+  bool mqtt_tls_ = false;
   std::unique_ptr<Process> broker_;
   std::unique_ptr<Process> ingestd_;
   std::unique_ptr<Process> bridge_;
