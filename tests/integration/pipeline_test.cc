@@ -354,6 +354,16 @@ namespace {
 
 // ingestd serving gRPC over TLS: the bridge and rollerctl reach it with the CA
 // certificate; a plaintext client does not.
+// Two rollers and a steriliser over three days, ending now.
+edge::SimOptions SmallClinic() {
+  edge::SimOptions sim;
+  sim.rollers = 2;
+  sim.sterilisers = 1;
+  sim.days = 3;
+  sim.end_unix_ms = NowMs();
+  return sim;
+}
+
 // A self-signed certificate for 127.0.0.1 in dir/cert.pem, its key in dir/key.pem.
 void MakeCertificate(const std::string& dir) {
   auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
@@ -387,11 +397,7 @@ TEST(Pipeline, ServesGrpcOverTls) {
   })) << ReadFile(cluster.dir() + "/bridge.log");
   // A simulated clinic registers over TLS, asks before each session and sends
   // everything through the bridge's TLS channel; it exits 0 once all is acked.
-  edge::SimOptions sim;
-  sim.rollers = 2;
-  sim.sterilisers = 1;
-  sim.days = 3;
-  sim.end_unix_ms = NowMs();
+  const edge::SimOptions sim = SmallClinic();
   auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
   args.insert(args.end(), {"--register-tls-ca", cert});
   auto fleet = cluster.StartFleet(args, "fleet.log");
@@ -415,11 +421,7 @@ TEST(Pipeline, DevicesReachTheBrokerOverTls) {
   ASSERT_NO_FATAL_FAILURE(cluster.StartBroker(cert, cluster.dir() + "/key.pem"));
   cluster.StartIngestd();
   ASSERT_NO_FATAL_FAILURE(cluster.StartBridge({"--mqtt-ca-file", cert}));
-  edge::SimOptions sim;
-  sim.rollers = 2;
-  sim.sterilisers = 1;
-  sim.days = 3;
-  sim.end_unix_ms = NowMs();
+  const edge::SimOptions sim = SmallClinic();
   auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
   args.insert(args.end(), {"--mqtt-ca-file", cert});
   auto fleet = cluster.StartFleet(args, "fleet.log");
