@@ -462,6 +462,18 @@ class RecordTamperTest : public TamperTest {
     ASSERT_TRUE(store_->Authorize(ask, 6000).ok());
     store_.reset();
   }
+  // R-1's device record, changed by `change` straight in RocksDB.
+  template <typename Change>
+  void RewriteDevice(Change change) {
+    Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
+      std::string value;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
+      rollertrace::v1::DeviceRecord r;
+      ASSERT_TRUE(r.ParseFromString(value));
+      change(&r);
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+    });
+  }
   // The key of the first record of `cf` belonging to R-1 whose key contains `part`.
   std::string FindKey(rocksdb::DB* db, const char* cf, const std::string& part = "R-1") {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs_[cf]));
@@ -540,14 +552,9 @@ TEST_F(RecordTamperTest, NamesAChangedDecisionAndLogEntry) {
 
 TEST_F(RecordTamperTest, NamesAnUnlockWrittenAroundIngestd) {
   // Releasing the lock by hand: the device's definition no longer matches.
-  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
-    std::string value;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
-    rollertrace::v1::DeviceRecord r;
-    ASSERT_TRUE(r.ParseFromString(value));
-    ASSERT_EQ(r.device().lifecycle(), rollertrace::v1::LIFECYCLE_LOCKED);
-    r.mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  RewriteDevice([](rollertrace::v1::DeviceRecord* r) {
+    ASSERT_EQ(r->device().lifecycle(), rollertrace::v1::LIFECYCLE_LOCKED);
+    r->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
   });
   auto b = FirstBreak();
   EXPECT_EQ(b.problem(), "changed");
@@ -591,13 +598,8 @@ namespace {
 // The state the rules read (wear, sessions, the bound patient) is derived from
 // the events; rewriting it to let a worn roller through is caught.
 TEST_F(RecordTamperTest, NamesAStateRewrittenToHideWear) {
-  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
-    std::string value;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
-    rollertrace::v1::DeviceRecord r;
-    ASSERT_TRUE(r.ParseFromString(value));
-    r.mutable_state()->set_sessions_started(1);  // as if the roller had more sessions left
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  RewriteDevice([](rollertrace::v1::DeviceRecord* r) {
+    r->mutable_state()->set_sessions_started(1);  // as if the roller had more sessions left
   });
   auto b = FirstBreak();
   EXPECT_EQ(b.device_id(), "R-1");
@@ -606,13 +608,8 @@ TEST_F(RecordTamperTest, NamesAStateRewrittenToHideWear) {
 }
 
 TEST_F(RecordTamperTest, NamesARebindingToAnotherPatient) {
-  Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
-    std::string value;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs_["devices"], "R-1", &value).ok());
-    rollertrace::v1::DeviceRecord r;
-    ASSERT_TRUE(r.ParseFromString(value));
-    r.mutable_state()->mutable_roller()->set_bound_patient("p-someone-else");
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", r.SerializeAsString()).ok());
+  RewriteDevice([](rollertrace::v1::DeviceRecord* r) {
+    r->mutable_state()->mutable_roller()->set_bound_patient("p-someone-else");
   });
   auto b = FirstBreak();
   EXPECT_NE(b.detail().find("bound to patient p-someone-else"), std::string::npos) << b.detail();
