@@ -11,6 +11,15 @@ DeviceAgent::DeviceAgent(Spool& spool, AgentOptions options)
       current_timeout_(options.ack_timeout) {}
 
 absl::StatusOr<rollertrace::v1::Event> DeviceAgent::Record(rollertrace::v1::Event event, uint64_t source_cursor) {
+  if (event.has_session_started()) {
+    // ingestd would refuse it for good: say so now, before it is spooled.
+    if (event.session_started().patient_ref().empty()) {
+      return absl::InvalidArgumentError("a session start needs the patient's reference (patientRef)");
+    }
+    if (!event.session_started().patient_pseudonym().empty()) {
+      return absl::InvalidArgumentError("a session start carries no pseudonym; ingestd makes them from patientRef");
+    }
+  }
   absl::StatusOr<rollertrace::v1::Event> recorded = spool_.Append(std::move(event), source_cursor);
   if (recorded.ok()) NoteRecorded(*recorded);
   return recorded;
@@ -97,6 +106,7 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
       cache_.use = snap.use();
       cache_.sessions_started = snap.sessions_started();
       cache_.total_revolutions = snap.total_revolutions();
+      cache_patient_bound_ = snap.patient_bound();
     }
   } else {
     // Offline: the same rules over what this device last heard and did since.
@@ -104,6 +114,9 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
     rules::RollerFacts facts = cache_;
     facts.registered = true;
     facts.use.set_bound_patient(bound_patient_ref_);
+    // The server says the roller is bound but this agent does not know to
+    // whom (it never sees pseudonyms): no patient may be assumed to match.
+    if (bound_patient_ref_.empty() && cache_patient_bound_) facts.use.set_bound_patient("(bound, patient unknown here)");
     if (cache_.device.device_id().empty()) facts.device.set_lifecycle(rollertrace::v1::LIFECYCLE_REGISTERED);
     rules::Decision local = rules::Decide(policy_, facts, rules::RequestFor(session, session.patient_ref(), start));
     result.offline = true;

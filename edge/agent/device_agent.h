@@ -108,6 +108,7 @@ class DeviceAgent {
   uint64_t next_correlation_ = 1;
   rules::RollerFacts cache_;  // the server's last snapshot plus our own events since
   std::string bound_patient_ref_;
+  bool cache_patient_bound_ = false;  // from the server's last snapshot
   bool locked_ = false;
   std::string lock_reason_;
   uint64_t sessions_allowed_ = 0;

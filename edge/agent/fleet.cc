@@ -35,6 +35,14 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   mo.client_id = device_id;
   mo.username = options_.mqtt_username;
   mo.password = options_.mqtt_password;
+  if (!options_.mqtt_passwords.empty()) {
+    auto password = options_.mqtt_passwords.find(device_id);
+    if (password == options_.mqtt_passwords.end()) {
+      return absl::NotFoundError(util::Cat("the MQTT credentials file has no password for device ", device_id));
+    }
+    mo.username = device_id;
+    mo.password = password->second;
+  }
   mo.will = mqtt::Will{codec::StatusTopic(kind, device_id), "offline", 1, true};
   m.mqtt = std::make_unique<mqtt::MqttClient>(mo);
   m.mqtt->Subscribe(codec::AckTopic(kind, device_id), 1);

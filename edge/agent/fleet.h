@@ -27,8 +27,11 @@ namespace rollertrace::edge {
 struct FleetOptions {
   std::string mqtt_uri = "tcp://127.0.0.1:1883";
   std::string mqtt_ca_file;  // TLS to the broker (ssl:// URI)
+  // One broker account for every simulated device...
   std::string mqtt_username;
   std::string mqtt_password;
+  // ...or each its own: user = device id, password from this map.
+  std::map<std::string, std::string> mqtt_passwords;
   bool json = false;
   size_t max_batch_events = 100;
   std::chrono::milliseconds ack_timeout{3000};

@@ -45,7 +45,12 @@ absl::StatusOr<uint64_t> PlayJsonLines(std::istream& in, const std::string& devi
       continue;
     }
     if (event.device_time_unix_ms() == 0) event.set_device_time_unix_ms(rollertrace::util::NowUnixMs());
-    if (absl::Status s = fleet.Record(device_id, std::move(event), line_no).status(); !s.ok()) return s;
+    if (absl::Status s = fleet.Record(device_id, std::move(event), line_no).status(); !s.ok()) {
+      if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+      std::cerr << "roller-agent: line " << line_no << " skipped: " << s.message() << std::endl;
+      ++*bad_lines;
+      continue;
+    }
     ++recorded;
   }
   return recorded;
@@ -80,6 +85,10 @@ int main(int argc, char** argv) {
   app.add_option("--mqtt", options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
   app.add_option("--mqtt-ca-file", options.mqtt_ca_file, "TLS to the broker: trust this CA certificate (PEM)")
       ->check(CLI::ExistingFile);
+  std::string password_file;
+  app.add_option("--mqtt-username", options.mqtt_username, "Broker user name (the device id, with the shipped ACL)");
+  app.add_option("--mqtt-password-file", password_file,
+                 "File holding the broker password (mode 0600; only over ssl:// or to a loopback broker)");
   app.add_flag("--json", options.json, "Publish on the /json topic (protobuf JSON mapping)");
   app.add_option("--spool-dir", spool_dir, "Durable spool directory (default ./data/agent-<device-id>)");
   app.add_option("--seed", sim.seed, "Simulator seed")->capture_default_str();
@@ -99,6 +108,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = rollertrace::codec::ValidateDeviceId(device_id); !s.ok()) {
     std::cerr << "roller-agent: --device-id: " << s.message() << std::endl;
+    return 2;
+  }
+  if (absl::Status s = rollertrace::mqtt::LoadLogin(options.mqtt_uri, options.mqtt_username, password_file,
+                                                    &options.mqtt_password);
+      !s.ok()) {
+    std::cerr << "roller-agent: " << s.message() << std::endl;
     return 2;
   }
   if (spool_dir.empty()) spool_dir = "./data/agent-" + device_id;

@@ -10,6 +10,7 @@
 #include "agent/simulator.h"
 #include "process/shutdown.h"
 #include "util/clock.h"
+#include "util/secret_file.h"
 
 namespace {
 }  // namespace
@@ -55,6 +56,15 @@ int main(int argc, char** argv) {
   app.add_option("--mqtt-ca-file", fleet_options.mqtt_ca_file,
                  "TLS to the broker: trust this CA certificate (PEM)")
       ->check(CLI::ExistingFile);
+  std::string password_file, credentials_file;
+  app.add_option("--mqtt-username", fleet_options.mqtt_username,
+                 "One broker account for every simulated device (a gateway's)");
+  app.add_option("--mqtt-password-file", password_file,
+                 "File holding that account's password (mode 0600; only over ssl:// or to a loopback broker)");
+  app.add_option("--mqtt-credentials-file", credentials_file,
+                 "Per-device broker accounts, '<device-id> <password>' a line (mode 0600): each simulated device "
+                 "logs in as itself, as the shipped ACL expects")
+      ->excludes("--mqtt-username");
   app.add_flag("--json", fleet_options.json, "Publish on the /json topics (protobuf JSON mapping)");
   app.add_option("--spool-dir", spool_dir, "Durable spool directory")->capture_default_str();
   app.add_option("--register-with", register_with,
@@ -84,11 +94,30 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {
-    std::ifstream in(token_file);
-    if (!std::getline(in, token) || token.empty()) {
-      std::cerr << "roller-fleet: --token-file: cannot read a token from " << token_file << std::endl;
+    absl::StatusOr<std::string> read = rollertrace::util::ReadPrivateLine(token_file, "token file");
+    if (!read.ok()) {
+      std::cerr << "roller-fleet: --token-file: " << read.status().message() << std::endl;
       return 2;
     }
+    token = *read;
+  }
+  if (absl::Status s = rollertrace::mqtt::LoadLogin(fleet_options.mqtt_uri, fleet_options.mqtt_username,
+                                                    password_file, &fleet_options.mqtt_password);
+      !s.ok()) {
+    std::cerr << "roller-fleet: " << s.message() << std::endl;
+    return 2;
+  }
+  if (!credentials_file.empty()) {
+    auto credentials = rollertrace::mqtt::LoadCredentialsFile(credentials_file);
+    rollertrace::mqtt::MqttOptions check;
+    check.server_uri = fleet_options.mqtt_uri;
+    check.password = "set";
+    absl::Status s = credentials.ok() ? rollertrace::mqtt::CheckCredentialsTransport(check) : credentials.status();
+    if (!s.ok()) {
+      std::cerr << "roller-fleet: --mqtt-credentials-file: " << s.message() << std::endl;
+      return 2;
+    }
+    fleet_options.mqtt_passwords = std::move(*credentials);
   }
   fleet_options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   fleet_options.decision_timeout = std::chrono::milliseconds(decision_timeout_ms);

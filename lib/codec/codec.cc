@@ -131,6 +131,18 @@ absl::Status ValidateEvents(std::string_view device_id, EventBatch* batch) {
       return absl::InvalidArgumentError(
           util::Cat("device ", device_id, " sequence ", event.sequence(), ": event has no body"));
     }
+    if (event.has_session_started()) {
+      // DOMAIN.md: only ingestd makes pseudonyms, and a session needs its patient.
+      if (!event.session_started().patient_pseudonym().empty()) {
+        return absl::InvalidArgumentError(util::Cat(
+            "device ", device_id, " sequence ", event.sequence(),
+            ": a session start carries a patient pseudonym; only ingestd makes pseudonyms, send patientRef"));
+      }
+      if (event.session_started().patient_ref().empty()) {
+        return absl::InvalidArgumentError(util::Cat("device ", device_id, " sequence ", event.sequence(),
+                                                    ": a session start needs the patient's reference (patientRef)"));
+      }
+    }
   }
   return absl::OkStatus();
 }

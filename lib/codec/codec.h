@@ -41,7 +41,8 @@ std::string StatusTopic(TopicKind kind, std::string_view device_id);
 
 // Checks what every batch must satisfy, however it arrived: batch and event
 // device ids equal `device_id` (an empty event device id is filled in), at
-// least one event, sequences from 1, every event has a body.
+// least one event, sequences from 1, every event has a body, every session
+// start names its patient by reference and carries no pseudonym.
 // PermissionDenied for a device mismatch, else InvalidArgument.
 absl::Status ValidateEvents(std::string_view device_id, rollertrace::v1::EventBatch* batch);
 

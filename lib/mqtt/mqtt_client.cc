@@ -5,8 +5,59 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
+#include <sstream>
+
+#include "util/address.h"
+#include "util/cat.h"
+#include "util/secret_file.h"
 
 namespace rollertrace::mqtt {
+
+absl::Status CheckCredentialsTransport(const MqttOptions& options) {
+  if (options.username.empty() && options.password.empty()) return absl::OkStatus();
+  const std::string& uri = options.server_uri;
+  if (uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0) return absl::OkStatus();
+  if (util::IsLoopbackAddress(uri)) return absl::OkStatus();
+  return absl::InvalidArgumentError(util::Cat("a broker password would cross the network in clear to ", uri,
+                                              ": use ssl:// (with --mqtt-ca-file), or a loopback broker"));
+}
+
+absl::Status LoadLogin(const std::string& uri, const std::string& username, const std::string& password_file,
+                       std::string* password) {
+  if (password_file.empty() != username.empty()) {
+    return absl::InvalidArgumentError("give --mqtt-username and --mqtt-password-file together");
+  }
+  if (password_file.empty()) return absl::OkStatus();
+  absl::StatusOr<std::string> line = util::ReadPrivateLine(password_file, "MQTT password file");
+  if (!line.ok()) return line.status();
+  *password = *line;
+  MqttOptions check;
+  check.server_uri = uri;
+  check.username = username;
+  return CheckCredentialsTransport(check);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> LoadCredentialsFile(const std::string& path) {
+  absl::StatusOr<std::string> content = util::ReadPrivateFile(path, "MQTT credentials file");
+  if (!content.ok()) return content.status();
+  std::map<std::string, std::string> out;
+  std::istringstream in(*content);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::string user, password, extra;
+    if (!(words >> user)) continue;
+    if (!(words >> password) || (words >> extra)) {
+      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": expected '<user> <password>'"));
+    }
+    if (!out.emplace(user, password).second) {
+      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": user ", user, " is given twice"));
+    }
+  }
+  if (out.empty()) return absl::InvalidArgumentError(util::Cat(path, ": no credentials"));
+  return out;
+}
 
 MqttClient::MqttClient(MqttOptions options)
     : options_(std::move(options)),

@@ -15,7 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include <map>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace mqtt {
 class async_client;
@@ -44,6 +47,20 @@ struct MqttOptions {
   // Longest wait between two connection attempts.
   std::chrono::milliseconds max_backoff{2000};
 };
+
+// Refuses (InvalidArgument) a password sent in clear: a username or password
+// over plain tcp:// is allowed only to a loopback broker; use ssl:// otherwise.
+absl::Status CheckCredentialsTransport(const MqttOptions& options);
+
+// The broker login of --mqtt-username and --mqtt-password-file (the first
+// line of a file only its owner may read), checked against the transport of
+// `uri` (CheckCredentialsTransport). Both empty: anonymous.
+absl::Status LoadLogin(const std::string& uri, const std::string& username, const std::string& password_file,
+                       std::string* password);
+
+// "<user> <password>" lines ('#' starts a comment) from a file only its owner
+// may read: per-device broker credentials (user = device id).
+absl::StatusOr<std::map<std::string, std::string>> LoadCredentialsFile(const std::string& path);
 
 class MqttClient {
  public:

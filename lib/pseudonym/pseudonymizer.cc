@@ -3,10 +3,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "util/cat.h"
+#include "util/secret_file.h"
 
 namespace rollertrace::pseudonym {
 
@@ -19,11 +17,9 @@ absl::StatusOr<Pseudonymizer> Pseudonymizer::FromSecret(std::string secret) {
 }
 
 absl::StatusOr<Pseudonymizer> Pseudonymizer::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(util::Cat("cannot read the pseudonymisation secret file ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string secret = buffer.str();
+  absl::StatusOr<std::string> content = util::ReadPrivateFile(path, "pseudonymisation secret file");
+  if (!content.ok()) return content.status();
+  std::string secret = std::move(*content);
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   absl::StatusOr<Pseudonymizer> p = FromSecret(std::move(secret));
   if (!p.ok()) return absl::InvalidArgumentError(util::Cat(path, ": ", p.status().message()));
@@ -42,6 +38,14 @@ std::string Pseudonymizer::Pseudonym(std::string_view patient_ref) const {
     out.push_back(kHex[mac[i] & 0xf]);
   }
   return out;
+}
+
+bool Pseudonymizer::IsPseudonym(std::string_view text) {
+  if (text.size() != 2 + 2 * 32 || text.substr(0, 2) != "p-") return false;
+  for (char c : text.substr(2)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 }  // namespace rollertrace::pseudonym

@@ -14,11 +14,13 @@ class Pseudonymizer {
  public:
   // REQUIRES: secret of at least 16 bytes (checked by the factories).
   static absl::StatusOr<Pseudonymizer> FromSecret(std::string secret);
-  // Reads the secret from a file (trailing newline dropped). The error never
-  // includes the file's content.
+  // Reads the secret from a file (trailing newline dropped) that only its
+  // owner may read (util/secret_file.h). The error never includes the content.
   static absl::StatusOr<Pseudonymizer> FromFile(const std::string& path);
 
   std::string Pseudonym(std::string_view patient_ref) const;
+  // True for text of the form Pseudonym returns: "p-" and 64 lower-case hex digits.
+  static bool IsPseudonym(std::string_view text);
 
  private:
   explicit Pseudonymizer(std::string secret) : secret_(std::move(secret)) {}

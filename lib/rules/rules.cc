@@ -69,6 +69,36 @@ SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::s
   return r;
 }
 
+JudgedTime JudgeTime(const Policy& policy, int64_t device_unix_ms, int64_t receive_unix_ms) {
+  JudgedTime t;
+  t.at_unix_ms = device_unix_ms > 0 ? device_unix_ms : receive_unix_ms;
+  if (device_unix_ms > receive_unix_ms + policy.max_clock_skew_ms) {
+    t.at_unix_ms = receive_unix_ms;
+    t.ahead_ms = device_unix_ms - receive_unix_ms;
+  }
+  return t;
+}
+
+std::string CycleTimeProblem(const Policy& policy, const rollertrace::v1::SterilisationCycle& cycle,
+                             int64_t receive_unix_ms) {
+  if (cycle.end_unix_ms() > receive_unix_ms + policy.max_clock_skew_ms) {
+    return util::Cat("the cycle ends ", Days(cycle.end_unix_ms() - receive_unix_ms),
+                     " after it was received (allowed skew ", Minutes(static_cast<uint32_t>(policy.max_clock_skew_ms / 1000)),
+                     "): a cycle cannot be reported before it ended");
+  }
+  if (cycle.start_unix_ms() > 0 && cycle.end_unix_ms() > 0 && cycle.start_unix_ms() > cycle.end_unix_ms()) {
+    return util::Cat("the cycle starts ", Days(cycle.start_unix_ms() - cycle.end_unix_ms()), " after its end");
+  }
+  return "";
+}
+
+rollertrace::v1::IndicatorResult CountingIndicator(rollertrace::v1::IndicatorResult steriliser,
+                                                   rollertrace::v1::IndicatorResult lab) {
+  if (lab == rollertrace::v1::INDICATOR_PASS || lab == rollertrace::v1::INDICATOR_FAIL) return lab;
+  if (steriliser == rollertrace::v1::INDICATOR_FAIL) return rollertrace::v1::INDICATOR_FAIL;
+  return rollertrace::v1::INDICATOR_PENDING;
+}
+
 double Wear(const RollerFacts& roller) {
   double computed = 0;
   if (roller.device.rated_penetrations() > 0) {
@@ -106,7 +136,11 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
   }
   const int64_t sterile_since = std::max(use.last_session_end_unix_ms(), use.last_session_start_unix_ms());
   const bool sterile = use.last_passing_cycle_end_unix_ms() > 0 && use.last_passing_cycle_end_unix_ms() > sterile_since;
-  if (!sterile) {
+  if (sterile && use.last_passing_cycle_end_unix_ms() > start) {
+    Hit(&d, kNotSterile, kDeny,
+        util::Cat("the last passing sterilisation cycle ends ", Days(use.last_passing_cycle_end_unix_ms() - start),
+                  " after the session's start: a session relies only on a cycle that ended before it"));
+  } else if (!sterile) {
     Hit(&d, kNotSterile, kDeny,
         use.last_passing_cycle_end_unix_ms() == 0
             ? std::string("no passing sterilisation cycle recorded")
@@ -152,6 +186,9 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
     const int64_t a = request.anaesthesia_applied_unix_ms;
     if (a == 0) {
       Hit(&d, kAnaesthesiaTime, kWarn, "topical anaesthetic not recorded");
+    } else if (a > start) {
+      Hit(&d, kAnaesthesiaTime, kWarn,
+          util::Cat("topical anaesthetic recorded ", (a - start) / kMinuteMs, " min after the session's start"));
     } else if (start - a < policy.anaesthesia_min_ms || start - a > policy.anaesthesia_max_ms) {
       Hit(&d, kAnaesthesiaTime, kWarn, util::Cat("anaesthetic applied ", (start - a) / kMinuteMs, " min before start"));
     }
@@ -164,6 +201,12 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
     Hit(&d, kBiPending, kWarn,
         util::Cat("cycle ", use.last_cycle().steriliser_id(), "#", use.last_cycle().cycle_number(),
                   " has no biological-indicator result yet"));
+  }
+  if (request.clock_ahead_ms > 0) {
+    Hit(&d, kClockSkew, kWarn,
+        util::Cat("the device's time was ", Days(request.clock_ahead_ms), " ahead of the server's (allowed skew ",
+                  Minutes(static_cast<uint32_t>(policy.max_clock_skew_ms / 1000)),
+                  "); time rules used the server's receive time"));
   }
   return d;
 }
@@ -199,14 +242,14 @@ CycleVerdict EvaluateCycle(const Policy& policy, const rollertrace::v1::Sterilis
 }
 
 void ApplyCycle(const rollertrace::v1::SterilisationCycle& cycle, const CycleVerdict& verdict,
-                rollertrace::v1::RollerUse* use) {
+                rollertrace::v1::IndicatorResult biological, rollertrace::v1::RollerUse* use) {
   auto* ref = use->mutable_last_cycle();
   ref->set_steriliser_id(cycle.steriliser_id());
   ref->set_cycle_number(cycle.cycle_number());
   ref->set_end_unix_ms(cycle.end_unix_ms());
   ref->set_parameters_passed(verdict.parameters_passed);
   ref->set_chemical_indicator(cycle.chemical_indicator());
-  ref->set_biological_indicator(cycle.biological_indicator());
+  ref->set_biological_indicator(biological);
   if (verdict.parameters_passed) {
     use->set_last_passing_cycle_end_unix_ms(std::max(use->last_passing_cycle_end_unix_ms(), cycle.end_unix_ms()));
   }

@@ -30,6 +30,7 @@ inline constexpr char kNeedleForIndication[] = "NEEDLE_FOR_INDICATION";
 inline constexpr char kAnaesthesiaTime[] = "ANAESTHESIA_TIME";
 inline constexpr char kCourseGap[] = "COURSE_GAP";
 inline constexpr char kBiPending[] = "BI_PENDING";
+inline constexpr char kClockSkew[] = "CLOCK_SKEW";
 
 // Rules whose violation is followed by a lock command (DOMAIN.md).
 bool LocksRoller(std::string_view rule);
@@ -51,7 +52,20 @@ struct SessionRequest {
   double needle_length_mm = 0;          // 0: the roller's registered length
   int64_t anaesthesia_applied_unix_ms = 0;  // 0: not recorded
   int64_t start_unix_ms = 0;
+  // How far the device's own time for the start was ahead of the server's
+  // receive time beyond the allowed skew; > 0 makes CLOCK_SKEW fire, and
+  // start_unix_ms is then the receive time (see JudgeTime).
+  int64_t clock_ahead_ms = 0;
 };
+
+// The time a device-dated fact is judged at (DOMAIN.md): the device's time
+// when it is no more than the allowed skew ahead of the receive time, else
+// the receive time, with how far ahead the device claimed to be.
+struct JudgedTime {
+  int64_t at_unix_ms = 0;
+  int64_t ahead_ms = 0;  // 0 unless the device's time was refused
+};
+JudgedTime JudgeTime(const Policy& policy, int64_t device_unix_ms, int64_t receive_unix_ms);
 
 // The request for a session as a device describes it; `patient` is how the
 // caller compares patients (ingestd: the pseudonym; an offline agent: the
@@ -81,8 +95,22 @@ struct CycleVerdict {
 // recorded, passed).
 CycleVerdict EvaluateCycle(const Policy& policy, const rollertrace::v1::SterilisationCycle& cycle);
 
-// The roller's state after a cycle with it in the load.
+// Why a steriliser's cycle cannot be taken as dated (its end after the
+// receive time plus the allowed skew, its start after its end), or "" when
+// its times are acceptable.
+std::string CycleTimeProblem(const Policy& policy, const rollertrace::v1::SterilisationCycle& cycle,
+                             int64_t receive_unix_ms);
+
+// The biological-indicator result that counts (DOMAIN.md, "Whose word
+// counts"): the lab's when it recorded one; else FAIL when the steriliser
+// reported FAIL (any failed indicator is reason enough); else PENDING. A
+// steriliser's own PASS never counts.
+rollertrace::v1::IndicatorResult CountingIndicator(rollertrace::v1::IndicatorResult steriliser,
+                                                   rollertrace::v1::IndicatorResult lab);
+
+// The roller's state after a cycle with it in the load; `biological` is the
+// cycle's counting biological-indicator result.
 void ApplyCycle(const rollertrace::v1::SterilisationCycle& cycle, const CycleVerdict& verdict,
-                rollertrace::v1::RollerUse* use);
+                rollertrace::v1::IndicatorResult biological, rollertrace::v1::RollerUse* use);
 
 }  // namespace rollertrace::rules

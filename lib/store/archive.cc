@@ -5,8 +5,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 
+#include "codec/codec.h"
 #include "store/event_store.h"
 #include "store/keys.h"
 #include "util/cat.h"
@@ -17,13 +19,105 @@ namespace {
 // What an archive may hold: a device's own column families. Indexes are
 // rebuilt on import; checkpoints belong to the ingestd that signed them.
 constexpr const char* kArchivedKinds[] = {"devices",    "events",    "ledger", "sessions", "violations",
-                                          "decisions", "device_log", "cycles", "recalls",  "gaps"};
+                                          "decisions", "device_log", "cycles", "recalls",  "gaps", "findings"};
 
 bool Archived(std::string_view kind) {
   for (const char* k : kArchivedKinds) {
     if (kind == k) return true;
   }
   return false;
+}
+
+// What an archived record says about itself, once checked.
+struct ArchivedRecord {
+  std::string device_id;  // the device it belongs to
+  rollertrace::v1::SessionRecord session;
+  rollertrace::v1::Violation violation;
+  rollertrace::v1::CycleRecord cycle;
+};
+
+// The device a per-device key belongs to: its id before the first '\0'.
+std::optional<std::string> KeyDevice(std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || nul == 0 || key.size() < nul + 9) return std::nullopt;
+  return std::string(key.substr(0, nul));
+}
+
+template <typename Message>
+bool Parse(const std::string& value, Message* m) {
+  return m->ParseFromString(value);
+}
+
+// Checks that an archive record is of a kind an archive may hold, that its
+// value parses, and that its key and its content name the same device.
+absl::StatusOr<ArchivedRecord> CheckArchivedRecord(const rollertrace::v1::ArchiveRecord& r) {
+  ArchivedRecord out;
+  const std::string& kind = r.kind();
+  if (!Archived(kind)) return absl::InvalidArgumentError(util::Cat("unknown kind '", kind, "'"));
+  std::optional<std::string> owner;
+  if (kind == "devices") {
+    owner = r.key();
+  } else if (kind == "violations") {
+    if (auto parts = DecodeTimeKey(r.key())) owner = parts->device_id;
+  } else {
+    owner = KeyDevice(r.key());
+  }
+  if (!owner || !codec::ValidateDeviceId(*owner).ok()) return absl::InvalidArgumentError("its key names no device");
+  out.device_id = *owner;
+  std::string named;  // the device the content names
+  bool parsed = false;
+  if (kind == "devices") {
+    rollertrace::v1::DeviceRecord d;
+    parsed = Parse(r.value(), &d);
+    named = d.device().device_id();
+  } else if (kind == "events") {
+    rollertrace::v1::StoredEvent e;
+    parsed = Parse(r.value(), &e);
+    auto k = DecodeDeviceSequenceKey(r.key());
+    named = e.event().device_id();
+    if (parsed && (!k || k->sequence != e.event().sequence())) return absl::InvalidArgumentError("key and sequence differ");
+  } else if (kind == "ledger") {
+    rollertrace::v1::LedgerEntry l;
+    parsed = Parse(r.value(), &l);
+    auto k = DecodeDeviceSequenceKey(r.key());
+    named = *owner;
+    if (parsed && (!k || k->sequence != l.index())) return absl::InvalidArgumentError("key and chain index differ");
+  } else if (kind == "sessions") {
+    parsed = Parse(r.value(), &out.session);
+    named = out.session.device_id();
+  } else if (kind == "violations") {
+    parsed = Parse(r.value(), &out.violation);
+    named = out.violation.device_id();
+  } else if (kind == "decisions") {
+    rollertrace::v1::Decision d;
+    parsed = Parse(r.value(), &d);
+    named = d.device_id();
+  } else if (kind == "device_log") {
+    rollertrace::v1::DeviceLogEntry l;
+    parsed = Parse(r.value(), &l);
+    named = l.device_id();
+  } else if (kind == "cycles") {
+    parsed = Parse(r.value(), &out.cycle);
+    named = out.cycle.cycle().steriliser_id();
+  } else if (kind == "recalls") {
+    rollertrace::v1::RecallReport rr;
+    parsed = Parse(r.value(), &rr);
+    named = rr.steriliser_id();
+  } else if (kind == "gaps") {
+    rollertrace::v1::Gap g;
+    parsed = Parse(r.value(), &g);
+    named = g.device_id();
+  } else if (kind == "findings") {
+    rollertrace::v1::Finding f;
+    parsed = Parse(r.value(), &f);
+    named = f.device_id();
+  }
+  if (!parsed) return absl::InvalidArgumentError("its value does not parse");
+  if (named != *owner) {
+    return absl::InvalidArgumentError(
+        util::Cat("its key belongs to device ", *owner, " but its content names '", named, "'"));
+  }
+  return out;
 }
 
 }  // namespace
@@ -121,9 +215,43 @@ absl::Status EventStore::ExportDevices(
   return absl::OkStatus();
 }
 
-absl::Status EventStore::CheckImportable(const std::vector<std::string>& device_ids) {
+absl::Status EventStore::Import(const std::vector<std::string>& device_ids,
+                               const std::vector<rollertrace::v1::ArchiveRecord>& records) {
+  const std::set<std::string> named(device_ids.begin(), device_ids.end());
+  std::set<std::string> defined;
+  rocksdb::WriteBatch wb;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    absl::StatusOr<ArchivedRecord> checked = CheckArchivedRecord(r);
+    if (!checked.ok()) {
+      return absl::InvalidArgumentError(util::Cat("archive record ", i + 1, " (", r.kind(), "): ",
+                                                  checked.status().message(), "; nothing was imported"));
+    }
+    if (!named.count(checked->device_id)) {
+      return absl::InvalidArgumentError(util::Cat("archive record ", i + 1, " (", r.kind(), ") belongs to device ",
+                                                  checked->device_id,
+                                                  ", which the archive's header does not list; nothing was imported"));
+    }
+    rocksdb::ColumnFamilyHandle* cf = Family(r.kind());
+    wb.Put(cf, r.key(), r.value());
+    if (cf == sessions_) {
+      IndexSession(wb, checked->session);
+    } else if (cf == violations_) {
+      IndexViolation(wb, checked->violation, r.key());
+    } else if (cf == cycles_) {
+      IndexCycle(wb, checked->cycle);
+    } else if (cf == devices_) {
+      defined.insert(checked->device_id);
+    }
+  }
+  for (const std::string& id : named) {
+    if (!defined.count(id)) {
+      return absl::InvalidArgumentError(util::Cat(
+          "the archive lists device ", id, " but holds no device record for it (cut short?); nothing was imported"));
+    }
+  }
   std::lock_guard<std::mutex> lock(write_mu_);
-  for (const std::string& id : device_ids) {
+  for (const std::string& id : named) {
     rollertrace::v1::DeviceRecord existing;
     absl::StatusOr<bool> found = LoadDevice(id, &existing);
     if (!found.ok()) return found.status();
@@ -132,38 +260,12 @@ absl::Status EventStore::CheckImportable(const std::vector<std::string>& device_
           util::Cat("device ", id, " is already in this store: an archive is imported into a store without it"));
     }
   }
-  return absl::OkStatus();
-}
-
-absl::Status EventStore::ImportRecords(const google::protobuf::RepeatedPtrField<rollertrace::v1::ArchiveRecord>& records) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  rocksdb::WriteBatch wb;
-  for (const auto& r : records) {
-    if (!Archived(r.kind())) {
-      return absl::InvalidArgumentError(util::Cat("an archive record of unknown kind '", r.kind(), "'"));
-    }
-    rocksdb::ColumnFamilyHandle* cf = Family(r.kind());
-    wb.Put(cf, r.key(), r.value());
-    if (cf == sessions_) {
-      rollertrace::v1::SessionRecord s;
-      if (!s.ParseFromString(r.value())) return absl::InvalidArgumentError("an archived session does not parse");
-      IndexSession(wb, s);
-    } else if (cf == violations_) {
-      rollertrace::v1::Violation v;
-      if (!v.ParseFromString(r.value())) return absl::InvalidArgumentError("an archived violation does not parse");
-      IndexViolation(wb, v, r.key());
-    } else if (cf == cycles_) {
-      rollertrace::v1::CycleRecord c;
-      if (!c.ParseFromString(r.value())) return absl::InvalidArgumentError("an archived cycle does not parse");
-      IndexCycle(wb, c);
-    } else if (cf == devices_) {
-      write_cache_.erase(r.key());
-    }
-  }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::Status s = db_->Write(wo, &wb);
-  return s.ok() ? absl::OkStatus() : absl::InternalError(util::Cat("import: ", s.ToString()));
+  if (!s.ok()) return absl::InternalError(util::Cat("import: ", s.ToString()));
+  for (const std::string& id : named) write_cache_.erase(id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<rollertrace::v1::BackupResult> EventStore::Backup(const std::string& directory) {

@@ -31,7 +31,8 @@ using rollertrace::v1::SequenceRange;
 constexpr const char* kColumnFamilies[] = {"default",  "events",         "devices",    "gaps",     "cycles",
                                            "sessions", "cycle_sessions", "violations", "decisions", "recalls",
                                            "patient_sessions", "roller_cycles", "device_violations", "device_log",
-                                           "checkpoints", "ledger", "sessions_by_time", "cycles_by_time"};
+                                           "checkpoints", "ledger", "sessions_by_time", "cycles_by_time",
+                                           "findings"};
 constexpr uint32_t kDefaultPageSize = 1000;
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -245,6 +246,7 @@ EventStore::EventStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::Col
       ledger_(handles_[15]),
       sessions_by_time_(handles_[16]),
       cycles_by_time_(handles_[17]),
+      findings_(handles_[18]),
       options_(std::move(options)) {}
 
 EventStore::~EventStore() {
@@ -347,6 +349,10 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
       }
       if (event.has_session_started() && !event.session_started().patient_ref().empty()) {
         Reject(b, event, "unpseudonymised", "a raw patient reference never reaches the store", &result);
+        continue;
+      }
+      if (event.has_session_started() && event.session_started().patient_pseudonym().empty()) {
+        Reject(b, event, "no_patient", "a session start needs the patient's reference", &result);
         continue;
       }
       Touched& t = it->second;

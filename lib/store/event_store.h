@@ -31,7 +31,8 @@ class WriteBatch;
 namespace rollertrace::store {
 
 // ArchiveHeader.format of the archives this store writes and reads.
-inline constexpr char kArchiveFormat[] = "rollertrace-archive/1";
+// /2 archives end with a trailer; /1 archives (no trailer) are refused.
+inline constexpr char kArchiveFormat[] = "rollertrace-archive/2";
 
 struct StoreOptions {
   // Sync the WAL before Append returns. Only benchmarks turn this off.
@@ -57,6 +58,10 @@ struct AppendResult {
   std::vector<rollertrace::v1::Decision> decisions;  // re-checks of ingested session starts
   std::vector<rollertrace::v1::Command> commands;
   std::vector<rollertrace::v1::CycleRecord> cycles;
+  // Device input refused or flagged (DOMAIN.md, "Whose word counts").
+  std::vector<rollertrace::v1::Finding> findings;
+  // Recalls started by a steriliser's own failed biological indicator.
+  std::vector<rollertrace::v1::RecallReport> recalls;
 };
 
 // A biological-indicator result and what it set off.
@@ -115,9 +120,11 @@ class EventStore {
   // reference already pseudonymised.
   absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request,
                                                       int64_t now_unix_ms);
-  // Records a late biological-indicator result (PASS or FAIL). A FAIL recalls
-  // every load of the steriliser since its last negative indicator: sessions
-  // marked at risk, rollers not sterilised again since locked.
+  // Records the lab's biological-indicator result (PASS or FAIL), always,
+  // whatever the steriliser reported (kept beside it). When the result that
+  // counts becomes FAIL and no recall exists yet, every load of the
+  // steriliser since its last lab-confirmed negative indicator is recalled:
+  // sessions marked at risk, rollers not sterilised again since locked.
   absl::StatusOr<BiologicalIndicatorOutcome> RecordBiologicalIndicator(
       const rollertrace::v1::BiologicalIndicatorRequest& request, int64_t now_unix_ms);
   // Releases a locked roller; FailedPrecondition when it is not locked.
@@ -125,6 +132,8 @@ class EventStore {
                                                  std::string_view by, int64_t now_unix_ms,
                                                  rollertrace::v1::Command* command);
   absl::StatusOr<rollertrace::v1::CycleRecord> GetCycle(std::string_view steriliser_id, uint64_t cycle) const;
+  // Findings of one device, in sequence order.
+  absl::StatusOr<std::vector<rollertrace::v1::Finding>> Findings(std::string_view device_id) const;
   absl::StatusOr<rollertrace::v1::RecallReport> GetRecall(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<std::vector<rollertrace::v1::Violation>> ListViolations(const ViolationFilter& filter) const;
   // Trails (DOMAIN.md, "What a compliance officer must be able to answer"),
@@ -155,10 +164,13 @@ class EventStore {
   // `sink` device by device (its device record last).
   absl::Status ExportDevices(const std::vector<std::string>& device_ids,
                              const std::function<absl::Status(const rollertrace::v1::ArchiveRecord&)>& sink) const;
-  // Refuses (AlreadyExists) when any of `device_ids` is registered here.
-  absl::Status CheckImportable(const std::vector<std::string>& device_ids);
-  // Writes archived records as they were, and the indexes derived from them.
-  absl::Status ImportRecords(const google::protobuf::RepeatedPtrField<rollertrace::v1::ArchiveRecord>& records);
+  // Checks a whole archive, then writes its records as they were, and the
+  // indexes derived from them, in one atomic write. Refused, with nothing
+  // written, when any device is already here, any record belongs to a device
+  // the header does not name, does not parse, names another device, or a
+  // named device has no device record.
+  absl::Status Import(const std::vector<std::string>& device_ids,
+                      const std::vector<rollertrace::v1::ArchiveRecord>& records);
   // A RocksDB checkpoint of the whole store in `directory` (which must not exist).
   absl::StatusOr<rollertrace::v1::BackupResult> Backup(const std::string& directory);
 
@@ -185,6 +197,8 @@ class EventStore {
     std::vector<rollertrace::v1::Gap> closed_gaps;
     // Session records written in this batch, by the sequence of their start.
     std::map<uint64_t, rollertrace::v1::SessionRecord> sessions;
+    // Cycle records written in this batch, by cycle number (sterilisers).
+    std::map<uint64_t, rollertrace::v1::CycleRecord> cycles;
   };
   using TouchedMap = std::map<std::string, Touched>;
   // Applies DOMAIN.md to one new event of `self` (before its counters move).
@@ -220,8 +234,25 @@ class EventStore {
   // The record of `device_id` in this write, loaded on first use; nullptr
   // when the id is not registered. REQUIRES: write_mu_ held.
   absl::StatusOr<Touched*> Touch(TouchedMap& touched, const std::string& device_id);
+  // Applies a biological-indicator report (the steriliser's or the lab's) to
+  // `cycle`: records it, recomputes the result that counts, updates the load's
+  // rollers and, when the report is a FAIL and no recall exists, recalls.
+  // `pending`: the steriliser's cycles written in this batch, not yet on disk
+  // (may be null).
+  using PendingCycles = std::map<uint64_t, rollertrace::v1::CycleRecord>;
+  absl::Status ApplyIndicator(rollertrace::v1::CycleRecord* cycle, const rollertrace::v1::IndicatorReport& report,
+                              int64_t now, rocksdb::WriteBatch& wb, TouchedMap& touched,
+                              BiologicalIndicatorOutcome* outcome, const PendingCycles* pending = nullptr);
   absl::Status RecallFrom(const rollertrace::v1::CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
-                          TouchedMap& touched, BiologicalIndicatorOutcome* outcome);
+                          TouchedMap& touched, BiologicalIndicatorOutcome* outcome,
+                          const PendingCycles* pending = nullptr);
+  // Stores a finding in `owner`'s records (chained) and lists it in result.
+  void RecordFinding(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* owner, rollertrace::v1::Finding finding,
+                     int64_t now, AppendResult* result);
+  // The cycle a session starting at `start` relies on: the roller's latest
+  // cycle that ended before it, and the latest passing one. Replaces the
+  // facts' last cycle when that one ends after `start`.
+  absl::Status CycleBefore(const std::string& roller_id, int64_t start, rollertrace::v1::RollerUse* use) const;
   absl::StatusOr<bool> LoadDevice(std::string_view device_id, rollertrace::v1::DeviceRecord* record) const;
   // REQUIRES: write_mu_ held. The writers' view of device records, kept in
   // memory; updated only after the write that changes a record succeeded.
@@ -246,6 +277,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* ledger_;
   rocksdb::ColumnFamilyHandle* sessions_by_time_;  // TimeKey(start, roller, sequence)
   rocksdb::ColumnFamilyHandle* cycles_by_time_;    // TimeKey(end, steriliser, cycle number)
+  rocksdb::ColumnFamilyHandle* findings_;          // DeviceSequenceKey(device, sequence) + kind
   StoreOptions options_;
   uint64_t decision_counter_ = 0;  // guarded by write_mu_
   std::mutex write_mu_;  // serialises read-modify-write of device records

@@ -50,6 +50,20 @@ rollertrace::v1::Command MakeCommand(const std::string& device, const char* comm
   return c;
 }
 
+constexpr char kFindingCycleTime[] = "CYCLE_TIME";
+constexpr char kFindingCycleConflict[] = "CYCLE_CONFLICT";
+constexpr char kSourceSteriliser[] = "steriliser";
+constexpr char kSourceLab[] = "lab";
+
+bool IndicatorKnown(rollertrace::v1::IndicatorResult r) {
+  return r == rollertrace::v1::INDICATOR_PASS || r == rollertrace::v1::INDICATOR_FAIL;
+}
+
+void TakeRecall(BiologicalIndicatorOutcome outcome, AppendResult* result) {
+  if (outcome.recalled) result->recalls.push_back(std::move(outcome.recall));
+  for (auto& c : outcome.commands) result->commands.push_back(std::move(c));
+}
+
 void Lock(DeviceRecord* r, const std::string& reason, int64_t now) {
   r->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_LOCKED);
   r->mutable_state()->mutable_roller()->set_lock_reason(reason);
@@ -63,15 +77,19 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
   const rules::Policy& policy = options_.policy;
   DeviceRecord& record = self.record;
   auto* use = record.mutable_state()->mutable_roller();
-  // Device clocks are trusted only up to the allowed skew ahead of ours.
-  const int64_t at = std::min(event.device_time_unix_ms() > 0 ? event.device_time_unix_ms() : now,
-                              now + policy.max_clock_skew_ms);
+  // Device clocks are trusted only up to the allowed skew ahead of ours;
+  // beyond it time rules use the receive time (DOMAIN.md, CLOCK_SKEW).
+  const rules::JudgedTime when = rules::JudgeTime(policy, event.device_time_unix_ms(), now);
+  const int64_t at = when.at_unix_ms;
 
   switch (event.body_case()) {
     case Event::kSessionStarted: {
       const auto& started = event.session_started();
       rules::RollerFacts facts = FactsOf(record);
-      rules::Decision verdict = rules::Decide(policy, facts, rules::RequestFor(started, started.patient_pseudonym(), at));
+      if (absl::Status s = CycleBefore(event.device_id(), at, &facts.use); !s.ok()) return s;
+      rules::SessionRequest request = rules::RequestFor(started, started.patient_pseudonym(), at);
+      request.clock_ahead_ms = when.ahead_ms;
+      rules::Decision verdict = rules::Decide(policy, facts, request);
 
       SessionRecord session;
       session.set_device_id(event.device_id());
@@ -83,7 +101,7 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       session.set_indication(started.indication());
       session.set_area(started.area());
       session.set_needle_length_mm(started.needle_length_mm());
-      *session.mutable_cycle() = use->last_cycle();
+      *session.mutable_cycle() = facts.use.last_cycle();
       session.set_wear_at_start(rules::Wear(facts));
       session.set_device_decision_id(started.decision_id());
       session.set_offline_decision(started.offline_decision());
@@ -173,14 +191,81 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
       use->set_measured_wear(std::max(use->measured_wear(), event.wear_measured().wear_fraction()));
       break;
     case Event::kSterilisationCycle: {
-      const auto& cycle = event.sterilisation_cycle();
+      rollertrace::v1::SterilisationCycle cycle = event.sterilisation_cycle();
+      cycle.set_steriliser_id(event.device_id());
+      const uint64_t number = cycle.cycle_number();
+      auto finding = [&](const char* kind, std::string detail) {
+        rollertrace::v1::Finding f;
+        f.set_device_id(event.device_id());
+        f.set_sequence(event.sequence());
+        f.set_kind(kind);
+        f.set_detail(std::move(detail));
+        f.set_cycle_number(number);
+        return f;
+      };
+      // A steriliser reports its cycle; it cannot vouch for its dates.
+      if (std::string problem = rules::CycleTimeProblem(policy, cycle, now); !problem.empty()) {
+        RecordFinding(wb, &record, finding(kFindingCycleTime, util::Cat("cycle ", number, " refused: ", problem)), now,
+                      result);
+        break;
+      }
+      const std::string cycle_key = DeviceSequenceKey(event.device_id(), number);
+      CycleRecord stored;
+      bool exists = false;
+      if (auto pending = self.cycles.find(number); pending != self.cycles.end()) {
+        stored = pending->second;
+        exists = true;
+      } else {
+        absl::StatusOr<bool> on_disk = Read(db_.get(), cycles_, cycle_key, &stored);
+        if (!on_disk.ok()) return on_disk.status();
+        exists = *on_disk;
+      }
+      if (exists) {
+        // A cycle number is written once. The same cycle again may only add
+        // the steriliser's own biological-indicator report.
+        rollertrace::v1::SterilisationCycle a = stored.cycle(), b = cycle;
+        a.clear_biological_indicator();
+        b.clear_biological_indicator();
+        const auto reported = cycle.biological_indicator();
+        const auto earlier = stored.device_biological_indicator();
+        if (a.SerializeAsString() != b.SerializeAsString() ||
+            (IndicatorKnown(reported) && IndicatorKnown(earlier) && reported != earlier)) {
+          rollertrace::v1::Finding f =
+              finding(kFindingCycleConflict,
+                      util::Cat("cycle ", number, " sent again with other content; the stored cycle is kept"));
+          f.set_stored_hash(Sha256(stored.cycle().SerializeAsString()));
+          f.set_received_hash(Sha256(cycle.SerializeAsString()));
+          RecordFinding(wb, &record, std::move(f), now, result);
+          break;
+        }
+        if (!IndicatorKnown(reported) || reported == earlier) break;  // a plain resend
+        rollertrace::v1::IndicatorReport report;
+        report.set_source(kSourceSteriliser);
+        report.set_result(reported);
+        report.set_unix_ms(now);
+        BiologicalIndicatorOutcome outcome;
+        if (absl::Status s = ApplyIndicator(&stored, report, now, wb, touched, &outcome, &self.cycles); !s.ok()) {
+          return s;
+        }
+        PutRecord(wb, &record, cycles_, cycle_key, stored.SerializeAsString(), now);
+        self.cycles[number] = stored;
+        TakeRecall(std::move(outcome), result);
+        break;
+      }
       rules::CycleVerdict verdict = rules::EvaluateCycle(policy, cycle);
       CycleRecord cr;
       *cr.mutable_cycle() = cycle;
-      cr.mutable_cycle()->set_steriliser_id(event.device_id());
       cr.set_parameters_passed(verdict.parameters_passed);
       for (auto& r : verdict.reasons) cr.add_failure_reasons(r);
       cr.set_received_unix_ms(now);
+      cr.set_device_biological_indicator(cycle.biological_indicator());
+      cr.set_biological_indicator(rules::CountingIndicator(cycle.biological_indicator(), rollertrace::v1::INDICATOR_UNSPECIFIED));
+      if (IndicatorKnown(cycle.biological_indicator())) {
+        auto* report = cr.add_bi_reports();
+        report->set_source(kSourceSteriliser);
+        report->set_result(cycle.biological_indicator());
+        report->set_unix_ms(now);
+      }
       for (const std::string& roller_id : cycle.load()) {
         absl::StatusOr<Touched*> t = roller_id == event.device_id() ? nullptr : Touch(touched, roller_id);
         if (!t.ok()) return t.status();
@@ -189,12 +274,18 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
           continue;
         }
         DeviceRecord& roller = (*t)->record;
-        rules::ApplyCycle(cr.cycle(), verdict, roller.mutable_state()->mutable_roller());
+        rules::ApplyCycle(cr.cycle(), verdict, cr.biological_indicator(), roller.mutable_state()->mutable_roller());
         if (verdict.parameters_passed) SetLifecycle(&roller, rollertrace::v1::LIFECYCLE_STERILE);
       }
-      PutRecord(wb, &record, cycles_, DeviceSequenceKey(event.device_id(), cycle.cycle_number()),
-                cr.SerializeAsString(), now);
+      PutRecord(wb, &record, cycles_, cycle_key, cr.SerializeAsString(), now);
       IndexCycle(wb, cr);
+      self.cycles[number] = cr;
+      if (cr.biological_indicator() == rollertrace::v1::INDICATOR_FAIL) {
+        // The steriliser's own FAIL is reason enough: recall at once.
+        BiologicalIndicatorOutcome outcome;
+        if (absl::Status s = RecallFrom(cr, now, wb, touched, &outcome, &self.cycles); !s.ok()) return s;
+        TakeRecall(std::move(outcome), result);
+      }
       result->cycles.push_back(std::move(cr));
       break;
     }
@@ -209,13 +300,17 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
   DeviceRecord record;
   absl::StatusOr<bool> found = LoadDeviceForWrite(request.device_id(), &record);
   if (!found.ok()) return found.status();
-  rules::RollerFacts facts;
-  if (*found && record.device().kind() == rollertrace::v1::DEVICE_KIND_ROLLER) facts = FactsOf(record);
   const auto& s = request.session();
-  const int64_t start = request.start_unix_ms() > 0
-                            ? std::min(request.start_unix_ms(), now + options_.policy.max_clock_skew_ms)
-                            : now;
-  rules::Decision verdict = rules::Decide(options_.policy, facts, rules::RequestFor(s, s.patient_pseudonym(), start));
+  // A request dated beyond the allowed skew is judged now, and says so.
+  const rules::JudgedTime when = rules::JudgeTime(options_.policy, request.start_unix_ms(), now);
+  rules::RollerFacts facts;
+  if (*found && record.device().kind() == rollertrace::v1::DEVICE_KIND_ROLLER) {
+    facts = FactsOf(record);
+    if (absl::Status c = CycleBefore(request.device_id(), when.at_unix_ms, &facts.use); !c.ok()) return c;
+  }
+  rules::SessionRequest session_request = rules::RequestFor(s, s.patient_pseudonym(), when.at_unix_ms);
+  session_request.clock_ahead_ms = when.ahead_ms;
+  rules::Decision verdict = rules::Decide(options_.policy, facts, session_request);
   Decision d;
   d.set_decision_id(util::Cat(request.device_id(), "-d", now, "-", ++decision_counter_));
   d.set_device_id(request.device_id());
@@ -261,15 +356,7 @@ absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator
     return absl::NotFoundError(
         util::Cat("no cycle ", request.cycle_number(), " of steriliser ", request.steriliser_id(), " is recorded"));
   }
-  const auto previous = outcome.cycle.cycle().biological_indicator();
-  if (previous == rollertrace::v1::INDICATOR_PASS || previous == rollertrace::v1::INDICATOR_FAIL) {
-    if (previous == request.result()) return outcome;  // recorded already
-    return absl::FailedPreconditionError(util::Cat("cycle ", request.steriliser_id(), "#", request.cycle_number(),
-                                                   " already has a biological-indicator result"));
-  }
-  outcome.cycle.mutable_cycle()->set_biological_indicator(request.result());
-  outcome.cycle.set_bi_recorded_unix_ms(now);
-  outcome.cycle.set_bi_recorded_by(request.recorded_by());
+  if (outcome.cycle.lab_biological_indicator() == request.result()) return outcome;  // recorded already
 
   rocksdb::WriteBatch wb;
   TouchedMap touched;
@@ -278,19 +365,13 @@ absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator
   if (*steriliser == nullptr) {
     return absl::FailedPreconditionError(util::Cat("steriliser ", request.steriliser_id(), " is not registered"));
   }
+  rollertrace::v1::IndicatorReport report;
+  report.set_source(kSourceLab);
+  report.set_result(request.result());
+  report.set_unix_ms(now);
+  report.set_by(request.recorded_by());
+  if (absl::Status s = ApplyIndicator(&outcome.cycle, report, now, wb, touched, &outcome); !s.ok()) return s;
   PutRecord(wb, &(*steriliser)->record, cycles_, key, outcome.cycle.SerializeAsString(), now);
-  for (const std::string& roller_id : outcome.cycle.cycle().load()) {
-    absl::StatusOr<Touched*> t = Touch(touched, roller_id);
-    if (!t.ok()) return t.status();
-    if (*t == nullptr) continue;
-    auto* last = (*t)->record.mutable_state()->mutable_roller()->mutable_last_cycle();
-    if (last->steriliser_id() == request.steriliser_id() && last->cycle_number() == request.cycle_number()) {
-      last->set_biological_indicator(request.result());
-    }
-  }
-  if (request.result() == rollertrace::v1::INDICATOR_FAIL) {
-    if (absl::Status s = RecallFrom(outcome.cycle, now, wb, touched, &outcome); !s.ok()) return s;
-  }
   for (auto& [id, t] : touched) StageDevice(wb, t.record, now);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
@@ -300,8 +381,44 @@ absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator
   return outcome;
 }
 
+absl::Status EventStore::ApplyIndicator(CycleRecord* cycle, const rollertrace::v1::IndicatorReport& report,
+                                        int64_t now, rocksdb::WriteBatch& wb, TouchedMap& touched,
+                                        BiologicalIndicatorOutcome* outcome, const PendingCycles* pending) {
+  *cycle->add_bi_reports() = report;
+  if (report.source() == kSourceLab) {
+    cycle->set_lab_biological_indicator(report.result());
+    cycle->set_bi_recorded_unix_ms(report.unix_ms());
+    cycle->set_bi_recorded_by(report.by());
+  } else {
+    cycle->set_device_biological_indicator(report.result());
+  }
+  cycle->set_biological_indicator(
+      rules::CountingIndicator(cycle->device_biological_indicator(), cycle->lab_biological_indicator()));
+  const std::string& steriliser = cycle->cycle().steriliser_id();
+  const uint64_t number = cycle->cycle().cycle_number();
+  for (const std::string& roller_id : cycle->cycle().load()) {
+    absl::StatusOr<Touched*> t = roller_id == steriliser ? nullptr : Touch(touched, roller_id);
+    if (!t.ok()) return t.status();
+    if (*t == nullptr) continue;
+    auto* last = (*t)->record.mutable_state()->mutable_roller()->mutable_last_cycle();
+    if (last->steriliser_id() == steriliser && last->cycle_number() == number) {
+      last->set_biological_indicator(cycle->biological_indicator());
+    }
+  }
+  // A failed indicator from any source is reason enough to recall, even where
+  // the lab's PASS is what counts for the rules.
+  if (report.result() != rollertrace::v1::INDICATOR_FAIL) return absl::OkStatus();
+  // One recall per cycle: a second failed report adds nothing to reach.
+  rollertrace::v1::RecallReport existing;
+  absl::StatusOr<bool> recalled = Read(db_.get(), recalls_, DeviceSequenceKey(steriliser, number), &existing);
+  if (!recalled.ok()) return recalled.status();
+  if (*recalled) return absl::OkStatus();
+  return RecallFrom(*cycle, now, wb, touched, outcome, pending);
+}
+
 absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
-                                    TouchedMap& touched, BiologicalIndicatorOutcome* outcome) {
+                                    TouchedMap& touched, BiologicalIndicatorOutcome* outcome,
+                                    const PendingCycles* pending) {
   const std::string& steriliser = failed.cycle().steriliser_id();
   const uint64_t failed_number = failed.cycle().cycle_number();
   rollertrace::v1::RecallReport& report = outcome->recall;
@@ -310,29 +427,38 @@ absl::Status EventStore::RecallFrom(const CycleRecord& failed, int64_t now, rock
   report.set_failed_cycle(failed_number);
   report.set_recalled_unix_ms(now);
 
-  // Back to the last negative (passing) biological indicator before the failure.
+  // The steriliser's cycles as this write sees them: on disk, then this batch's.
+  std::map<uint64_t, CycleRecord> cycles;
   const std::string prefix = DevicePrefix(steriliser);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cycles_));
-  for (it->SeekForPrev(DeviceSequenceKey(steriliser, failed_number - 1));
-       failed_number > 1 && it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     CycleRecord c;
-    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-    if (c.cycle().biological_indicator() == rollertrace::v1::INDICATOR_PASS) {
-      report.set_last_negative_cycle(c.cycle().cycle_number());
+    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(util::Cat("a cycle record of ", steriliser, " is corrupt"));
+    }
+    cycles[c.cycle().cycle_number()] = std::move(c);
+  }
+  if (!it->status().ok()) return absl::InternalError(util::Cat("read cycles: ", it->status().ToString()));
+  if (pending != nullptr) {
+    for (const auto& [number, c] : *pending) cycles[number] = c;
+  }
+  cycles[failed_number] = failed;
+
+  // Back to the last negative biological indicator before the failure: only
+  // the lab's PASS counts (a steriliser cannot vouch for its own cycle).
+  for (auto c = cycles.lower_bound(failed_number); c != cycles.begin();) {
+    --c;
+    if (c->second.biological_indicator() == rollertrace::v1::INDICATOR_PASS) {
+      report.set_last_negative_cycle(c->first);
       break;
     }
   }
   // Every load since then is suspect, the failed one and any later ones included.
   std::set<uint64_t> suspect;
-  for (it->Seek(DeviceSequenceKey(steriliser, report.last_negative_cycle() + 1));
-       it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    CycleRecord c;
-    if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-    if (c.cycle().cycle_number() == failed_number) c = failed;
-    suspect.insert(c.cycle().cycle_number());
-    *report.add_suspect_cycles() = c;
+  for (auto c = cycles.upper_bound(report.last_negative_cycle()); c != cycles.end(); ++c) {
+    suspect.insert(c->first);
+    *report.add_suspect_cycles() = c->second;
   }
-
   std::set<std::string> patients;
   std::set<std::string> locked;
   const std::string reason = util::Cat("recall: cycle ", steriliser, "#", failed_number,
@@ -416,6 +542,56 @@ absl::StatusOr<rollertrace::v1::Device> EventStore::Unlock(std::string_view devi
   write_cache_[std::string(device_id)] = record;
   *command = MakeCommand(std::string(device_id), "unlock", std::string(reason), now);
   return record.device();
+}
+
+void EventStore::RecordFinding(rocksdb::WriteBatch& wb, DeviceRecord* owner, rollertrace::v1::Finding finding,
+                               int64_t now, AppendResult* result) {
+  finding.set_detected_unix_ms(now);
+  std::string key = DeviceSequenceKey(finding.device_id(), finding.sequence());
+  key += finding.kind();
+  PutRecord(wb, owner, findings_, key, finding.SerializeAsString(), now);
+  result->findings.push_back(std::move(finding));
+}
+
+absl::Status EventStore::CycleBefore(const std::string& roller_id, int64_t start, rollertrace::v1::RollerUse* use) const {
+  if (use->last_cycle().end_unix_ms() <= start && use->last_passing_cycle_end_unix_ms() <= start) {
+    return absl::OkStatus();
+  }
+  // The roller's latest cycle ends after the session started: the session
+  // relied on the cycles before it, replayed in the order they ended.
+  use->clear_last_cycle();
+  use->set_last_passing_cycle_end_unix_ms(0);
+  const std::string prefix = DevicePrefix(roller_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), roller_cycles_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    if (key.size() < prefix.size() + 8) return absl::DataLossError("a roller-cycle index entry is corrupt");
+    if (static_cast<int64_t>(ReadBigEndian64(key.substr(prefix.size()))) > start) break;
+    auto cycle = DecodeDeviceSequenceKey(key.substr(prefix.size() + 8));
+    if (!cycle) return absl::DataLossError("a roller-cycle index entry is corrupt");
+    CycleRecord c;
+    absl::StatusOr<bool> found = Read(db_.get(), cycles_, DeviceSequenceKey(cycle->device_id, cycle->sequence), &c);
+    if (!found.ok()) return found.status();
+    if (!*found) continue;
+    rules::CycleVerdict verdict;
+    verdict.parameters_passed = c.parameters_passed();
+    rules::ApplyCycle(c.cycle(), verdict, c.biological_indicator(), use);
+  }
+  if (!it->status().ok()) return absl::InternalError(util::Cat("read roller cycles: ", it->status().ToString()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<rollertrace::v1::Finding>> EventStore::Findings(std::string_view device_id) const {
+  std::vector<rollertrace::v1::Finding> out;
+  const std::string prefix = DevicePrefix(device_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), findings_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (!out.emplace_back().ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(util::Cat("a finding of ", device_id, " is corrupt"));
+    }
+  }
+  if (!it->status().ok()) return absl::InternalError(util::Cat("read findings: ", it->status().ToString()));
+  return out;
 }
 
 void EventStore::IndexSession(rocksdb::WriteBatch& wb, const SessionRecord& s) {
@@ -513,6 +689,9 @@ absl::StatusOr<rollertrace::v1::RollerTrail> EventStore::RollerTrail(std::string
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
+  absl::StatusOr<std::vector<rollertrace::v1::Finding>> findings = Findings(device_id);
+  if (!findings.ok()) return findings.status();
+  for (auto& f : *findings) *trail.add_findings() = std::move(f);
   for (uint64_t next = 1; next != 0;) {
     absl::StatusOr<rollertrace::v1::HistoryResponse> page = History(device_id, next, 1000);
     if (!page.ok()) return page.status();
@@ -568,6 +747,11 @@ absl::StatusOr<rollertrace::v1::CycleTrail> EventStore::CycleTrail(std::string_v
                                       DeviceSequenceKey(session_key->device_id, session_key->sequence), &session);
     if (!found.ok()) return found.status();
     if (*found) *trail.add_sessions() = std::move(session);
+  }
+  absl::StatusOr<std::vector<rollertrace::v1::Finding>> findings = Findings(steriliser_id);
+  if (!findings.ok()) return findings.status();
+  for (auto& f : *findings) {
+    if (f.cycle_number() == cycle) *trail.add_findings() = std::move(f);
   }
   return trail;
 }
@@ -645,8 +829,7 @@ absl::StatusOr<uint64_t> EventStore::CountPendingBiologicalIndicators() const {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     CycleRecord c;
     if (!c.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-    const auto bi = c.cycle().biological_indicator();
-    if (bi != rollertrace::v1::INDICATOR_PASS && bi != rollertrace::v1::INDICATOR_FAIL) ++pending;
+    if (!IndicatorKnown(c.biological_indicator())) ++pending;
   }
   return pending;
 }

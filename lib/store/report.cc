@@ -113,7 +113,7 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
     absl::StatusOr<bool> found = Read(db_.get(), cycles_, DeviceSequenceKey(k.device_id, k.sequence), &c);
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();
-    const auto bi = c.cycle().biological_indicator();
+    const auto bi = c.biological_indicator();
     if (!IndicatorKnown(bi)) *r.add_pending_indicators() = c;
     if (k.unix_ms < from) return absl::OkStatus();
     r.set_cycles(r.cycles() + 1);
@@ -151,6 +151,15 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
       return absl::DataLossError("a recall record is corrupt");
     }
     if (recall.recalled_unix_ms() >= from && recall.recalled_unix_ms() < to) *r.add_recalls() = std::move(recall);
+  }
+  // Findings detected in the period (rare: read them all).
+  std::unique_ptr<rocksdb::Iterator> f(db_->NewIterator(rocksdb::ReadOptions(), findings_));
+  for (f->SeekToFirst(); f->Valid(); f->Next()) {
+    rollertrace::v1::Finding finding;
+    if (!finding.ParseFromArray(f->value().data(), static_cast<int>(f->value().size()))) {
+      return absl::DataLossError("a finding record is corrupt");
+    }
+    if (finding.detected_unix_ms() >= from && finding.detected_unix_ms() < to) *r.add_findings() = std::move(finding);
   }
   return r;
 }

@@ -2,12 +2,17 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "util/cat.h"
+#include "util/secret_file.h"
 
 namespace rollertrace::store {
 
@@ -32,7 +37,14 @@ Signer& Signer::operator=(Signer&& other) noexcept {
 Signer::~Signer() { EVP_PKEY_free(static_cast<EVP_PKEY*>(key_)); }
 
 absl::StatusOr<Signer> Signer::LoadOrCreate(const std::string& path) {
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
+  struct stat st{};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      return absl::FailedPreconditionError(util::Cat("the signing key ", path, " is a symbolic link; give the file itself"));
+    }
+    if (absl::Status s = util::CheckPrivateFile(path, "signing key"); !s.ok()) return s;
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) return absl::UnavailableError(util::Cat("cannot read the signing key ", path));
     EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
     std::fclose(f);
     if (key == nullptr || EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
@@ -48,12 +60,19 @@ absl::StatusOr<Signer> Signer::LoadOrCreate(const std::string& path) {
     return absl::InternalError("cannot generate an Ed25519 key");
   }
   Signer signer(key);
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return absl::UnavailableError(util::Cat("cannot write the signing key to ", path));
-  chmod(path.c_str(), 0600);
+  // Created private from the first byte, never through a link, never over a file.
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(util::Cat("cannot create the signing key ", path, ": ", std::strerror(errno)));
+  }
+  FILE* f = fdopen(fd, "w");
+  if (f == nullptr) {
+    close(fd);
+    return absl::UnavailableError(util::Cat("cannot write the signing key to ", path));
+  }
   const bool written = PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  std::fclose(f);
-  if (!written) return absl::UnavailableError(util::Cat("cannot write the signing key to ", path));
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) return absl::UnavailableError(util::Cat("cannot write the signing key to ", path));
   return signer;
 }
 

@@ -10,7 +10,9 @@ namespace rollertrace::store {
 
 class Signer {
  public:
-  // Loads a PEM private key, or creates one (mode 0600) when the file does not exist.
+  // Loads a PEM private key that only its owner may read, or creates one
+  // (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600) when the file does not exist. A
+  // symbolic link is refused.
   static absl::StatusOr<Signer> LoadOrCreate(const std::string& path);
   Signer(Signer&&) noexcept;
   Signer& operator=(Signer&&) noexcept;

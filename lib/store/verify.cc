@@ -42,12 +42,20 @@ std::string DescribeRecord(std::string_view kind, std::string_view key, uint64_t
                        static_cast<int64_t>(ReadBigEndian64(key.substr(nul + 1, 8))));
     }
   }
+  if (kind == "findings") {
+    const size_t nul = key.find('\0');
+    if (nul != std::string_view::npos && key.size() >= nul + 9) {
+      *sequence = ReadBigEndian64(key.substr(nul + 1, 8));
+      return util::Cat("finding ", key.substr(nul + 9), " at sequence ", *sequence);
+    }
+  }
   if (auto k = DecodeDeviceSequenceKey(key)) {
     if (kind == "sessions") *sequence = k->sequence;
     if (kind == "sessions") return util::Cat("session starting at sequence ", k->sequence);
     if (kind == "cycles") return util::Cat("cycle ", k->device_id, "#", k->sequence);
     if (kind == "recalls") return util::Cat("recall of cycle ", k->device_id, "#", k->sequence);
     if (kind == "gaps") return util::Cat("gap from sequence ", k->sequence);
+
   }
   return util::Cat("a ", kind, " record");
 }
@@ -240,7 +248,8 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
   }
   if (only.empty()) {
     // Records that no chain vouches for were written around ingestd.
-    for (rocksdb::ColumnFamilyHandle* cf : {sessions_, violations_, decisions_, device_log_, cycles_, recalls_, gaps_}) {
+    for (rocksdb::ColumnFamilyHandle* cf :
+         {sessions_, violations_, decisions_, device_log_, cycles_, recalls_, gaps_, findings_}) {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
         const std::string key = it->key().ToString();

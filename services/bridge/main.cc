@@ -8,6 +8,7 @@
 #include "metrics/metrics.h"
 #include "rpc/credentials.h"
 #include "process/shutdown.h"
+#include "util/secret_file.h"
 
 int main(int argc, char** argv) {
   rollertrace::process::BlockShutdownSignals();
@@ -21,10 +22,13 @@ int main(int argc, char** argv) {
   app.add_option("--mqtt", options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
   app.add_option("--mqtt-ca-file", options.mqtt_ca_file, "TLS to the broker: trust this CA certificate (PEM)")
       ->check(CLI::ExistingFile);
-  app.add_option("--client-id", options.mqtt_client_id, "MQTT client id (unique per bridge)")->capture_default_str();
+  app.add_option("--client-id", options.mqtt_client_id,
+                 "MQTT client id (unique per bridge; a broker with use_username_as_clientid uses the user name)")
+      ->capture_default_str();
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
   std::string password_file, token_file;
-  app.add_option("--mqtt-password-file", password_file, "File holding the broker password")
+  app.add_option("--mqtt-password-file", password_file,
+                 "File holding the broker password (mode 0600; only over ssl:// or to a loopback broker)")
       ->check(CLI::ExistingFile);
   app.add_option("--token-file", token_file, "File holding the bearer token (role device) for ingestd")
       ->check(CLI::ExistingFile);
@@ -40,13 +44,19 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   CLI11_PARSE(app, argc, argv);
-  for (auto [path, into] : {std::pair{&password_file, &options.mqtt_password}, {&token_file, &options.ingestd_token}}) {
-    if (path->empty()) continue;
-    std::ifstream in(*path);
-    if (!std::getline(in, *into) || into->empty()) {
-      std::cerr << "mqtt-bridge: cannot read " << *path << "\n";
+  if (absl::Status s = rollertrace::mqtt::LoadLogin(options.mqtt_uri, options.mqtt_username, password_file,
+                                                    &options.mqtt_password);
+      !s.ok()) {
+    std::cerr << "mqtt-bridge: " << s.message() << "\n";
+    return 2;
+  }
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = rollertrace::util::ReadPrivateLine(token_file, "token file");
+    if (!token.ok()) {
+      std::cerr << "mqtt-bridge: --token-file: " << token.status().message() << "\n";
       return 2;
     }
+    options.ingestd_token = *token;
   }
 
   auto credentials = rollertrace::rpc::ClientCredentials(ingestd_tls_ca);

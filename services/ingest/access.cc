@@ -1,9 +1,12 @@
 #include "ingest/access.h"
 
-#include <fstream>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 #include <sstream>
 
 #include "util/cat.h"
+#include "util/secret_file.h"
 
 namespace rollertrace::ingest {
 namespace {
@@ -20,9 +23,15 @@ const char* RoleName(Role r) {
   return "?";
 }
 
+std::string HashToken(std::string_view token) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), sizeof digest);
+}
+
 }  // namespace
 
-AccessControl::AccessControl(std::map<std::string, Role> tokens, bool open, metrics::Metrics& metrics)
+AccessControl::AccessControl(std::vector<Known> tokens, bool open, metrics::Metrics& metrics)
     : tokens_(std::move(tokens)),
       open_(open),
       refusals_(&metrics.Counter("rollertrace_auth_refusals_total",
@@ -31,9 +40,10 @@ AccessControl::AccessControl(std::map<std::string, Role> tokens, bool open, metr
 AccessControl AccessControl::Open(metrics::Metrics& metrics) { return AccessControl({}, true, metrics); }
 
 absl::StatusOr<AccessControl> AccessControl::FromFile(const std::string& path, metrics::Metrics& metrics) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(util::Cat("cannot read the tokens file ", path));
-  std::map<std::string, Role> tokens;
+  absl::StatusOr<std::string> content = util::ReadPrivateFile(path, "tokens file");
+  if (!content.ok()) return content.status();
+  std::istringstream in(*content);
+  std::vector<Known> tokens;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
@@ -57,7 +67,14 @@ absl::StatusOr<AccessControl> AccessControl::FromFile(const std::string& path, m
     if (token.size() < 16) {
       return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": tokens need at least 16 characters"));
     }
-    tokens[token] = r;
+    std::string hash = HashToken(token);
+    for (const Known& k : tokens) {
+      if (k.hash == hash) {
+        return absl::InvalidArgumentError(
+            util::Cat(path, " line ", n, ": this token is already given to another line; every token must differ"));
+      }
+    }
+    tokens.push_back({std::move(hash), r});
   }
   if (tokens.empty()) return absl::InvalidArgumentError(util::Cat(path, ": no tokens"));
   return AccessControl(std::move(tokens), false, metrics);
@@ -76,17 +93,23 @@ grpc::Status AccessControl::Check(const grpc::ServerContext* context, std::initi
   std::string value(it->second.data(), it->second.size());
   const std::string prefix = "Bearer ";
   const std::string token = value.rfind(prefix, 0) == 0 ? value.substr(prefix.size()) : value;
-  auto role = tokens_.find(token);
-  if (role == tokens_.end()) {
+  // Every known hash is compared, each in constant time, so the time taken
+  // says nothing about how close a guess came.
+  const std::string hash = HashToken(token);
+  const Known* match = nullptr;
+  for (const Known& k : tokens_) {
+    if (CRYPTO_memcmp(k.hash.data(), hash.data(), hash.size()) == 0) match = &k;
+  }
+  if (match == nullptr) {
     refusals_->Add({{"reason", "unknown_token"}}).Increment();
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown token");
   }
   for (Role r : allowed) {
-    if (r == role->second) return grpc::Status::OK;
+    if (r == match->role) return grpc::Status::OK;
   }
   refusals_->Add({{"reason", "forbidden"}}).Increment();
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      util::Cat("role ", RoleName(role->second), " may not call ", call));
+                      util::Cat("role ", RoleName(match->role), " may not call ", call));
 }
 
 }  // namespace rollertrace::ingest

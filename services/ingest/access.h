@@ -7,8 +7,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <initializer_list>
-#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "metrics/metrics.h"
@@ -20,20 +20,27 @@ enum class Role { kDevice, kAuditor, kAdmin };
 class AccessControl {
  public:
   // Reads "<role> <token>" lines (roles: device, auditor, admin; '#' starts a
-  // comment). Errors name the line. Tokens must be at least 16 characters.
+  // comment) from a file only its owner may read. Errors name the line.
+  // Tokens must be at least 16 characters; a token given twice is refused.
+  // Only SHA-256 hashes of the tokens are kept.
   static absl::StatusOr<AccessControl> FromFile(const std::string& path, metrics::Metrics& metrics);
   // Lets every call through (ingestd --insecure-no-auth; local development only).
   static AccessControl Open(metrics::Metrics& metrics);
 
   // OK when the caller's token has one of `allowed`; UNAUTHENTICATED for a
   // missing or unknown token, PERMISSION_DENIED for a role not allowed. Every
-  // refusal is counted in rollertrace_auth_refusals_total{reason}.
+  // refusal is counted in rollertrace_auth_refusals_total{reason}. The token's
+  // hash is compared with every known hash in constant time.
   grpc::Status Check(const grpc::ServerContext* context, std::initializer_list<Role> allowed,
                      const char* call) const;
 
  private:
-  AccessControl(std::map<std::string, Role> tokens, bool open, metrics::Metrics& metrics);
-  std::map<std::string, Role> tokens_;
+  struct Known {
+    std::string hash;  // SHA-256 of the token
+    Role role;
+  };
+  AccessControl(std::vector<Known> tokens, bool open, metrics::Metrics& metrics);
+  std::vector<Known> tokens_;
   bool open_;
   prometheus::Family<prometheus::Counter>* refusals_;
 };

@@ -157,6 +157,8 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
   for (const auto& c : result->cycles) {
     metrics_.cycles.Add({{"result", c.parameters_passed() ? "pass" : "fail"}}).Increment();
   }
+  for (const auto& f : result->findings) metrics_.findings.Add({{"kind", f.kind()}}).Increment();
+  metrics_.recalls.Increment(static_cast<double>(result->recalls.size()));
   Enqueue(std::move(result->commands));
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -10,6 +10,12 @@
 #include "util/cat.h"
 
 namespace rollertrace::ingest {
+namespace {
+
+// The most one Import holds in memory while it checks the archive.
+constexpr size_t kMaxImportBytes = size_t{1} << 30;
+
+}  // namespace
 
 using rollertrace::v1::IngestRequest;
 using rollertrace::v1::IngestResponse;
@@ -126,17 +132,28 @@ grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext* context, c
   if (absl::Status s = codec::ValidateDeviceId(request->device_id()); !s.ok()) return ToGrpc(s);
   rollertrace::v1::AuthorizeRequest req = *request;
   auto* session = req.mutable_session();
-  if (!session->patient_ref().empty()) {
-    session->set_patient_pseudonym(pseudonymizer_.Pseudonym(session->patient_ref()));
-    session->clear_patient_ref();
+  // Only ingestd makes pseudonyms, and never hands one out: a client that
+  // could would have an oracle from patient references to pseudonyms.
+  if (!session->patient_pseudonym().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "an authorisation names the patient by session.patient_ref; pseudonyms are made only by ingestd");
   }
-  if (session->patient_pseudonym().empty()) {
+  if (session->patient_ref().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an authorisation needs the patient (session.patient_ref)");
   }
+  session->set_patient_pseudonym(pseudonymizer_.Pseudonym(session->patient_ref()));
+  session->clear_patient_ref();
   absl::StatusOr<rollertrace::v1::Decision> d = store_.Authorize(req, clock_());
   if (!d.ok()) return ToGrpc(d.status());
   metrics_.Decided(*d, "authorize");
   *response = *d;
+  // The stored decision keeps the pseudonym; the answer carries none.
+  response->clear_patient_pseudonym();
+  if (response->has_roller()) {
+    auto* use = response->mutable_roller()->mutable_use();
+    response->mutable_roller()->set_patient_bound(!use->bound_patient().empty());
+    use->clear_bound_patient();
+  }
   return grpc::Status::OK;
 }
 
@@ -202,6 +219,12 @@ grpc::Status ComplianceServiceImpl::Export(grpc::ServerContext* context, const r
       return bytes >= kChunkBytes ? flush() : absl::OkStatus();
     });
     if (s.ok()) s = flush();
+    if (s.ok()) {
+      // A chunk of its own, so that an archive cut at any chunk boundary lacks it.
+      chunk.mutable_trailer()->set_records(records);
+      header_sent = false;
+      s = flush();
+    }
     if (!s.ok()) return ToGrpc(s);
     return grpc::Status::OK;
   }();
@@ -220,24 +243,45 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
     if (!reader->Read(&chunk)) return {grpc::StatusCode::INVALID_ARGUMENT, "an empty archive"};
     if (chunk.header().format() != store::kArchiveFormat) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
-              util::Cat("not a RollerTrace archive (format '", chunk.header().format(), "', expected ",
-                        store::kArchiveFormat, ")")};
+              util::Cat("not a RollerTrace archive of this version (format '", chunk.header().format(),
+                        "', expected ", store::kArchiveFormat, ")")};
     }
-    const std::set<std::string> devices(chunk.header().device_ids().begin(), chunk.header().device_ids().end());
-    if (absl::Status s = store_.CheckImportable({devices.begin(), devices.end()}); !s.ok()) return ToGrpc(s);
+    const std::vector<std::string> devices(chunk.header().device_ids().begin(), chunk.header().device_ids().end());
+    // The whole archive is checked before anything is written, so it is held
+    // here until its trailer arrives; a stream that ends without one was cut.
+    std::vector<rollertrace::v1::ArchiveRecord> held;
+    size_t bytes = 0;
+    bool complete = false;
     do {
-      for (const auto& r : chunk.records()) {
-        if (r.kind() == "devices" && !devices.count(r.key())) {
-          return {grpc::StatusCode::INVALID_ARGUMENT,
-                  util::Cat("the archive holds device ", r.key(), " that its header does not list")};
+      if (complete) {
+        return {grpc::StatusCode::INVALID_ARGUMENT, "the archive goes on after its trailer; nothing was imported"};
+      }
+      for (auto& r : *chunk.mutable_records()) {
+        bytes += r.key().size() + r.value().size();
+        if (bytes > kMaxImportBytes) {
+          return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                  util::Cat("the archive is larger than ", kMaxImportBytes >> 20,
+                            " MiB, the most one import holds; export fewer devices; nothing was imported")};
         }
+        held.push_back(std::move(r));
       }
-      if (absl::Status s = store_.ImportRecords(chunk.records()); !s.ok()) {
-        return ToGrpc(s);
+      if (chunk.has_trailer()) {
+        if (chunk.trailer().records() != held.size()) {
+          return {grpc::StatusCode::INVALID_ARGUMENT,
+                  util::Cat("the archive's trailer counts ", chunk.trailer().records(), " records but ", held.size(),
+                            " arrived; nothing was imported")};
+        }
+        complete = true;
       }
-      response->set_records(response->records() + chunk.records_size());
-      records += static_cast<uint64_t>(chunk.records_size());
     } while (reader->Read(&chunk));
+    if (context->IsCancelled()) return {grpc::StatusCode::CANCELLED, "the import was cancelled; nothing was imported"};
+    if (!complete) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "the archive ends without its trailer: it is cut short; nothing was imported"};
+    }
+    if (absl::Status s = store_.Import(devices, held); !s.ok()) return ToGrpc(s);
+    records = held.size();
+    response->set_records(records);
     response->set_devices(static_cast<uint32_t>(devices.size()));
     return grpc::Status::OK;
   }();
@@ -310,6 +354,11 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context
   if (!request->patient_ref().empty()) pseudonym = pseudonymizer_.Pseudonym(request->patient_ref());
   if (pseudonym.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give the patient's pseudonym or the clinic's reference");
+  }
+  if (!pseudonym::Pseudonymizer::IsPseudonym(pseudonym)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "not a patient pseudonym: pseudonyms are 'p-' and 64 hex digits (or give --ref, the clinic's "
+                        "reference)");
   }
   absl::StatusOr<rollertrace::v1::PatientTrail> t = store_.PatientTrail(pseudonym);
   if (!t.ok()) return ToGrpc(t.status());

@@ -40,6 +40,8 @@ struct IngestMetrics {
                              "Biological-indicator results recorded, by result")),
         recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
         commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")),
+        findings(m.Counter("rollertrace_findings_total",
+                           "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, CYCLE_CONFLICT)")),
         audit_requests(m.Counter("rollertrace_audit_requests_total",
                                  "Compliance operations (verify, report, export, import, backup), by result")),
         archive_records(m.Counter("rollertrace_archive_records_total",
@@ -69,6 +71,7 @@ struct IngestMetrics {
   prometheus::Family<prometheus::Counter>& bi_results;
   prometheus::Counter& recalls;
   prometheus::Family<prometheus::Counter>& commands;
+  prometheus::Family<prometheus::Counter>& findings;
   prometheus::Family<prometheus::Counter>& audit_requests;
   prometheus::Family<prometheus::Counter>& archive_records;
   prometheus::Gauge& broken_chains;

@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "rpc/credentials.h"
 #include "process/shutdown.h"
+#include "util/address.h"
 #include "util/clock.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rules/policy.h"
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing)")->capture_default_str();
   app.add_option("--pseudonym-secret-file", secret_file,
-                 "File holding the deployment secret for patient pseudonyms (>= 16 bytes).\n"
+                 "File holding the deployment secret for patient pseudonyms (>= 16 bytes; mode 0600).\n"
                  "Default: the environment variable ROLLERTRACE_PSEUDONYM_SECRET");
   app.add_option("--policy", policy_file,
                  "Rules policy in YAML (deploy/policy/policy.yaml documents every field); default: DOMAIN.md's "
@@ -65,8 +66,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   app.add_option("--tokens-file", tokens_file,
-                 "Bearer tokens, one '<role> <token>' a line; roles: device (mqtt-bridge: ingest and authorise), "
-                 "auditor (reads), admin (everything)");
+                 "Bearer tokens, one '<role> <token>' a line (mode 0600; every token different); roles: device "
+                 "(mqtt-bridge: ingest and authorise), auditor (reads), admin (everything)");
   app.add_option("--signing-key", signing_key_file,
                  "Ed25519 private key (PEM; created if missing) that signs checkpoints of every device's hash "
                  "chain; rollerctl verify then checks them too");
@@ -82,10 +83,16 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "Serve gRPC over TLS with this certificate chain (PEM); with --tls-key");
   app.add_option("--tls-key", tls_key, "The certificate's private key (PEM)");
   app.add_flag("--insecure-no-auth", insecure_no_auth,
-               "Serve without access control (local development only; every caller may do everything)");
+               "Serve without access control (local development only, loopback --listen only; every caller may "
+               "do everything)");
   CLI11_PARSE(app, argc, argv);
   if (tokens_file.empty() == !insecure_no_auth) {
     std::cerr << "ingestd: give exactly one of --tokens-file (access control) and --insecure-no-auth\n";
+    return 2;
+  }
+  if (insecure_no_auth && !rollertrace::util::IsLoopbackAddress(listen)) {
+    std::cerr << "ingestd: --insecure-no-auth serves only on a loopback address, not " << listen
+              << "; give --tokens-file to serve other machines\n";
     return 2;
   }
 

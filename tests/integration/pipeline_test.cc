@@ -364,22 +364,10 @@ edge::SimOptions SmallClinic() {
   return sim;
 }
 
-// A self-signed certificate for 127.0.0.1 in dir/cert.pem, its key in dir/key.pem.
-void MakeCertificate(const std::string& dir) {
-  auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                                 dir + "/key.pem", "-out", dir + "/cert.pem", "-days", "2", "-subj", "/CN=localhost",
-                                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
-                                dir + "/openssl.log");
-  ASSERT_EQ(openssl->Wait(std::chrono::seconds(30)), 0) << ReadFile(dir + "/openssl.log");
-  // Mosquitto started as root reads it as user mosquitto: a test key may be world-readable.
-  std::filesystem::permissions(dir + "/key.pem", std::filesystem::perms::group_read | std::filesystem::perms::others_read,
-                               std::filesystem::perm_options::add);
-}
-
 TEST(Pipeline, ServesGrpcOverTls) {
   Cluster cluster("tls");
   const std::string cert = cluster.dir() + "/cert.pem", key = cluster.dir() + "/key.pem";
-  MakeCertificate(cluster.dir());
+  MakeTestCertificate(cluster.dir());
   cluster.StartBroker();
   cluster.StartIngestd({"--tls-cert", cert, "--tls-key", key});
   cluster.StartBridge({"--ingestd-tls-ca", cert});
@@ -417,7 +405,7 @@ namespace {
 TEST(Pipeline, DevicesReachTheBrokerOverTls) {
   Cluster cluster("mqtt-tls");
   const std::string cert = cluster.dir() + "/cert.pem";
-  ASSERT_NO_FATAL_FAILURE(MakeCertificate(cluster.dir()));
+  ASSERT_NO_FATAL_FAILURE(MakeTestCertificate(cluster.dir()));
   ASSERT_NO_FATAL_FAILURE(cluster.StartBroker(cert, cluster.dir() + "/key.pem"));
   cluster.StartIngestd();
   ASSERT_NO_FATAL_FAILURE(cluster.StartBridge({"--mqtt-ca-file", cert}));

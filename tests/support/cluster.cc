@@ -19,12 +19,13 @@ Cluster::Cluster(const std::string& name)
       ingestd_metrics_port_(FreePort()),
       bridge_metrics_port_(FreePort()) {
   channel_ = grpc::CreateChannel(ingestd_address(), grpc::InsecureChannelCredentials());
-  std::ofstream tokens(dir_ + "/tokens");
+  std::string tokens;
   for (const char* role : {"device", "auditor", "admin"}) {
     const std::string token = std::string(role) + "-token-" + std::to_string(getpid()) + "-0123456789";
-    tokens << role << " " << token << "\n";
-    std::ofstream(TokenFile(role)) << token << "\n";
+    tokens += std::string(role) + " " + token + "\n";
+    WritePrivateFile(TokenFile(role), token + "\n");
   }
+  WritePrivateFile(dir_ + "/tokens", tokens);
 }
 
 void Cluster::Authenticate(grpc::ClientContext* context) const {
@@ -52,12 +53,16 @@ void Cluster::StartBroker(const std::string& cert_file, const std::string& key_f
   out << "listener " << mqtt_port_ << " 127.0.0.1\n";
   if (!cert_file.empty()) {
     out << "certfile " << cert_file << "\nkeyfile " << key_file << "\n";
-    mqtt_tls_ = true;
   }
   out << "allow_anonymous true\npersistence false\n"
       << "max_inflight_messages 1024\nmax_queued_messages 100000\nmax_packet_size 1048576\n";
   out.close();
-  broker_ = Process::Start({ROLLERTRACE_MOSQUITTO, "-c", conf}, dir_ + "/mosquitto.log");
+  StartBrokerWithConfig(conf, !cert_file.empty());
+}
+
+void Cluster::StartBrokerWithConfig(const std::string& conf_path, bool tls) {
+  mqtt_tls_ = tls;
+  broker_ = Process::Start({ROLLERTRACE_MOSQUITTO, "-c", conf_path}, dir_ + "/mosquitto.log");
   ASSERT_TRUE(WaitForPort(mqtt_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/mosquitto.log");
 }
 
@@ -147,6 +152,20 @@ void Cluster::Publish(const std::string& topic, const std::string& payload) {
                            "1", "-t", topic, "-f", file},
                           dir_ + "/mosquitto_pub.log");
   ASSERT_EQ(p->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir_ + "/mosquitto_pub.log");
+}
+
+int Cluster::PublishWith(const std::string& topic, const std::string& payload, const std::vector<std::string>& extra,
+                         std::string* out) {
+  const std::string file = dir_ + "/payload-" + std::to_string(++publish_count_);
+  std::ofstream(file, std::ios::binary) << payload;
+  const std::string log = dir_ + "/mosquitto_pub-" + std::to_string(publish_count_) + ".log";
+  std::vector<std::string> argv = {ROLLERTRACE_MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", std::to_string(mqtt_port_),
+                                   "-q", "1", "-t", topic, "-f", file};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = Process::Start(argv, log);
+  const int code = p->Wait(std::chrono::seconds(10));
+  if (out) *out = ReadFile(log);
+  return code;
 }
 
 rollertrace::v1::Device Cluster::Roller(const std::string& id, uint64_t rated_penetrations) {

@@ -23,6 +23,9 @@ class Cluster {
   // With cert_file and key_file, the broker listens for MQTT over TLS only
   // (mqtt_uri() is then ssl://).
   void StartBroker(const std::string& cert_file = {}, const std::string& key_file = {});
+  // The broker with a configuration file of the test's own; `tls`: it listens
+  // for MQTT over TLS (mqtt_uri() is then ssl://).
+  void StartBrokerWithConfig(const std::string& conf_path, bool tls);
   // `extra` flags are added to ingestd's.
   void StartIngestd(const std::vector<std::string>& extra = {});
   void StartBridge(const std::vector<std::string>& extra = {});
@@ -50,6 +53,10 @@ class Cluster {
   std::unique_ptr<Process> StartFleet(const std::vector<std::string>& args, const std::string& log_name);
   // roller-agent against this cluster's broker; `args` are added to --mqtt.
   std::unique_ptr<Process> StartAgent(const std::vector<std::string>& args, const std::string& log_name);
+  // mosquitto_pub one message with extra arguments (credentials, TLS, client
+  // id); returns its exit code and fills out with what it printed.
+  int PublishWith(const std::string& topic, const std::string& payload, const std::vector<std::string>& extra,
+                  std::string* out);
   // Runs rollerctl against this cluster; returns its exit code and fills out.
   int Rollerctl(const std::vector<std::string>& args, std::string* out);
   // mosquitto_pub one message (from a file, so binary payloads pass intact).

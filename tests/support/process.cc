@@ -172,4 +172,21 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+void MakeTestCertificate(const std::string& dir) {
+  auto openssl = Process::Start({ROLLERTRACE_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                                 dir + "/key.pem", "-out", dir + "/cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+                                dir + "/openssl.log");
+  ASSERT_EQ(openssl->Wait(std::chrono::seconds(30)), 0) << ReadFile(dir + "/openssl.log");
+  // Mosquitto started as root reads it as user mosquitto: a test key may be world-readable.
+  std::filesystem::permissions(dir + "/key.pem", std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+}
+
+void WritePrivateFile(const std::string& path, const std::string& content) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::replace);
+}
+
 }  // namespace rollertrace::testing

@@ -53,5 +53,10 @@ std::string HttpGet(int port, const std::string& path);
 // MetricValue(text, "rollertrace_events_rejected_total{reason=\"malformed\"}"); 0 when absent.
 double MetricValue(const std::string& text, const std::string& series);
 std::string ReadFile(const std::string& path);
+// A self-signed certificate for 127.0.0.1 and localhost in dir/cert.pem, its
+// key in dir/key.pem (readable by the mosquitto user: a test key only).
+void MakeTestCertificate(const std::string& dir);
+// Writes a file only its owner may read (mode 0600), as secrets must be.
+void WritePrivateFile(const std::string& path, const std::string& content);
 
 }  // namespace rollertrace::testing

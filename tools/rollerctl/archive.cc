@@ -98,7 +98,9 @@ int Import(const Context& ctx, const std::string& path) {
   Progress progress(ctx, "imported");
   bool clean_eof = false;
   bool first = true;
-  while (google::protobuf::util::ParseDelimitedFromZeroCopyStream(&chunk, &input, &clean_eof)) {
+  bool server_stopped = false;
+  // ParseDelimited merges into the message: each chunk starts from empty.
+  while ((chunk.Clear(), google::protobuf::util::ParseDelimitedFromZeroCopyStream(&chunk, &input, &clean_eof))) {
     if (first && chunk.header().format().rfind("rollertrace-archive/", 0) != 0) {
       *ctx.err << "rollerctl: " << path << " is not a RollerTrace archive (made by rollerctl export)\n";
       writer->WritesDone();
@@ -107,23 +109,25 @@ int Import(const Context& ctx, const std::string& path) {
     }
     first = false;
     progress.Add(chunk);
-    if (!writer->Write(chunk)) break;  // the server stopped reading: Finish says why
-  }
-  if (first || !clean_eof) {
-    *ctx.err << "rollerctl: " << path << (first ? " is empty or not an archive" : " is cut short or corrupt")
-             << "; nothing more sent\n";
-    if (first) {
-      writer->WritesDone();
-      call->TryCancel();
-      return 2;
+    if (!writer->Write(chunk)) {  // the server stopped reading: Finish says why
+      server_stopped = true;
+      break;
     }
+  }
+  if (!server_stopped && (first || !clean_eof)) {
+    // Cancel, never close normally: ingestd then writes nothing of it.
+    *ctx.err << "rollerctl: " << path << (first ? " is empty or not an archive" : " is cut short or corrupt")
+             << "; import cancelled, nothing was imported\n";
+    call->TryCancel();
+    (void)writer->Finish();
+    return 2;
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
   if (!s.ok()) return Fail(ctx, s);
   *ctx.out << "imported " << result.devices() << " devices, " << result.records()
            << " records; check them with: rollerctl verify\n";
-  return clean_eof ? 0 : 1;
+  return 0;
 }
 
 int Backup(const Context& ctx, const std::string& directory) {

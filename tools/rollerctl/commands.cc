@@ -249,11 +249,19 @@ namespace {
 std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
   rollertrace::v1::Event e;
   *e.mutable_sterilisation_cycle() = c.cycle();
+  e.mutable_sterilisation_cycle()->clear_biological_indicator();  // shown below, with whose word it is
   std::string line = util::Cat(c.cycle().steriliser_id(), ":", c.cycle().cycle_number(), " ended ",
                                FormatTime(c.cycle().end_unix_ms()), "; ", DescribeEvent(e), "; parameters ",
                                c.parameters_passed() ? "passed" : "FAILED");
   for (const auto& r : c.failure_reasons()) line += util::Cat(" (", r, ")");
-  return line;
+  return line + "; " + IndicatorLine(c);
+}
+
+std::string FindingLine(const rollertrace::v1::Finding& f) {
+  return util::Cat(f.kind(), " at sequence ", f.sequence(), ": ", f.detail(),
+                   f.stored_hash().empty() ? std::string()
+                                           : util::Cat(" (stored sha256 ", Hex(f.stored_hash()).substr(0, 16),
+                                                       ", sent ", Hex(f.received_hash()).substr(0, 16), ")"));
 }
 
 }  // namespace
@@ -424,6 +432,7 @@ int RollerTrail(const Context& ctx, const std::string& device_id, bool with_even
     rows.emplace_back(v.session_start_unix_ms(), 3, "VIOLATION",
                       util::Cat(v.rule(), " in ", v.session_id(), ": ", v.detail(), v.locked() ? " -> locked" : ""));
   }
+  for (const auto& f : t.findings()) rows.emplace_back(f.detected_unix_ms(), 3, "FINDING", FindingLine(f));
   for (const auto& e : t.events()) {
     rows.emplace_back(e.event().device_time_unix_ms(), 4, util::Cat("event #", e.event().sequence()),
                       DescribeEvent(e.event()));
@@ -435,7 +444,8 @@ int RollerTrail(const Context& ctx, const std::string& device_id, bool with_even
   *ctx.out << "Roller " << d.device_id() << " (" << d.model() << ", " << d.needle_count() << " needles x "
            << d.needle_length_mm() << " mm), now " << LifecycleName(d.lifecycle()) << "; "
            << t.roller().state().sessions_started() << " sessions, " << t.roller().state().events_stored()
-           << " events, " << t.violations_size() << " violations\n";
+           << " events, " << t.violations_size() << " violations"
+           << (t.findings_size() ? util::Cat(", ", t.findings_size(), " findings") : std::string()) << "\n";
   Table table({"WHEN", "WHAT", "DETAIL"});
   for (const auto& [when, order, what, detail] : rows) table.Add({FormatTime(when), what, detail});
   table.Print(*ctx.out);
@@ -491,6 +501,10 @@ int CycleTrail(const Context& ctx, const CycleName& cycle) {
                x.at_risk() ? "YES" : "no"});
   }
   table.Print(*ctx.out);
+  if (t.findings_size() > 0) {
+    *ctx.out << "\nFindings about this cycle number (" << t.findings_size() << "):\n";
+    for (const auto& f : t.findings()) *ctx.out << "  " << FormatTime(f.detected_unix_ms()) << " " << FindingLine(f) << "\n";
+  }
   return 0;
 }
 

@@ -80,6 +80,38 @@ std::string FormatDuration(int64_t ms) {
   return util::Cat(s, " s");
 }
 
+std::string IndicatorLine(const rollertrace::v1::CycleRecord& c) {
+  std::string line = util::Cat("BI ", IndicatorName(c.biological_indicator()));
+  const bool lab = c.lab_biological_indicator() == rollertrace::v1::INDICATOR_PASS ||
+                   c.lab_biological_indicator() == rollertrace::v1::INDICATOR_FAIL;
+  const auto own = c.device_biological_indicator();
+  const bool reported = own == rollertrace::v1::INDICATOR_PASS || own == rollertrace::v1::INDICATOR_FAIL;
+  if (lab) {
+    line += util::Cat(" (lab ", IndicatorName(c.lab_biological_indicator()),
+                      c.bi_recorded_by().empty() ? std::string() : " by " + c.bi_recorded_by());
+    line += reported ? util::Cat("; steriliser reported ", IndicatorName(own),
+                                 own != c.lab_biological_indicator() ? ", DISAGREES" : "")
+                     : std::string();
+    line += ")";
+  } else if (reported) {
+    line += util::Cat(" (steriliser reported ", IndicatorName(own), "; no lab result yet: ",
+                      own == rollertrace::v1::INDICATOR_PASS ? "a steriliser's pass counts only once the lab confirms it"
+                                                             : "a failed indicator from any source counts",
+                      ")");
+  }
+  return line;
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
 std::string SeverityName(rollertrace::v1::Severity s) {
   return s == rollertrace::v1::SEVERITY_DENY ? "deny" : s == rollertrace::v1::SEVERITY_WARN ? "warn" : "-";
 }

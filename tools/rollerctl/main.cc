@@ -8,6 +8,7 @@
 #include "rpc/credentials.h"
 #include "rollerctl/format.h"
 #include "rollerctl/report.h"
+#include "util/secret_file.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -178,11 +179,12 @@ int main(int argc, char** argv) {
     if (const char* env = std::getenv("ROLLERTRACE_TOKEN_FILE"); env != nullptr) token_file = env;
   }
   if (!token_file.empty()) {
-    std::ifstream in(token_file);
-    if (!in || !std::getline(in, ctx.token)) {
-      std::cerr << "rollerctl: --token-file: cannot read a token from " << token_file << "\n";
+    absl::StatusOr<std::string> token = rollertrace::util::ReadPrivateLine(token_file, "token file");
+    if (!token.ok()) {
+      std::cerr << "rollerctl: --token-file: " << token.status().message() << "\n";
       return 2;
     }
+    ctx.token = *token;
   }
   ctx.out = &std::cout;
   ctx.err = &std::cerr;

@@ -84,6 +84,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
   add("Rollers locked now", util::Cat(r.locked_rollers_size()));
   add("Rollers retired in the period", util::Cat(r.retired_rollers_size()));
   add("Recalls", util::Cat(r.recalls_size()));
+  add("Findings (device input refused or flagged)", util::Cat(r.findings_size()));
   out.push_back(std::move(summary));
 
   Section time{weekly ? "By week" : "By day", "over_time.csv",
@@ -188,6 +189,17 @@ std::vector<Section> Sections(const PeriodReport& r) {
   }
   out.push_back(std::move(recalls));
   out.push_back(std::move(at_risk));
+
+  Section findings{"Findings: device input refused or flagged",
+                   "findings.csv",
+                   {"Detected", "Device", "Sequence", "Kind", "Detail"},
+                   {},
+                   "No finding in the period."};
+  for (const auto& f : r.findings()) {
+    findings.rows.push_back({FormatTime(f.detected_unix_ms()), f.device_id(), util::Cat(f.sequence()), f.kind(),
+                             f.detail()});
+  }
+  out.push_back(std::move(findings));
   return out;
 }
 
@@ -351,6 +363,7 @@ std::string RenderReportHtml(const PeriodReport& r) {
       {"Rollers retired", static_cast<uint32_t>(r.retired_rollers_size()), false},
       {"Recalls", static_cast<uint32_t>(r.recalls_size()), r.recalls_size() > 0},
       {"Sessions at risk", r.sessions_at_risk(), r.sessions_at_risk() > 0},
+      {"Findings", static_cast<uint32_t>(r.findings_size()), r.findings_size() > 0},
   };
   out << "<div class=\"figures\">\n";
   for (const auto& f : figures) {

@@ -42,11 +42,33 @@ TEST(Pseudonymizer, RefusesShortSecretsAndMissingFiles) {
 TEST(Pseudonymizer, ReadsTheSecretFromAFileWithoutTheNewline) {
   auto path = std::filesystem::temp_directory_path() / "pseudonymizer_test_secret";
   std::ofstream(path) << "file-secret-0123456789\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto from_file = Pseudonymizer::FromFile(path.string());
   auto direct = Pseudonymizer::FromSecret("file-secret-0123456789");
   ASSERT_TRUE(from_file.ok()) << from_file.status();
   EXPECT_EQ(from_file->Pseudonym("x"), direct->Pseudonym("x"));
   std::filesystem::remove(path);
+}
+
+TEST(Pseudonymizer, RefusesASecretFileOthersMayRead) {
+  auto path = std::filesystem::temp_directory_path() / "pseudonymizer_test_open_secret";
+  std::ofstream(path) << "file-secret-0123456789\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read | std::filesystem::perms::others_read);
+  auto from_file = Pseudonymizer::FromFile(path.string());
+  EXPECT_EQ(from_file.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(from_file.status().message().find("chmod 600"), std::string::npos) << from_file.status();
+  EXPECT_EQ(from_file.status().message().find("file-secret"), std::string::npos) << "the error leaks the secret";
+  std::filesystem::remove(path);
+}
+
+TEST(Pseudonymizer, KnowsItsOwnPseudonymsFromAnythingElse) {
+  auto p = Pseudonymizer::FromSecret("0123456789abcdef");
+  EXPECT_TRUE(Pseudonymizer::IsPseudonym(p->Pseudonym("MRN-1")));
+  EXPECT_FALSE(Pseudonymizer::IsPseudonym("p-"));
+  EXPECT_FALSE(Pseudonymizer::IsPseudonym(std::string("p-") + std::string(63, 'a') + std::string(1, '\0')));
+  EXPECT_FALSE(Pseudonymizer::IsPseudonym(std::string("p-") + std::string(64, 'A')));
+  EXPECT_FALSE(Pseudonymizer::IsPseudonym("MRN-1"));
 }
 
 }  // namespace

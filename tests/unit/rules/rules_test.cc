@@ -133,6 +133,21 @@ INSTANTIATE_TEST_SUITE_P(
                r.use.mutable_last_cycle()->set_biological_indicator(rollertrace::v1::INDICATOR_FAIL);
              },
              kCycleFailed, false},
+        Case{"PassingCycleEndingAfterTheStartDoesNotCount",
+             [](R& r, S&) {
+               r.use.set_last_passing_cycle_end_unix_ms(kNow + 1);
+               r.use.mutable_last_cycle()->set_end_unix_ms(kNow + 1);
+             },
+             kNotSterile, false},
+        Case{"PassingCycleEndingAtTheStartCounts",
+             [](R& r, S&) {
+               r.use.set_last_passing_cycle_end_unix_ms(kNow);
+               r.use.mutable_last_cycle()->set_end_unix_ms(kNow);
+             },
+             nullptr, true},
+        Case{"DeviceClockAheadIsFlagged", [](R&, S& s) { s.clock_ahead_ms = 6 * kMinuteMs; }, kClockSkew, true},
+        Case{"AnaesthesiaAfterTheStartIsNamed",
+             [](R&, S& s) { s.anaesthesia_applied_unix_ms = kNow + 10 * kMinuteMs; }, kAnaesthesiaTime, true},
         Case{"WearJustBelowWorn", [](R& r, S&) { r.total_revolutions = 2999; }, kWornSoon, true},
         Case{"WearAtWorn", [](R& r, S&) { r.total_revolutions = 3000; }, kWorn, false},
         Case{"MeasuredWearCountsWhenHigher", [](R& r, S&) { r.use.set_measured_wear(1.02); }, kWorn,
@@ -252,13 +267,63 @@ TEST(ApplyCycle, MakesTheRollerSterileOnlyWhenTheCyclePassed) {
   rollertrace::v1::RollerUse use;
   auto bad = Cycle("steam_prevacuum", 120, 240);
   bad.set_end_unix_ms(1000);
-  ApplyCycle(bad, EvaluateCycle(Policy{}, bad), &use);
+  ApplyCycle(bad, EvaluateCycle(Policy{}, bad), rollertrace::v1::INDICATOR_PENDING, &use);
   EXPECT_EQ(use.last_passing_cycle_end_unix_ms(), 0);
   EXPECT_FALSE(use.last_cycle().parameters_passed());
   auto good = Cycle("steam_prevacuum", 134, 240);
   good.set_end_unix_ms(2000);
-  ApplyCycle(good, EvaluateCycle(Policy{}, good), &use);
+  ApplyCycle(good, EvaluateCycle(Policy{}, good), rollertrace::v1::INDICATOR_PENDING, &use);
   EXPECT_EQ(use.last_passing_cycle_end_unix_ms(), 2000);
+}
+
+TEST(ApplyCycle, RecordsTheCountingBiologicalIndicatorNotTheSterilisersOwn) {
+  rollertrace::v1::RollerUse use;
+  auto c = Cycle("steam_prevacuum", 134, 240);
+  c.set_biological_indicator(rollertrace::v1::INDICATOR_PASS);  // the steriliser's word
+  ApplyCycle(c, EvaluateCycle(Policy{}, c), CountingIndicator(c.biological_indicator(), rollertrace::v1::INDICATOR_UNSPECIFIED),
+             &use);
+  EXPECT_EQ(use.last_cycle().biological_indicator(), rollertrace::v1::INDICATOR_PENDING);
+}
+
+// DOMAIN.md "Whose word counts": steriliser none/pass/fail x lab none/pass/fail.
+TEST(CountingIndicator, TheLabDecidesAndASteriliserOnlyEverAddsAFailure) {
+  using rollertrace::v1::IndicatorResult;
+  constexpr auto kNone = rollertrace::v1::INDICATOR_UNSPECIFIED;
+  constexpr auto kPending = rollertrace::v1::INDICATOR_PENDING;
+  constexpr auto kPass = rollertrace::v1::INDICATOR_PASS;
+  constexpr auto kFail = rollertrace::v1::INDICATOR_FAIL;
+  struct Row {
+    IndicatorResult steriliser, lab, counts;
+  };
+  for (const Row& r : {Row{kNone, kNone, kPending}, Row{kPending, kNone, kPending}, Row{kPass, kNone, kPending},
+                       Row{kFail, kNone, kFail}, Row{kNone, kPass, kPass}, Row{kPass, kPass, kPass},
+                       Row{kFail, kPass, kPass}, Row{kNone, kFail, kFail}, Row{kPass, kFail, kFail},
+                       Row{kFail, kFail, kFail}}) {
+    EXPECT_EQ(CountingIndicator(r.steriliser, r.lab), r.counts)
+        << "steriliser " << r.steriliser << ", lab " << r.lab;
+  }
+}
+
+TEST(CycleTimeProblem, RefusesAnEndBeyondTheSkewAndAStartAfterTheEnd) {
+  const Policy p;
+  auto c = Cycle("steam_prevacuum", 134, 240);
+  c.set_start_unix_ms(kNow - kHour);
+  c.set_end_unix_ms(kNow + p.max_clock_skew_ms);
+  EXPECT_EQ(CycleTimeProblem(p, c, kNow), "");
+  c.set_end_unix_ms(kNow + p.max_clock_skew_ms + 1);
+  EXPECT_NE(CycleTimeProblem(p, c, kNow).find("after it was received"), std::string::npos);
+  c.set_end_unix_ms(kNow - 2 * kHour);
+  EXPECT_NE(CycleTimeProblem(p, c, kNow).find("after its end"), std::string::npos);
+}
+
+TEST(JudgeTime, TrustsTheDeviceUpToTheSkewThenUsesTheReceiveTime) {
+  const Policy p;
+  EXPECT_EQ(JudgeTime(p, kNow + p.max_clock_skew_ms, kNow).at_unix_ms, kNow + p.max_clock_skew_ms);
+  EXPECT_EQ(JudgeTime(p, kNow + p.max_clock_skew_ms, kNow).ahead_ms, 0);
+  const JudgedTime ahead = JudgeTime(p, kNow + 45 * kDayMs, kNow);
+  EXPECT_EQ(ahead.at_unix_ms, kNow);
+  EXPECT_EQ(ahead.ahead_ms, 45 * kDayMs);
+  EXPECT_EQ(JudgeTime(p, 0, kNow).at_unix_ms, kNow);
 }
 
 }  // namespace
