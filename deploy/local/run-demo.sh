@@ -171,7 +171,7 @@ metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v 
 step "Ingest figures (from ingestd's /metrics)"
 metric_lines "$ingest_metrics" '^rollertrace_(events_ingested_total|events_rejected_total|events_duplicate_total|sequence_gaps_opened_total|ingest_commit_events_(sum|count)|ingest_commit_seconds_(sum|count)|violations_total|decisions_total|sterilisation_cycles_total|recalls_total|device_commands_total)'
 step "Bridge figures (from mqtt-bridge's /metrics)"
-metric_lines "$bridge_metrics" '^rollertrace_bridge_(messages_received_total|messages_rejected_total|events_forwarded_total|acks_published_total|events_dropped_total)'
+metric_lines "$bridge_metrics" '^rollertrace_bridge_(messages_received_total|messages_rejected_total|events_forwarded_total|acks_published_total|blocked_seconds_total)'
 
 step "Where to look next"
 cat <<INFO

@@ -33,6 +33,7 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   mo.server_uri = options_.mqtt_uri;
   mo.ca_file = options_.mqtt_ca_file;
   mo.client_id = device_id;
+  mo.tcp_nodelay = options_.tcp_nodelay;
   mo.username = options_.mqtt_username;
   mo.password = options_.mqtt_password;
   if (!options_.mqtt_passwords.empty()) {

@@ -33,6 +33,9 @@ struct FleetOptions {
   // ...or each its own: user = device id, password from this map.
   std::map<std::string, std::string> mqtt_passwords;
   bool json = false;
+  // TCP_NODELAY on each device's connection (mqtt::MqttOptions): for a few
+  // devices (roller-agent), not a fleet of thousands.
+  bool tcp_nodelay = false;
   size_t max_batch_events = 100;
   std::chrono::milliseconds ack_timeout{3000};
   std::chrono::milliseconds pump_interval{20};

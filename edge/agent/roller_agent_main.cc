@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   }
   if (spool_dir.empty()) spool_dir = "./data/agent-" + device_id;
   options.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+  options.tcp_nodelay = true;  // one device: its authorisations should not wait on Nagle
   const bool steriliser = kind_name == "steriliser";
   const auto kind =
       steriliser ? rollertrace::codec::TopicKind::kSteriliserCycles : rollertrace::codec::TopicKind::kRollerEvents;

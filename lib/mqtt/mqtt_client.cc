@@ -5,7 +5,12 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "util/address.h"
 #include "util/cat.h"
@@ -59,6 +64,45 @@ absl::StatusOr<std::map<std::string, std::string>> LoadCredentialsFile(const std
   return out;
 }
 
+namespace {
+
+// The port of a broker URI ("tcp://host:1883"); 0 when it has none.
+int UriPort(const std::string& uri) {
+  const auto colon = uri.rfind(':');
+  if (colon == std::string::npos) return 0;
+  try {
+    return std::stoi(uri.substr(colon + 1));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+// Paho C offers no hook on its socket, so the connected TCP sockets of this
+// process whose peer port is the broker's get TCP_NODELAY (harmless for any
+// other of our MQTT connections to the same broker).
+void SetNoDelayTowards(int port) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
+    int peer_port = 0;
+    if (peer.ss_family == AF_INET) peer_port = ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port);
+    if (peer.ss_family == AF_INET6) peer_port = ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port);
+    if (peer_port != port) continue;
+    const int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+}
+
+}  // namespace
+
 MqttClient::MqttClient(MqttOptions options)
     : options_(std::move(options)),
       client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id)) {}
@@ -105,6 +149,7 @@ class MqttClient::SubscribeListener : public ::mqtt::iaction_listener {
 };
 
 void MqttClient::HandleConnected() {
+  if (options_.tcp_nodelay) SetNoDelayTowards(UriPort(options_.server_uri));
   if (subscriptions_.empty()) {
     FinishConnected();
     return;
@@ -135,7 +180,7 @@ void MqttClient::FinishConnected() {
 
 void MqttClient::RunConnector() {
   ::mqtt::connect_options_builder builder;
-  builder.clean_session(true)
+  builder.clean_session(options_.clean_session)
       .keep_alive_interval(options_.keep_alive)
       .connect_timeout(std::chrono::seconds(5))
       .max_inflight(1024)

@@ -43,6 +43,14 @@ struct MqttOptions {
   std::string username;
   std::string password;
   std::optional<Will> will;
+  // false: a persistent session; the broker keeps this client id's
+  // subscriptions and queues its QoS 1 messages while it is away.
+  bool clean_session = true;
+  // Set TCP_NODELAY on the connection (small packets are not held back by
+  // Nagle's algorithm waiting for a delayed ACK). Costs a scan of the
+  // process's descriptors per connect: for the few clients of a service, not
+  // for a fleet of thousands.
+  bool tcp_nodelay = false;
   std::chrono::seconds keep_alive{10};
   // Longest wait between two connection attempts.
   std::chrono::milliseconds max_backoff{2000};

@@ -319,7 +319,8 @@ void EventStore::StageDevice(rocksdb::WriteBatch& wb, DeviceRecord& record, int6
   wb.Put(devices_, id, record.SerializeAsString());
 }
 
-absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* const> batches, int64_t now) {
+absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* const> batches, int64_t now,
+                                                std::span<const RecordedDecision> decisions) {
   std::lock_guard<std::mutex> lock(write_mu_);
   AppendResult result;
   TouchedMap touched;
@@ -327,6 +328,13 @@ absl::StatusOr<AppendResult> EventStore::Append(std::span<const EventBatch* cons
   rocksdb::WriteBatch wb;
   std::string key;
   std::string value;
+
+  for (const RecordedDecision& d : decisions) {
+    if (!d.store) continue;
+    absl::StatusOr<Touched*> owner = Touch(touched, d.decision.device_id());
+    if (!owner.ok()) return owner.status();
+    if (*owner != nullptr) StoreDecision(wb, &(*owner)->record, d, now);
+  }
 
   for (size_t b = 0; b < batches.size(); ++b) {
     for (const Event& event : batches[b]->events()) {

@@ -7,6 +7,7 @@
 // returns; a repeated (device, sequence) is acknowledged again but not stored.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -64,6 +65,13 @@ struct AppendResult {
   std::vector<rollertrace::v1::RecallReport> recalls;
 };
 
+// An authorisation decision as decided, to be stored with the next write.
+struct RecordedDecision {
+  rollertrace::v1::Decision decision;
+  uint64_t counter = 0;  // part of its key
+  bool store = false;    // false for an unknown device: answered, not stored
+};
+
 // A biological-indicator result and what it set off.
 struct BiologicalIndicatorOutcome {
   rollertrace::v1::CycleRecord cycle;
@@ -98,12 +106,13 @@ class EventStore {
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
-  // Appends every batch atomically. Events of unregistered devices, and events
+  // Appends every batch atomically, and stores the given decisions (of
+  // Decide) in the same write. Events of unregistered devices, and events
   // still holding a raw patient reference, are rejected (not stored) and listed
   // in the result. An error status means nothing was written.
   // Thread-safe; callers batch many requests into one call for group commit.
   absl::StatusOr<AppendResult> Append(std::span<const rollertrace::v1::EventBatch* const> batches,
-                                      int64_t receive_unix_ms);
+                                      int64_t receive_unix_ms, std::span<const RecordedDecision> decisions = {});
 
   // Registers a device; InvalidArgument outside DOMAIN.md's ranges,
   // AlreadyExists for a known id.
@@ -115,9 +124,13 @@ class EventStore {
   // KIND_UNSPECIFIED lists every kind. Ordered by device id.
   absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> ListDevices(rollertrace::v1::DeviceKind kind) const;
 
-  // The rules' answer for a session about to start; stored. An unregistered
-  // roller gets a deny with UNKNOWN_DEVICE. REQUIRES: the session's patient
-  // reference already pseudonymised.
+  // The rules' answer for a session about to start, from the committed state
+  // (no write lock: never waits behind a commit); not yet stored, pass it to
+  // Append. An unregistered roller gets a deny with UNKNOWN_DEVICE.
+  // REQUIRES: the session's patient reference already pseudonymised.
+  absl::StatusOr<RecordedDecision> Decide(const rollertrace::v1::AuthorizeRequest& request,
+                                          int64_t now_unix_ms) const;
+  // Decide, and store the decision before returning.
   absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request,
                                                       int64_t now_unix_ms);
   // Records the lab's biological-indicator result (PASS or FAIL), always,
@@ -246,6 +259,8 @@ class EventStore {
   absl::Status RecallFrom(const rollertrace::v1::CycleRecord& failed, int64_t now, rocksdb::WriteBatch& wb,
                           TouchedMap& touched, BiologicalIndicatorOutcome* outcome,
                           const PendingCycles* pending = nullptr);
+  void StoreDecision(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* owner, const RecordedDecision& d,
+                     int64_t now);
   // Stores a finding in `owner`'s records (chained) and lists it in result.
   void RecordFinding(rocksdb::WriteBatch& wb, rollertrace::v1::DeviceRecord* owner, rollertrace::v1::Finding finding,
                      int64_t now, AppendResult* result);
@@ -279,7 +294,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* cycles_by_time_;    // TimeKey(end, steriliser, cycle number)
   rocksdb::ColumnFamilyHandle* findings_;          // DeviceSequenceKey(device, sequence) + kind
   StoreOptions options_;
-  uint64_t decision_counter_ = 0;  // guarded by write_mu_
+  mutable std::atomic<uint64_t> decision_counter_{0};
   std::mutex write_mu_;  // serialises read-modify-write of device records
   std::map<std::string, rollertrace::v1::DeviceRecord> write_cache_;  // guarded by write_mu_
 };

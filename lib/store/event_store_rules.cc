@@ -295,10 +295,12 @@ absl::Status EventStore::ApplyDomain(const Event& event, int64_t now, Touched& s
   return absl::OkStatus();
 }
 
-absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeRequest& request, int64_t now) {
-  std::lock_guard<std::mutex> lock(write_mu_);
+absl::StatusOr<RecordedDecision> EventStore::Decide(const rollertrace::v1::AuthorizeRequest& request,
+                                                    int64_t now) const {
+  // From the committed state: no write lock, so a decision never waits
+  // behind a group commit.
   DeviceRecord record;
-  absl::StatusOr<bool> found = LoadDeviceForWrite(request.device_id(), &record);
+  absl::StatusOr<bool> found = LoadDevice(request.device_id(), &record);
   if (!found.ok()) return found.status();
   const auto& s = request.session();
   // A request dated beyond the allowed skew is judged now, and says so.
@@ -311,8 +313,11 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
   rules::SessionRequest session_request = rules::RequestFor(s, s.patient_pseudonym(), when.at_unix_ms);
   session_request.clock_ahead_ms = when.ahead_ms;
   rules::Decision verdict = rules::Decide(options_.policy, facts, session_request);
-  Decision d;
-  d.set_decision_id(util::Cat(request.device_id(), "-d", now, "-", ++decision_counter_));
+  RecordedDecision out;
+  out.counter = ++decision_counter_;
+  out.store = *found;  // decisions about unknown ids are answered, not stored
+  Decision& d = out.decision;
+  d.set_decision_id(util::Cat(request.device_id(), "-d", now, "-", out.counter));
   d.set_device_id(request.device_id());
   d.set_allowed(verdict.allowed);
   for (auto& h : verdict.hits) *d.add_hits() = h;
@@ -322,24 +327,28 @@ absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeR
   if (facts.registered) {
     auto* snap = d.mutable_roller();
     *snap->mutable_device() = facts.device;
-    *snap->mutable_use() = facts.use;
+    *snap->mutable_use() = record.state().roller();
     snap->set_sessions_started(facts.sessions_started);
     snap->set_total_revolutions(facts.total_revolutions);
   }
-  if (*found) {  // decisions about unknown ids are answered, not stored
-    std::string key = DevicePrefix(request.device_id());
-    AppendBigEndian64(&key, static_cast<uint64_t>(now));
-    AppendBigEndian64(&key, decision_counter_);
-    rocksdb::WriteBatch wb;
-    PutRecord(wb, &record, decisions_, key, d.SerializeAsString(), now);
-    StageDevice(wb, record, now);
-    rocksdb::WriteOptions wo;
-    wo.sync = options_.sync;
-    rocksdb::Status st = db_->Write(wo, &wb);
-    if (!st.ok()) return absl::InternalError(util::Cat("store decision: ", st.ToString()));
-    write_cache_[request.device_id()] = std::move(record);
+  return out;
+}
+
+absl::StatusOr<Decision> EventStore::Authorize(const rollertrace::v1::AuthorizeRequest& request, int64_t now) {
+  absl::StatusOr<RecordedDecision> d = Decide(request, now);
+  if (!d.ok()) return d.status();
+  if (d->store) {
+    const RecordedDecision decisions[] = {*d};
+    if (absl::StatusOr<AppendResult> r = Append({}, now, decisions); !r.ok()) return r.status();
   }
-  return d;
+  return d->decision;
+}
+
+void EventStore::StoreDecision(rocksdb::WriteBatch& wb, DeviceRecord* owner, const RecordedDecision& d, int64_t now) {
+  std::string key = DevicePrefix(d.decision.device_id());
+  AppendBigEndian64(&key, static_cast<uint64_t>(d.decision.decided_unix_ms()));
+  AppendBigEndian64(&key, d.counter);
+  PutRecord(wb, owner, decisions_, key, d.decision.SerializeAsString(), now);
 }
 
 absl::StatusOr<BiologicalIndicatorOutcome> EventStore::RecordBiologicalIndicator(

@@ -1,5 +1,7 @@
 #include "bridge/bridge.h"
 
+#include "bridge/event_reader.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <iostream>
@@ -12,21 +14,27 @@ using rollertrace::v1::IngestResponse;
 
 namespace {
 
-mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options) {
+mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, bool control) {
   mqtt::MqttOptions m;
   m.server_uri = options.mqtt_uri;
   m.ca_file = options.mqtt_ca_file;
-  m.client_id = options.mqtt_client_id;
-  m.username = options.mqtt_username;
+  const std::string suffix = control ? "-control" : "";
+  m.client_id = options.mqtt_client_id + suffix;
+  m.username = options.mqtt_username.empty() ? "" : options.mqtt_username + suffix;
   m.password = options.mqtt_password;
+  m.clean_session = control;
+  m.tcp_nodelay = true;
   return m;
 }
+
+// Mosquitto's count of messages it holds (queued and in flight, all clients).
+constexpr char kBrokerStoredTopic[] = "$SYS/broker/store/messages/count";
 
 }  // namespace
 
 Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
     : options_(std::move(options)),
-      mqtt_(MqttOptionsFor(options_)),
+      control_(MqttOptionsFor(options_, true)),
       received_(metrics.Counter("rollertrace_bridge_messages_received_total",
                                 "MQTT messages taken from device topics, by topic kind")),
       rejected_(metrics.Counter("rollertrace_bridge_messages_rejected_total",
@@ -36,10 +44,14 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
       forwarded_(metrics.Counter("rollertrace_bridge_events_forwarded_total", "Events sent to ingestd").Add({})),
       acks_published_(
           metrics.Counter("rollertrace_bridge_acks_published_total", "Acks published to devices").Add({})),
-      dropped_(metrics
-                   .Counter("rollertrace_bridge_events_dropped_total",
-                            "Events dropped from a full queue (their devices send them again)")
-                   .Add({})),
+      blocked_seconds_(metrics
+                           .Counter("rollertrace_bridge_blocked_seconds_total",
+                                    "Time the bridge stopped reading from the broker because its queue was full")
+                           .Add({})),
+      broker_stored_(metrics
+                         .Gauge("rollertrace_bridge_broker_stored_messages",
+                                "Messages the broker holds, from $SYS/broker/store/messages/count")
+                         .Add({})),
       stream_restarts_(metrics
                            .Counter("rollertrace_bridge_ingest_stream_restarts_total",
                                     "Times the gRPC stream to ingestd was (re)opened")
@@ -61,33 +73,134 @@ Bridge::~Bridge() { Stop(); }
 
 void Bridge::Start() {
   const std::string share = "$share/" + options_.share_group + "/";
-  mqtt_.Subscribe(share + "rollers/+/events", 1);
-  mqtt_.Subscribe(share + "rollers/+/events/json", 1);
-  mqtt_.Subscribe(share + "sterilisers/+/cycles", 1);
-  mqtt_.Subscribe(share + "sterilisers/+/cycles/json", 1);
-  mqtt_.Subscribe(share + "rollers/+/authorize", 1);
-  mqtt_.OnMessage([this](const std::string& topic, const std::string& payload) { OnMessage(topic, payload); });
-  mqtt_.OnConnected([this] {
-    mqtt_connected_.Set(1);
-    if (mqtt_.reconnects() > 0) mqtt_reconnects_.Increment();
-    std::cerr << "mqtt-bridge: connected to " << options_.mqtt_uri << std::endl;
+  control_.Subscribe(share + "rollers/+/authorize", 1);
+  control_.Subscribe(kBrokerStoredTopic, 0);
+  control_.OnMessage(
+      [this](const std::string& topic, const std::string& payload) { OnControlMessage(topic, payload); });
+  control_.OnConnected([this] {
+    if (control_.reconnects() > 0) mqtt_reconnects_.Increment();
+    control_up_ = true;
+    mqtt_connected_.Set(events_up_ && control_up_ ? 1 : 0);
+    std::cerr << "mqtt-bridge: control connection up to " << options_.mqtt_uri << std::endl;
   });
-  mqtt_.OnConnectionLost([this] {
+  control_.OnConnectionLost([this] {
+    control_up_ = false;
     mqtt_connected_.Set(0);
-    std::cerr << "mqtt-bridge: lost the broker, reconnecting" << std::endl;
+    std::cerr << "mqtt-bridge: control connection lost, reconnecting" << std::endl;
   });
-  mqtt_.Start();
+  control_.Start();
+  event_reader_ = std::thread([this] { RunEventReader(); });
   forwarder_ = std::thread([this] { RunForwarder(); });
-  authorizer_ = std::thread([this] { RunAuthorizer(); });
+  for (size_t i = 0; i < std::max<size_t>(1, options_.authorize_threads); ++i) {
+    authorizers_.emplace_back([this] { RunAuthorizer(); });
+  }
 }
 
 void Bridge::Stop() {
   if (stopping_.exchange(true)) return;
-  mqtt_.Stop();
+  {
+    // Under the lock, so that no waiter misses it between its check and its wait.
+    std::lock_guard<std::mutex> lock(mu_);
+  }
   cv_.notify_all();
+  room_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(authorize_mu_);
+  }
   authorize_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    if (reader_ != nullptr) reader_->Interrupt();
+  }
+  if (event_reader_.joinable()) event_reader_.join();
+  control_.Stop();
   if (forwarder_.joinable()) forwarder_.join();
-  if (authorizer_.joinable()) authorizer_.join();
+  for (auto& t : authorizers_) t.join();
+  authorizers_.clear();
+}
+
+void Bridge::RunEventReader() {
+  const std::string share = "$share/" + options_.share_group + "/";
+  EventReader::Options ro;
+  ro.mqtt = MqttOptionsFor(options_, false);
+  ro.filters = {share + "rollers/+/events", share + "rollers/+/events/json", share + "sterilisers/+/cycles",
+                share + "sterilisers/+/cycles/json"};
+  ro.executable = options_.executable;
+  std::chrono::milliseconds backoff(100);
+  bool ever_up = false;
+  while (!stopping_) {
+    absl::StatusOr<std::unique_ptr<EventReader>> spawned = EventReader::Spawn(ro);
+    if (!spawned.ok()) {
+      std::cerr << "mqtt-bridge: " << spawned.status().message() << std::endl;
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      continue;
+    }
+    std::unique_ptr<EventReader> reader = std::move(*spawned);
+    {
+      std::lock_guard<std::mutex> lock(reader_mu_);
+      reader_ = reader.get();
+    }
+    if (stopping_) reader->Interrupt();
+    EventReader::Frame frame;
+    while (!stopping_) {
+      {
+        // Backpressure: read the next message only when there is room.
+        std::unique_lock<std::mutex> lock(mu_);
+        if (queued_events_ >= options_.max_queued_events) {
+          const auto blocked = std::chrono::steady_clock::now();
+          room_cv_.wait(lock, [this] { return stopping_ || queued_events_ < options_.max_queued_events; });
+          blocked_seconds_.Increment(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked).count());
+        }
+      }
+      if (stopping_ || !reader->Next(&frame)) break;
+      switch (frame.type) {
+        case EventReader::FrameType::kMessage:
+          OnMessage(frame.topic, frame.payload);
+          break;
+        case EventReader::FrameType::kConnected:
+          if (ever_up) mqtt_reconnects_.Increment();
+          ever_up = true;
+          events_up_ = true;
+          mqtt_connected_.Set(events_up_ && control_up_ ? 1 : 0);
+          std::cerr << "mqtt-bridge: event connection up to " << options_.mqtt_uri << std::endl;
+          break;
+        case EventReader::FrameType::kLost:
+          events_up_ = false;
+          mqtt_connected_.Set(0);
+          std::cerr << "mqtt-bridge: event connection lost, reconnecting" << std::endl;
+          break;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(reader_mu_);
+      reader_ = nullptr;
+    }
+    events_up_ = false;
+    mqtt_connected_.Set(0);
+    if (!stopping_) {
+      std::cerr << "mqtt-bridge: the event reader (pid " << reader->pid() << ") stopped; starting another"
+                << std::endl;
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+  }
+}
+
+void Bridge::OnControlMessage(const std::string& topic, const std::string& payload) {
+  if (topic == kBrokerStoredTopic) {
+    try {
+      broker_stored_.Set(std::stod(payload));
+    } catch (const std::exception&) {
+    }
+    return;
+  }
+  if (absl::StatusOr<std::string> roller = codec::ParseAuthorizeTopic(topic); roller.ok()) {
+    OnAuthorize(*roller, payload);
+    return;
+  }
+  rejected_.Add({{"reason", "unknown_topic"}}).Increment();
 }
 
 void Bridge::OnAuthorize(const std::string& device_id, const std::string& payload) {
@@ -99,7 +212,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(authorize_mu_);
     if (authorize_queue_.size() >= 10000) {
       authorizations_.Add({{"result", "dropped"}}).Increment();
       return;  // the agent decides offline when no answer comes
@@ -117,7 +230,7 @@ void Bridge::RunAuthorizer() {
   while (true) {
     rollertrace::v1::AuthorizeRequest request;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(authorize_mu_);
       authorize_cv_.wait(lock, [this] { return stopping_ || !authorize_queue_.empty(); });
       if (stopping_) return;
       request = std::move(authorize_queue_.front());
@@ -135,7 +248,7 @@ void Bridge::RunAuthorizer() {
       continue;
     }
     authorizations_.Add({{"result", decision.allowed() ? "allow" : "deny"}}).Increment();
-    (void)mqtt_.Publish(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), 1);
+    (void)control_.Publish(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), 1);
   }
 }
 
@@ -157,20 +270,14 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
     std::cerr << "mqtt-bridge: rejected on " << topic << ": " << batch.status().message() << std::endl;
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queued_events_ += batch->events_size();
-    queue_.push_back(Queued{parsed->kind, std::move(*batch),
-                            std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count()});
-    while (queued_events_ > options_.max_queued_events && queue_.size() > 1) {
-      queued_events_ -= queue_.front().batch.events_size();
-      dropped_.Increment(queue_.front().batch.events_size());
-      queue_.pop_front();
-    }
-    queue_depth_.Set(static_cast<double>(queued_events_));
-  }
+  const int64_t received_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::unique_lock<std::mutex> lock(mu_);
+  queued_events_ += batch->events_size();
+  queue_.push_back(Queued{parsed->kind, std::move(*batch), received_ms});
+  queue_depth_.Set(static_cast<double>(queued_events_));
+  lock.unlock();
   cv_.notify_all();
 }
 
@@ -266,6 +373,7 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
       }
       queued_events_ -= events;
       queue_depth_.Set(static_cast<double>(queued_events_));
+      room_cv_.notify_all();
       const uint64_t id = next_request_id_++;
       inflight.request.set_request_id(id);
       request = inflight.request;
@@ -286,7 +394,7 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
 
 void Bridge::HandleResponse(const IngestResponse& response) {
   for (const auto& command : response.commands()) {
-    if (mqtt_.Publish(codec::CommandTopic(command.device_id()), command.SerializeAsString(), 1).ok()) {
+    if (control_.Publish(codec::CommandTopic(command.device_id()), command.SerializeAsString(), 1).ok()) {
       commands_published_.Increment();
     }
   }
@@ -308,7 +416,7 @@ void Bridge::HandleResponse(const IngestResponse& response) {
     if (kind == kinds.end()) continue;
     std::string payload;
     ack.SerializeToString(&payload);
-    if (mqtt_.Publish(codec::AckTopic(kind->second, ack.device_id()), payload, 1).ok()) acks_published_.Increment();
+    if (control_.Publish(codec::AckTopic(kind->second, ack.device_id()), payload, 1).ok()) acks_published_.Increment();
   }
 }
 

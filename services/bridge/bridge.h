@@ -3,8 +3,12 @@
 // over one long-lived gRPC stream in requests of many batches, and publishes
 // ingestd's acks to each device's ack topic.
 //
-// It holds nothing that matters: a batch lost here (bridge killed, queue full)
-// is sent again by its device, which keeps it until an ack covers it.
+// Never discards what it took: when ingestd cannot keep up, its queue fills
+// and it stops reading from the broker (backpressure), which holds the rest
+// for its persistent session. Events live on one connection (clean session
+// off, fixed client id); authorisations, decisions, acks and commands on a
+// second one, so they never wait behind held-back events. What a bridge that
+// dies loses is bounded by its queue and in-flight requests (docs/ARCHITECTURE.md).
 #pragma once
 
 #include <atomic>
@@ -17,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/security/credentials.h>
 
@@ -27,9 +32,14 @@
 
 namespace rollertrace::bridge {
 
+class EventReader;
+
 struct BridgeOptions {
   std::string mqtt_uri = "tcp://127.0.0.1:1883";
   std::string mqtt_ca_file;  // TLS to the broker (ssl:// URI)
+  // The event connection's client id: fixed, so its persistent session (and
+  // what the broker queued for it) survives a restart. The control
+  // connection uses this + "-control" (and the user name + "-control").
   std::string mqtt_client_id = "mqtt-bridge";
   std::string mqtt_username;
   std::string mqtt_password;
@@ -45,9 +55,14 @@ struct BridgeOptions {
   size_t max_request_events = 2048;
   std::chrono::milliseconds linger{2};
   // Requests sent and not yet answered; beyond this the bridge waits.
-  size_t max_inflight_requests = 64;
-  // Events queued for ingestd; beyond this the oldest are dropped (and counted).
-  size_t max_queued_events = 200000;
+  size_t max_inflight_requests = 8;
+  // Events decoded and waiting for ingestd; at this many the bridge stops
+  // reading from the broker until there is room.
+  size_t max_queued_events = 8192;
+  // Authorisation requests answered at once.
+  size_t authorize_threads = 4;
+  // The bridge binary, which the event connection's child process runs.
+  std::string executable = "/proc/self/exe";
 };
 
 class Bridge {
@@ -61,8 +76,11 @@ class Bridge {
   void Start();
   void Stop();
 
-  // Handles one MQTT message; public so tests can drive it without a broker.
+  // Handles one message of the event connection (the caller waits for room
+  // first). Public so tests can drive it without a broker.
   void OnMessage(const std::string& topic, const std::string& payload);
+  // Handles one message of the control connection (authorisations, $SYS).
+  void OnControlMessage(const std::string& topic, const std::string& payload);
 
  private:
   struct Queued {
@@ -82,15 +100,20 @@ class Bridge {
   void ServeStream(rollertrace::v1::IngestService::Stub& stub);
   void HandleResponse(const rollertrace::v1::IngestResponse& response);
 
+  // Reads the event connection (an EventReader child process) while the
+  // queue has room; restarts the child if it dies.
+  void RunEventReader();
+
   BridgeOptions options_;
-  mqtt::MqttClient mqtt_;
+  mqtt::MqttClient control_;  // authorisations, decisions, acks, commands
 
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& ingest_rejected_;
   prometheus::Counter& forwarded_;
   prometheus::Counter& acks_published_;
-  prometheus::Counter& dropped_;
+  prometheus::Counter& blocked_seconds_;
+  prometheus::Gauge& broker_stored_;
   prometheus::Counter& stream_restarts_;
   prometheus::Gauge& queue_depth_;
   prometheus::Gauge& inflight_depth_;
@@ -106,11 +129,18 @@ class Bridge {
   std::map<uint64_t, Inflight> inflight_;  // by request id, in send order
   uint64_t next_request_id_ = 1;
   bool stream_broken_ = false;
-  std::deque<rollertrace::v1::AuthorizeRequest> authorize_queue_;
+  std::condition_variable room_cv_;  // the queue has room again
+  std::mutex authorize_mu_;
+  std::deque<rollertrace::v1::AuthorizeRequest> authorize_queue_;  // guarded by authorize_mu_
   std::condition_variable authorize_cv_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> events_up_{false};   // subscriptions acknowledged
+  std::atomic<bool> control_up_{false};
   std::thread forwarder_;
-  std::thread authorizer_;
+  std::thread event_reader_;
+  std::mutex reader_mu_;
+  EventReader* reader_ = nullptr;  // guarded by reader_mu_; owned by RunEventReader
+  std::vector<std::thread> authorizers_;
 };
 
 }  // namespace rollertrace::bridge

@@ -5,25 +5,30 @@
 #include <unistd.h>
 
 #include "bridge/bridge.h"
+#include "bridge/event_reader.h"
 #include "metrics/metrics.h"
 #include "rpc/credentials.h"
 #include "process/shutdown.h"
 #include "util/secret_file.h"
 
 int main(int argc, char** argv) {
+  // The bridge's own child process that holds its event connection (bridge/event_reader.h).
+  if (argc == 2 && std::string(argv[1]) == "--event-reader") return rollertrace::bridge::RunEventReaderChild();
   rollertrace::process::BlockShutdownSignals();
   CLI::App app{
       "mqtt-bridge - forwards device batches from MQTT to ingestd and publishes ingestd's acks.\n"
       "Subscribes with a shared subscription to rollers/+/events, rollers/+/events/json,\n"
       "sterilisers/+/cycles and sterilisers/+/cycles/json. Stateless: run several for scale."};
   rollertrace::bridge::BridgeOptions options;
-  options.mqtt_client_id = "mqtt-bridge-" + std::to_string(getpid());
   std::string metrics_listen = "127.0.0.1:9465";
   app.add_option("--mqtt", options.mqtt_uri, "Broker URI (ssl://host:port for TLS)")->capture_default_str();
   app.add_option("--mqtt-ca-file", options.mqtt_ca_file, "TLS to the broker: trust this CA certificate (PEM)")
       ->check(CLI::ExistingFile);
   app.add_option("--client-id", options.mqtt_client_id,
-                 "MQTT client id (unique per bridge; a broker with use_username_as_clientid uses the user name)")
+                 "MQTT client id of the event connection: unique per bridge and the same across its restarts (its "
+                 "persistent session keeps what the broker queued meanwhile); the control connection adds "
+                 "'-control'. A broker with use_username_as_clientid uses the user names instead: give each "
+                 "bridge a user U and U-control")
       ->capture_default_str();
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
   std::string password_file, token_file;
@@ -43,6 +48,19 @@ int main(int argc, char** argv) {
   app.add_option("--max-request-events", options.max_request_events, "Events per request to ingestd")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
+  app.add_option("--max-inflight-requests", options.max_inflight_requests,
+                 "Requests sent to ingestd and not yet answered, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  app.add_option("--max-queued-events", options.max_queued_events,
+                 "Events held for ingestd, at most; when full the bridge stops reading from the broker, which "
+                 "keeps the rest (nothing is dropped). With --max-inflight-requests x --max-request-events this "
+                 "bounds what a killed bridge loses of a publisher that never resends")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10000000}));
+  app.add_option("--authorize-threads", options.authorize_threads, "Authorisation requests answered at once")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{64}));
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = rollertrace::mqtt::LoadLogin(options.mqtt_uri, options.mqtt_username, password_file,
                                                     &options.mqtt_password);

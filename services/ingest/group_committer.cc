@@ -1,6 +1,7 @@
 #include "ingest/group_committer.h"
 
 #include <chrono>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -43,6 +44,7 @@ GroupCommitter::~GroupCommitter() {
     stopping_ = true;
   }
   cv_.notify_all();
+  room_cv_.notify_all();
   writer_.join();
 }
 
@@ -70,29 +72,85 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
     ++keep;
   }
   batches->DeleteSubrange(keep, batches->size() - keep);
+  size_t events = 0;
+  for (const auto& b : request.batches()) events += static_cast<size_t>(b.events_size());
   p.request = std::move(request);
   std::future<IngestResponse> answer = p.promise.get_future();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // Backpressure: a request larger than the bound is let in alone.
+    room_cv_.wait(lock, [&] {
+      return stopping_ || queued_events_ == 0 || queued_events_ + events <= options_.max_queued_events;
+    });
+    queued_events_ += events;
     queue_.push_back(std::move(p));
   }
   cv_.notify_one();
   return answer;
 }
 
-void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& c : commands) {
-    metrics_.commands.Add({{"command", c.command()}}).Increment();
-    outbox_.push_back(std::move(c));
+absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const rollertrace::v1::AuthorizeRequest& request) {
+  absl::StatusOr<store::RecordedDecision> d = store_.Decide(request, clock_());
+  if (!d.ok()) return d.status();
+  if (d->store) {
+    std::unique_lock<std::mutex> lock(mu_);
+    room_cv_.wait(lock, [&] { return stopping_ || decisions_.size() < options_.max_queued_decisions; });
+    decisions_.push_back(*d);
+    lock.unlock();
+    cv_.notify_one();
   }
+  return d->decision;
+}
+
+void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
+  if (commands.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : commands) metrics_.commands.Add({{"command", c.command()}}).Increment();
+  }
+  while (true) {
+    CommandSink sink;
+    uint64_t id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (sinks_.empty()) {
+        for (auto& c : commands) outbox_.push_back(std::move(c));
+        return;
+      }
+      // Round robin over the connected bridges.
+      auto it = sinks_.upper_bound(last_sink_);
+      if (it == sinks_.end()) it = sinks_.begin();
+      id = last_sink_ = it->first;
+      sink = it->second;
+    }
+    if (sink(commands)) return;
+    RemoveCommandSink(id);  // its stream closed meanwhile: the next one
+  }
+}
+
+uint64_t GroupCommitter::AddCommandSink(CommandSink sink) {
+  std::vector<rollertrace::v1::Command> waiting;
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = next_sink_++;
+    sinks_.emplace(id, sink);
+    waiting.swap(outbox_);
+  }
+  if (!waiting.empty()) Enqueue(std::move(waiting));
+  return id;
+}
+
+void GroupCommitter::RemoveCommandSink(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sinks_.erase(id);
 }
 
 void GroupCommitter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything answered
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty() || !decisions_.empty(); });
+    if (queue_.empty() && decisions_.empty()) return;  // stopping, and everything answered
     std::deque<Pending> group;
     size_t events = 0;
     while (!queue_.empty() && (group.empty() || events < options_.max_group_events)) {
@@ -100,13 +158,17 @@ void GroupCommitter::Run() {
       group.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    queued_events_ -= std::min(queued_events_, events);
+    std::vector<store::RecordedDecision> decisions;
+    decisions.swap(decisions_);
     lock.unlock();
-    CommitGroup(group);
+    room_cv_.notify_all();
+    CommitGroup(group, decisions);
     lock.lock();
   }
 }
 
-void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
+void GroupCommitter::CommitGroup(std::deque<Pending>& group, const std::vector<store::RecordedDecision>& decisions) {
   std::vector<const EventBatch*> batches;
   std::vector<size_t> owner;
   for (size_t i = 0; i < group.size(); ++i) {
@@ -117,12 +179,17 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group) {
   }
   const int64_t now = clock_();
   const auto started = std::chrono::steady_clock::now();
-  absl::StatusOr<store::AppendResult> result =
-      batches.empty() ? absl::StatusOr<store::AppendResult>(store::AppendResult{}) : store_.Append(batches, now);
+  absl::StatusOr<store::AppendResult> result = batches.empty() && decisions.empty()
+                                                   ? absl::StatusOr<store::AppendResult>(store::AppendResult{})
+                                                   : store_.Append(batches, now, decisions);
   const auto finished = std::chrono::steady_clock::now();
 
   if (!result.ok()) {
     // Nothing was written; the devices keep their events and send them again.
+    if (!decisions.empty()) {
+      std::cerr << "ingestd: " << decisions.size() << " authorisation decisions answered but not stored: "
+                << result.status().message() << std::endl;
+    }
     for (auto& p : group) {
       for (const auto& b : p.request.batches()) {
         RejectBatch(b, "store_unavailable", std::string(result.status().message()), &p.response);

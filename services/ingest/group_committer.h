@@ -1,7 +1,8 @@
 // GroupCommitter: the single writer of ingestd. Requests from every stream
 // and call queue here; one thread takes all that waits (up to a bound), appends
 // it to the EventStore in one synced WriteBatch, and answers each request.
-// Many events thus share one WAL sync.
+// Many events thus share one WAL sync. What waits is bounded: a full queue
+// makes Submit wait, which is the backpressure that reaches the bridges.
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -23,6 +25,10 @@ namespace rollertrace::ingest {
 struct GroupCommitOptions {
   // Upper bound on the events of one commit group.
   size_t max_group_events = 16384;
+  // Events admitted and not yet taken by the writer; Submit waits beyond it.
+  size_t max_queued_events = 65536;
+  // Decisions waiting to be stored; Authorize waits beyond it.
+  size_t max_queued_decisions = 4096;
 };
 
 class GroupCommitter {
@@ -37,14 +43,26 @@ class GroupCommitter {
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
-  // Validates and pseudonymises on the caller's thread, then queues. The future
-  // is ready once the request's events are committed (WAL synced); invalid
-  // events and events the store refused are listed as rejections. Thread-safe.
+  // Validates and pseudonymises on the caller's thread, then queues, waiting
+  // while max_queued_events are queued already. The future is ready once the
+  // request's events are committed (WAL synced); invalid events and events the
+  // store refused are listed as rejections. Thread-safe.
   std::future<rollertrace::v1::IngestResponse> Submit(rollertrace::v1::IngestRequest request);
 
-  // Commands raised outside ingestion (recalls, unlocks) ride on the next
-  // response; the bridge publishes them. Thread-safe.
+  // Decides at once (EventStore::Decide, no write lock) and answers; the
+  // decision is stored with the next commit group. Thread-safe.
+  absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request);
+
+  // Commands for devices (locks, unlocks, recalls). Handed at once to one of
+  // the command sinks (the bridges' streams), else they ride on the next
+  // response. Thread-safe.
   void Enqueue(std::vector<rollertrace::v1::Command> commands);
+  // Takes the commands and returns true, or returns false (leaving them) once
+  // its stream has closed. Called without the committer's lock held; it must
+  // not block, and may be called after RemoveCommandSink returned.
+  using CommandSink = std::function<bool(std::vector<rollertrace::v1::Command>&)>;
+  uint64_t AddCommandSink(CommandSink sink);
+  void RemoveCommandSink(uint64_t id);
 
  private:
   struct Pending {
@@ -54,7 +72,7 @@ class GroupCommitter {
     std::promise<rollertrace::v1::IngestResponse> promise;
   };
   void Run();
-  void CommitGroup(std::deque<Pending>& group);
+  void CommitGroup(std::deque<Pending>& group, const std::vector<store::RecordedDecision>& decisions);
 
   store::EventStore& store_;
   const pseudonym::Pseudonymizer& pseudonymizer_;
@@ -63,9 +81,15 @@ class GroupCommitter {
   GroupCommitOptions options_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // work for the writer
+  std::condition_variable room_cv_;  // room in the queue
   std::deque<Pending> queue_;
+  size_t queued_events_ = 0;
+  std::vector<store::RecordedDecision> decisions_;
   std::vector<rollertrace::v1::Command> outbox_;
+  std::map<uint64_t, CommandSink> sinks_;
+  uint64_t next_sink_ = 1;
+  uint64_t last_sink_ = 0;
   bool stopping_ = false;
   std::thread writer_;
 };

@@ -28,42 +28,60 @@ grpc::Status ToGrpc(const absl::Status& status) {
 grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
                                        grpc::ServerReaderWriter<IngestResponse, IngestRequest>* stream) {
   if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "Ingest"); !denied.ok()) return denied;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::future<IngestResponse>> pending;
-  bool reading_done = false;
+  // Responses in order: commits as they finish, and commands raised outside
+  // ingestion as responses of their own (request id 0). Shared with the
+  // command sink, which may outlive this call by a moment.
+  struct Outgoing {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::future<IngestResponse>> pending;
+    bool reading_done = false;
+  };
+  auto out = std::make_shared<Outgoing>();
 
   std::thread writer([&] {
     bool can_write = true;
     while (true) {
       std::future<IngestResponse> next;
       {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return reading_done || !pending.empty(); });
-        if (pending.empty()) return;
-        next = std::move(pending.front());
-        pending.pop_front();
+        std::unique_lock<std::mutex> lock(out->mu);
+        out->cv.wait(lock, [&] { return out->reading_done || !out->pending.empty(); });
+        if (out->pending.empty()) return;
+        next = std::move(out->pending.front());
+        out->pending.pop_front();
       }
       IngestResponse response = next.get();  // always wait: the commit must finish before we return
       if (can_write) can_write = stream->Write(response);
     }
+  });
+  const uint64_t sink = committer_.AddCommandSink([out](std::vector<rollertrace::v1::Command>& commands) {
+    std::lock_guard<std::mutex> lock(out->mu);
+    if (out->reading_done) return false;
+    IngestResponse response;
+    for (auto& c : commands) *response.add_commands() = std::move(c);
+    std::promise<IngestResponse> ready;
+    ready.set_value(std::move(response));
+    out->pending.push_back(ready.get_future());
+    out->cv.notify_one();
+    return true;
   });
 
   IngestRequest request;
   while (stream->Read(&request)) {
     std::future<IngestResponse> answer = committer_.Submit(std::move(request));
     {
-      std::lock_guard<std::mutex> lock(mu);
-      pending.push_back(std::move(answer));
+      std::lock_guard<std::mutex> lock(out->mu);
+      out->pending.push_back(std::move(answer));
     }
-    cv.notify_one();
+    out->cv.notify_one();
     request.Clear();
   }
+  committer_.RemoveCommandSink(sink);
   {
-    std::lock_guard<std::mutex> lock(mu);
-    reading_done = true;
+    std::lock_guard<std::mutex> lock(out->mu);
+    out->reading_done = true;
   }
-  cv.notify_one();
+  out->cv.notify_one();
   writer.join();
   return grpc::Status::OK;
 }
@@ -143,7 +161,7 @@ grpc::Status ComplianceServiceImpl::AuthorizeUse(grpc::ServerContext* context, c
   }
   session->set_patient_pseudonym(pseudonymizer_.Pseudonym(session->patient_ref()));
   session->clear_patient_ref();
-  absl::StatusOr<rollertrace::v1::Decision> d = store_.Authorize(req, clock_());
+  absl::StatusOr<rollertrace::v1::Decision> d = committer_.Authorize(req);
   if (!d.ok()) return ToGrpc(d.status());
   metrics_.Decided(*d, "authorize");
   *response = *d;

@@ -542,9 +542,11 @@ TEST(Credentials, TheProductionBrokerTakesOnlyLoggedInDevicesEachOnItsOwnTopics)
   auto passwd = Process::Start({ROLLERTRACE_MOSQUITTO_PASSWD, "-c", "-b", dir + "/passwd", "R-1", "r1-password"},
                                dir + "/passwd.log");
   ASSERT_EQ(passwd->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir + "/passwd.log");
-  passwd = Process::Start({ROLLERTRACE_MOSQUITTO_PASSWD, "-b", dir + "/passwd", "mqtt-bridge", "bridge-password"},
-                          dir + "/passwd.log");
-  ASSERT_EQ(passwd->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir + "/passwd.log");
+  for (const char* bridge_user : {"mqtt-bridge", "mqtt-bridge-control"}) {
+    passwd = Process::Start({ROLLERTRACE_MOSQUITTO_PASSWD, "-b", dir + "/passwd", bridge_user, "bridge-password"},
+                            dir + "/passwd.log");
+    ASSERT_EQ(passwd->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir + "/passwd.log");
+  }
   // Mosquitto started as root reads its files as user mosquitto: test files only.
   std::filesystem::permissions(dir + "/passwd", std::filesystem::perms::others_read, std::filesystem::perm_options::add);
   std::filesystem::copy_file(std::string(ROLLERTRACE_SOURCE_DIR) + "/deploy/mosquitto/acl.conf", dir + "/acl.conf");

@@ -55,7 +55,7 @@ void Cluster::StartBroker(const std::string& cert_file, const std::string& key_f
     out << "certfile " << cert_file << "\nkeyfile " << key_file << "\n";
   }
   out << "allow_anonymous true\npersistence false\n"
-      << "max_inflight_messages 1024\nmax_queued_messages 100000\nmax_packet_size 1048576\n";
+      << "max_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n";
   out.close();
   StartBrokerWithConfig(conf, !cert_file.empty());
 }

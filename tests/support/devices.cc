@@ -11,6 +11,7 @@ TestDevice::TestDevice(const std::string& mqtt_uri, const std::string& device_id
   mqtt::MqttOptions options;
   options.server_uri = mqtt_uri;
   options.client_id = "test-" + device_id;
+  options.tcp_nodelay = true;
   client_ = std::make_unique<mqtt::MqttClient>(options);
   client_->Subscribe(kind + "/" + device_id + "/ack", 1);
   client_->Subscribe(kind + "/" + device_id + "/decision", 1);
