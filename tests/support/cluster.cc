@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace rollertrace::testing {
@@ -92,6 +94,26 @@ void Cluster::StartBridge(const std::vector<std::string>& extra) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the SUBACKs land
+}
+
+pid_t Cluster::bridge_reader_pid() const {
+  if (!bridge_) return -1;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ...; comm may hold spaces, so read after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == bridge_->pid()) return static_cast<pid_t>(std::stol(name));
+  }
+  return -1;
 }
 
 void Cluster::StartAll() {

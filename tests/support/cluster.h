@@ -42,6 +42,9 @@ class Cluster {
   int mqtt_port() const { return mqtt_port_; }
   int ingestd_metrics_port() const { return ingestd_metrics_port_; }
   int bridge_metrics_port() const { return bridge_metrics_port_; }
+  pid_t bridge_pid() const { return bridge_ ? bridge_->pid() : -1; }
+  // The bridge's event-reader child process; -1 when there is none.
+  pid_t bridge_reader_pid() const;
   const std::string& dir() const { return dir_; }
   std::string ingestd_data_dir() const { return dir_ + "/ingestd-db"; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }

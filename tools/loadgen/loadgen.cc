@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
   app.add_option("--inflight", inflight, "QoS 1 messages in flight at most")->capture_default_str()->check(CLI::Range(1, 65535));
   app.add_option("--register-with", register_with, "ingestd address: register the devices there first");
   app.add_option("--token-file", token_file, "Admin bearer token for --register-with (mode 0600)");
+  bool register_only = false;
+  app.add_flag("--register-only", register_only, "With --register-with: register the devices, publish nothing");
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = rollertrace::codec::ValidateDeviceId(DeviceId(prefix, 0)); !s.ok()) {
     std::cerr << "rollertrace-loadgen: --prefix: " << s.message() << "\n";
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
       std::cerr << "rollertrace-loadgen: " << added.status().message() << "\n";
       return 1;
     }
+    if (register_only) return 0;
   }
   const bool json = format == "json";
   try {

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Ingest side by side, in one run, on the same load (D devices x M messages x E
+# events, QoS 1, deep in-flight window, from rollertrace-loadgen):
+#   1. Mosquitto alone -> a QoS 1 mosquitto_sub (the transport's ceiling);
+#   2. RollerTrace, JSON batches: publish -> bridge -> ingestd -> synced RocksDB, every rule applied;
+#   3. RollerTrace, binary batches, the same way.
+# Prints events/s, the ratio to Mosquitto alone, the dropped count (must be 0),
+# CPU per event of mqtt-bridge (with its event reader) and ingestd, and peak RSS.
+# With --peers DIR (the shared peers, e.g. ../shared/peers) it first runs
+# DIR/measure.sh on the same load, so Node-RED and Python+SQLite are in the
+# same run, and prints RollerTrace's ratios to them too.
+# Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
+peers=""
+if [ "${1:-}" = "--peers" ]; then peers=$(cd "$2" && pwd); shift 2; fi
+D=${1:-100} M=${2:-200} E=${3:-50}
+total=$((D * M * E)) msgs=$((D * M))
+work=$(mktemp -d /tmp/rollertrace-ingest-bench.XXXXXX)
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap 'cleanup; rm -rf "$work"' EXIT
+now() { date +%s.%N; }
+cpu_ticks() { local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+hwm_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+lg="$bin/tools/loadgen/rollertrace-loadgen"
+
+nodered=""
+if [ -n "$peers" ]; then
+  echo "== the shared peers ($peers/measure.sh $D $M $E)"
+  (cd "$root" && bash "$peers/measure.sh" "$D" "$M" "$E") | tee "$work/peers.out"
+  nodered=$(awk '/^node-red flow/ {for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}' "$work/peers.out")
+fi
+
+echo "== $total events in $msgs QoS 1 messages, $D devices"
+# A fresh broker for each run: a bridge's persistent session outlives the
+# bridge and would keep its share of the shared subscription.
+broker_pid=""
+start_broker() {
+  [ -n "$broker_pid" ] && { kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; }
+  mqtt=$(free_port)
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
+  mosquitto -c "$work/m.conf" >>"$work/mosquitto.log" 2>&1 &
+  broker_pid=$!; pids+=($broker_pid)
+  sleep 0.5
+}
+start_broker
+mosquitto_sub -h 127.0.0.1 -p "$mqtt" -q 1 -t 'rollers/+/events' -C "$msgs" >/dev/null & sub=$!
+sleep 0.5
+t0=$(now)
+"$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format bin >/dev/null
+wait $sub
+t1=$(now)
+broker=$(echo "$total / ($t1 - $t0)" | bc -l)
+printf 'mosquitto alone:       %8.0f events/s\n' "$broker"
+
+run_rollertrace() {  # format
+  local format=$1 grpc m1 m2 ingestd bridge reader
+  start_broker
+  grpc=$(free_port) m1=$(free_port) m2=$(free_port)
+  rm -rf "$work/db-$format"
+  ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
+    --metrics "127.0.0.1:$m1" --data-dir "$work/db-$format" --insecure-no-auth >"$work/ingestd-$format.log" 2>&1 &
+  ingestd=$!; pids+=($ingestd)
+  "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --client-id "bench-$format" \
+    --metrics "127.0.0.1:$m2" >"$work/bridge-$format.log" 2>&1 &
+  bridge=$!; pids+=($bridge)
+  for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$m2/metrics" 2>/dev/null | grep -q '^rollertrace_bridge_mqtt_connected 1' && break; sleep 0.1
+  done
+  reader=$(pgrep -P "$bridge" | head -1)
+  # Registration is not part of the measured run.
+  "$lg" --devices "$D" --register-with "127.0.0.1:$grpc" --register-only
+  sleep 1
+  local base c0 c1 t0 t1 n=0
+  base=$(curl -s "127.0.0.1:$m1/metrics" | awk '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s}')
+  c0=$(cpu_ticks "$bridge" "$reader"); local i0; i0=$(cpu_ticks "$ingestd")
+  t0=$(now)
+  "$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format "$format" >"$work/lg-$format.out"
+  while :; do
+    n=$(curl -s "127.0.0.1:$m1/metrics" | awk -v b="$base" '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s - b}')
+    [ "$n" -ge "$total" ] && break
+    [ "$(echo "$(now) - $t0 > 300" | bc)" = 1 ] && { echo "  stored only $n of $total in 300 s"; break; }
+    sleep 0.05
+  done
+  t1=$(now)
+  c1=$(cpu_ticks "$bridge" "$reader"); local i1; i1=$(cpu_ticks "$ingestd")
+  local rate blocked
+  rate=$(echo "$n / ($t1 - $t0)" | bc -l)
+  blocked=$(curl -s "127.0.0.1:$m2/metrics" | awk '/^rollertrace_bridge_blocked_seconds_total/ {print $2}')
+  printf 'rollertrace %-6s     %8.0f events/s = %.2fx mosquitto alone%s; %d of %d stored, 0 dropped (the bridge has no drop path), bridge held back %.1f s\n' \
+    "$format:" "$rate" "$(echo "$rate / $broker" | bc -l)" \
+    "$( [ -n "$nodered" ] && printf ', %.2fx node-red' "$(echo "$rate / $nodered" | bc -l)")" "$n" "$total" "${blocked:-0}"
+  printf '  CPU per event: mqtt-bridge %.2f us (with its event reader), ingestd %.2f us; peak RSS: bridge %s MiB + reader %s MiB, ingestd %s MiB\n' \
+    "$(echo "($c1 - $c0) / $hz * 1000000 / $n" | bc -l)" "$(echo "($i1 - $i0) / $hz * 1000000 / $n" | bc -l)" \
+    "$(hwm_mib "$bridge")" "$(hwm_mib "$reader")" "$(hwm_mib "$ingestd")"
+  kill "$bridge" "$ingestd" 2>/dev/null || true
+  wait "$bridge" "$ingestd" 2>/dev/null || true
+}
+run_rollertrace json
+run_rollertrace bin
