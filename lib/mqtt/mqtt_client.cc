@@ -123,6 +123,7 @@ void MqttClient::Start() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       connected_ = false;
+      ready_ = false;
     }
     cv_.notify_all();
     if (on_lost_) on_lost_();
@@ -136,7 +137,10 @@ class MqttClient::SubscribeListener : public ::mqtt::iaction_listener {
   SubscribeListener(MqttClient* owner, size_t pending) : owner_(owner), pending_(pending) {}
   void on_success(const ::mqtt::token&) override { Done(); }
   void on_failure(const ::mqtt::token& token) override {
-    std::cerr << "mqtt: a subscription was refused (code " << token.get_return_code() << ")" << std::endl;
+    // A subscription cut short by our own disconnect is no refusal.
+    if (!owner_->stopping_) {
+      std::cerr << "mqtt: a subscription was refused (code " << token.get_return_code() << ")" << std::endl;
+    }
     Done();
   }
 
@@ -173,6 +177,7 @@ void MqttClient::FinishConnected() {
     if (ever_connected_) ++reconnects_;
     ever_connected_ = true;
     connected_ = true;
+    ready_ = true;
   }
   cv_.notify_all();
   if (on_connected_) on_connected_();
@@ -227,11 +232,13 @@ void MqttClient::RunConnector() {
 
 bool MqttClient::WaitConnected(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return connected_.load(); });
+  return cv_.wait_for(lock, timeout, [this] { return ready_.load(); });
 }
 
 absl::Status MqttClient::Publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
-  if (!connected_) return absl::UnavailableError("MQTT broker not connected");
+  // Not before the subscriptions are acknowledged: an answer to what is sent
+  // now (an ack, a decision) would otherwise find nobody subscribed.
+  if (!ready_) return absl::UnavailableError("MQTT broker not connected");
   try {
     client_->publish(topic, payload.data(), payload.size(), qos, retained);
   } catch (const ::mqtt::exception& e) {
@@ -252,6 +259,7 @@ void MqttClient::Stop() {
   } catch (const ::mqtt::exception&) {
   }
   connected_ = false;
+  ready_ = false;
 }
 
 }  // namespace rollertrace::mqtt

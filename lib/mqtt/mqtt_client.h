@@ -92,10 +92,11 @@ class MqttClient {
   // Starts connecting in the background; returns at once.
   void Start();
   bool WaitConnected(std::chrono::milliseconds timeout);
-  bool connected() const { return connected_.load(); }
+  // Connected, with every subscription acknowledged.
+  bool connected() const { return ready_.load(); }
 
-  // Queues a publish; Unavailable while disconnected. Does not wait for the
-  // broker's acknowledgement.
+  // Queues a publish; Unavailable while disconnected or before the
+  // subscriptions are acknowledged. Does not wait for the broker's acknowledgement.
   absl::Status Publish(const std::string& topic, const std::string& payload, int qos, bool retained = false);
 
   // Disconnects cleanly (the will is not sent). Idempotent.
@@ -121,7 +122,8 @@ class MqttClient {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::atomic<bool> connected_{false};
+  std::atomic<bool> connected_{false};  // the MQTT session is up
+  std::atomic<bool> ready_{false};      // ...and its subscriptions acknowledged
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> reconnects_{0};
   bool ever_connected_ = false;

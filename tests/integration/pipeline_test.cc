@@ -180,6 +180,32 @@ TEST(Pipeline, LosesAndDuplicatesNothingWhenBridgeIngestdAndAgentAreKilled) {
   ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/false);
 }
 
+// Issue #13, 4 and 5: on a fault-free start every batch goes out once (it used
+// to be sent before the subscriptions were acknowledged, then again on the
+// connected callback), and a fleet that is done stops without noise.
+TEST(Pipeline, AFaultFreeFleetSendsEachBatchOnceAndStopsQuietly) {
+  Cluster cluster("once");
+  cluster.StartAll();
+  const auto sim = FleetSim(3, 2, 5, NowMs());
+  auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
+  args.push_back("--no-authorize");
+  auto fleet = cluster.StartFleet(args, "fleet.log");
+  ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
+  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/false);
+  const std::string ingestd = HttpGet(cluster.ingestd_metrics_port(), "/metrics");
+  const std::string bridge = HttpGet(cluster.bridge_metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(ingestd, "rollertrace_events_duplicate_total"), 0) << ingestd;
+  double stored = 0;
+  for (const char* type : {"session_started", "usage_sample", "session_ended", "sterilisation_cycle", "heartbeat",
+                           "wear_measured"}) {
+    stored += MetricValue(ingestd, std::string("rollertrace_events_ingested_total{type=\"") + type + "\"}");
+  }
+  EXPECT_EQ(MetricValue(bridge, "rollertrace_bridge_events_forwarded_total"), stored) << bridge;
+  const std::string log = ReadFile(fleet->log_path());
+  EXPECT_EQ(log.find("subscription was refused"), std::string::npos) << log;
+  EXPECT_NE(log.find(" 0 resends"), std::string::npos) << log;
+}
+
 TEST(Pipeline, StoresJsonEventPublishedWithMosquittoPub) {
   Cluster cluster("json");
   cluster.StartAll();
