@@ -180,18 +180,17 @@ TEST(Pipeline, LosesAndDuplicatesNothingWhenBridgeIngestdAndAgentAreKilled) {
   ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/false);
 }
 
-// Issue #13, 4 and 5: on a fault-free start every batch goes out once (it used
-// to be sent before the subscriptions were acknowledged, then again on the
-// connected callback), and a fleet that is done stops without noise.
+// Issue #13, 4 and 5, as a guard: on a fault-free start every batch goes out
+// once and a fleet that is done stops without noise. (This scenario did not
+// reproduce the double send the issue reports, before or after MqttClient
+// stopped publishing ahead of its subscriptions' acknowledgement.)
 TEST(Pipeline, AFaultFreeFleetSendsEachBatchOnceAndStopsQuietly) {
   Cluster cluster("once");
   cluster.StartAll();
   const auto sim = FleetSim(3, 2, 5, NowMs());
-  auto args = FleetArgs(sim, cluster, cluster.dir() + "/spool", "0");
-  args.push_back("--no-authorize");
-  auto fleet = cluster.StartFleet(args, "fleet.log");
+  auto fleet = cluster.StartFleet(FleetArgs(sim, cluster, cluster.dir() + "/spool", "0"), "fleet.log");
   ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
-  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/false);
+  ExpectStoredExactlyOnce(cluster, sim, /*authorized=*/true);
   const std::string ingestd = HttpGet(cluster.ingestd_metrics_port(), "/metrics");
   const std::string bridge = HttpGet(cluster.bridge_metrics_port(), "/metrics");
   EXPECT_EQ(MetricValue(ingestd, "rollertrace_events_duplicate_total"), 0) << ingestd;
