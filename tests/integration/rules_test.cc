@@ -15,15 +15,6 @@
 namespace rollertrace::testing {
 namespace {
 
-bool Has(const v1::Decision& d, const std::string& rule) {
-  return std::any_of(d.hits().begin(), d.hits().end(), [&](const v1::RuleHit& h) { return h.rule() == rule; });
-}
-
-std::string Rules(const v1::Decision& d) {
-  std::string out;
-  for (const auto& h : d.hits()) out += h.rule() + " ";
-  return out;
-}
 
 // One cluster for the suite; every test uses its own devices.
 class RulesTest : public ::testing::Test {

@@ -19,15 +19,6 @@
 namespace rollertrace::testing {
 namespace {
 
-bool Has(const v1::Decision& d, const std::string& rule) {
-  return std::any_of(d.hits().begin(), d.hits().end(), [&](const v1::RuleHit& h) { return h.rule() == rule; });
-}
-
-std::string Rules(const v1::Decision& d) {
-  std::string out;
-  for (const auto& h : d.hits()) out += h.rule() + " (" + h.detail() + ") ";
-  return out;
-}
 
 v1::Event CycleWithIndicator(uint64_t number, std::vector<std::string> load, int64_t end, v1::IndicatorResult bi) {
   v1::Event e = Cycle(number, std::move(load), end);

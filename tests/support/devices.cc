@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "codec/codec.h"
 
 namespace rollertrace::testing {
@@ -117,6 +119,17 @@ rollertrace::v1::Event Cycle(uint64_t number, std::vector<std::string> load, int
   c->set_released_by("tech-b");
   for (auto& r : load) c->add_load(r);
   return e;
+}
+
+bool Has(const rollertrace::v1::Decision& d, const std::string& rule) {
+  return std::any_of(d.hits().begin(), d.hits().end(),
+                     [&](const rollertrace::v1::RuleHit& h) { return h.rule() == rule; });
+}
+
+std::string Rules(const rollertrace::v1::Decision& d) {
+  std::string out;
+  for (const auto& h : d.hits()) out += h.rule() + " (" + h.detail() + ") ";
+  return out;
 }
 
 rollertrace::v1::AuthorizeRequest AuthorizeFor(const std::string& roller, const std::string& patient_ref,

@@ -61,6 +61,10 @@ rollertrace::v1::Event Usage(const std::string& session_id, uint32_t revolutions
 rollertrace::v1::Event SessionEnd(const std::string& session_id, int64_t at);
 // A steam pre-vacuum cycle ending at `end`; passing unless `pass` is false.
 rollertrace::v1::Event Cycle(uint64_t number, std::vector<std::string> load, int64_t end, bool pass = true);
+// Whether `rule` fired in a decision, and every rule that did with its detail (for messages).
+bool Has(const rollertrace::v1::Decision& decision, const std::string& rule);
+std::string Rules(const rollertrace::v1::Decision& decision);
+
 rollertrace::v1::AuthorizeRequest AuthorizeFor(const std::string& roller, const std::string& patient_ref,
                                                int64_t start);
 
