@@ -43,19 +43,11 @@ absl::Status LoadLogin(const std::string& uri, const std::string& username, cons
 }
 
 absl::StatusOr<std::map<std::string, std::string>> LoadCredentialsFile(const std::string& path) {
-  absl::StatusOr<std::string> content = util::ReadPrivateFile(path, "MQTT credentials file");
-  if (!content.ok()) return content.status();
+  absl::StatusOr<std::vector<util::PrivatePair>> lines =
+      util::ReadPrivatePairs(path, "MQTT credentials file", "<user> <password>");
+  if (!lines.ok()) return lines.status();
   std::map<std::string, std::string> out;
-  std::istringstream in(*content);
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
-    std::istringstream words(line);
-    std::string user, password, extra;
-    if (!(words >> user)) continue;
-    if (!(words >> password) || (words >> extra)) {
-      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": expected '<user> <password>'"));
-    }
+  for (const auto& [n, user, password] : *lines) {
     if (!out.emplace(user, password).second) {
       return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": user ", user, " is given twice"));
     }

@@ -9,8 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -66,6 +68,37 @@ inline absl::StatusOr<std::string> ReadPrivateLine(const std::string& path, std:
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty()) return absl::InvalidArgumentError(util::Cat("the ", what, " ", path, " is empty"));
   return line;
+}
+
+// One "<first> <second>" line of a private file.
+struct PrivatePair {
+  int line;  // from 1
+  std::string first;
+  std::string second;
+};
+
+// The "<first> <second>" lines of a private file ('#' starts a comment, blank
+// lines are skipped); InvalidArgument naming the line and the expected `form`
+// (e.g. "<role> <token>") for any other line.
+inline absl::StatusOr<std::vector<PrivatePair>> ReadPrivatePairs(const std::string& path, std::string_view what,
+                                                                 std::string_view form) {
+  absl::StatusOr<std::string> content = ReadPrivateFile(path, what);
+  if (!content.ok()) return content.status();
+  std::vector<PrivatePair> out;
+  std::istringstream in(*content);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    PrivatePair pair{n, {}, {}};
+    std::string extra;
+    if (!(words >> pair.first)) continue;
+    if (!(words >> pair.second) || (words >> extra)) {
+      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": expected '", form, "'"));
+    }
+    out.push_back(std::move(pair));
+  }
+  return out;
 }
 
 }  // namespace rollertrace::util

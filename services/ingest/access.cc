@@ -40,19 +40,10 @@ AccessControl::AccessControl(std::vector<Known> tokens, bool open, metrics::Metr
 AccessControl AccessControl::Open(metrics::Metrics& metrics) { return AccessControl({}, true, metrics); }
 
 absl::StatusOr<AccessControl> AccessControl::FromFile(const std::string& path, metrics::Metrics& metrics) {
-  absl::StatusOr<std::string> content = util::ReadPrivateFile(path, "tokens file");
-  if (!content.ok()) return content.status();
-  std::istringstream in(*content);
+  absl::StatusOr<std::vector<util::PrivatePair>> lines = util::ReadPrivatePairs(path, "tokens file", "<role> <token>");
+  if (!lines.ok()) return lines.status();
   std::vector<Known> tokens;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
-    std::istringstream words(line);
-    std::string role, token, extra;
-    if (!(words >> role)) continue;
-    if (!(words >> token) || (words >> extra)) {
-      return absl::InvalidArgumentError(util::Cat(path, " line ", n, ": expected '<role> <token>'"));
-    }
+  for (const auto& [n, role, token] : *lines) {
     Role r;
     if (role == "device") {
       r = Role::kDevice;
