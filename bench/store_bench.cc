@@ -15,7 +15,7 @@
 #include <map>
 
 #include "ingest/group_committer.h"
-#include "store/event_store.h"
+#include "store/commands.h"
 #include "store/keys.h"
 
 namespace {
@@ -52,7 +52,7 @@ void RegisterDevices(rollertrace::store::EventStore& store) {
     d.set_needle_count(540);
     d.set_needle_length_mm(1.0);
     d.set_rated_penetrations(1620000);
-    (void)store.Register(d, 1);
+    (void)rollertrace::store::Register(store, d, 1);
   }
 }
 
@@ -143,7 +143,7 @@ void StoreAppend(benchmark::State& state) {
     }
     std::vector<const rollertrace::v1::EventBatch*> ptrs;
     for (auto& [d, b] : batches) ptrs.push_back(&b);
-    auto r = (*store)->Append(ptrs, 1764000000000);
+    auto r = rollertrace::store::Append(**store, ptrs, 1764000000000);
     if (!r.ok()) state.SkipWithError("append failed");
   }
   state.SetItemsProcessed(state.iterations() * batch_size);

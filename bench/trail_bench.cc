@@ -17,7 +17,7 @@
 #include <iostream>
 #include <random>
 
-#include "store/event_store.h"
+#include "store/commands.h"
 
 namespace {
 
@@ -56,10 +56,10 @@ Event Base(const std::string& device, uint64_t seq, int64_t t) {
 absl::Status AppendAll(std::vector<EventBatch>& batches, int64_t now) {
   std::vector<const EventBatch*> ptrs;
   for (auto& b : batches) ptrs.push_back(&b);
-  auto r = g_store->Append(ptrs, now);
+  auto r = rollertrace::store::Append(*g_store, ptrs, now);
   batches.clear();
   if (!r.ok()) return r.status();
-  if (!r->rejections.empty()) return absl::InternalError(r->rejections[0].rejection.detail());
+  if (!r->rejections.empty()) return absl::InternalError(r->rejections[0].detail());
   return absl::OkStatus();
 }
 
@@ -68,7 +68,7 @@ absl::Status Build() {
     rollertrace::v1::Device d;
     d.set_device_id(Steriliser(s));
     d.set_kind(rollertrace::v1::DEVICE_KIND_STERILISER);
-    if (auto r = g_store->Register(d, kBase - kDay); !r.ok()) return r.status();
+    if (auto r = rollertrace::store::Register(*g_store, d, kBase - kDay); !r.ok()) return r.status();
   }
   for (int i = 0; i < g_rollers; ++i) {
     rollertrace::v1::Device d;
@@ -78,7 +78,7 @@ absl::Status Build() {
     d.set_needle_count(540);
     d.set_needle_length_mm(1.0);
     d.set_rated_penetrations(540ULL * 1'000'000);
-    if (auto r = g_store->Register(d, kBase - kDay); !r.ok()) return r.status();
+    if (auto r = rollertrace::store::Register(*g_store, d, kBase - kDay); !r.ok()) return r.status();
   }
   const int samples = SamplesPerSession();
   std::vector<uint64_t> roller_seq(g_rollers, 0);
@@ -157,7 +157,7 @@ void RollerTrail(benchmark::State& state) {
   std::mt19937 rng(1);
   size_t events = 0;
   for (auto _ : state) {
-    auto trail = g_store->RollerTrail(Roller(static_cast<int>(rng() % g_rollers)));
+    auto trail = g_store->audit().RollerTrail(Roller(static_cast<int>(rng() % g_rollers)));
     if (!trail.ok()) {
       state.SkipWithError(std::string(trail.status().message()).c_str());
       return;
@@ -172,7 +172,7 @@ BENCHMARK(RollerTrail)->Unit(benchmark::kMillisecond);
 void PatientTrail(benchmark::State& state) {
   std::mt19937 rng(2);
   for (auto _ : state) {
-    auto trail = g_store->PatientTrail(Patient(static_cast<int>(rng() % g_rollers)));
+    auto trail = g_store->audit().PatientTrail(Patient(static_cast<int>(rng() % g_rollers)));
     if (!trail.ok() || trail->sessions_size() != kSessions) {
       state.SkipWithError("patient trail incomplete");
       return;
@@ -185,7 +185,7 @@ BENCHMARK(PatientTrail)->Unit(benchmark::kMillisecond);
 void CycleTrail(benchmark::State& state) {
   std::mt19937 rng(3);
   for (auto _ : state) {
-    auto trail = g_store->CycleTrail(Steriliser(static_cast<int>(rng() % g_sterilisers)), 1 + rng() % kSessions);
+    auto trail = g_store->audit().CycleTrail(Steriliser(static_cast<int>(rng() % g_sterilisers)), 1 + rng() % kSessions);
     if (!trail.ok()) {
       state.SkipWithError(std::string(trail.status().message()).c_str());
       return;
@@ -197,7 +197,7 @@ BENCHMARK(CycleTrail)->Unit(benchmark::kMillisecond);
 
 void MonthReport(benchmark::State& state) {
   for (auto _ : state) {
-    auto r = g_store->Report(kBase, kBase + 30 * kDay, kBase + 31 * kDay);
+    auto r = g_store->audit().Report(kBase, kBase + 30 * kDay, kBase + 31 * kDay);
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
       return;
@@ -212,7 +212,7 @@ BENCHMARK(MonthReport)->Unit(benchmark::kMillisecond)->Iterations(3);
 // or ingestd --verify-interval-s does. Run alone: --benchmark_filter=VerifyAll.
 void VerifyAll(benchmark::State& state) {
   for (auto _ : state) {
-    auto r = g_store->Verify("");
+    auto r = g_store->verifier().Verify("");
     if (!r.ok() || !r->intact()) {
       state.SkipWithError("verification failed");
       return;

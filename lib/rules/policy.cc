@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -155,6 +156,68 @@ absl::StatusOr<Policy> LoadPolicyFile(const std::string& path) {
   absl::StatusOr<Policy> p = ParsePolicy(s.str());
   if (!p.ok()) return absl::InvalidArgumentError(util::Cat(path, ": ", p.status().message()));
   return p;
+}
+
+namespace {
+
+std::string Num(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+std::string Quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+std::string IndicationName(rollertrace::v1::Indication i) {
+  std::string name = rollertrace::v1::Indication_Name(i).substr(sizeof("INDICATION_") - 1);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+}  // namespace
+
+std::string FormatPolicy(const Policy& p) {
+  const double day = static_cast<double>(kDayMs), minute = static_cast<double>(kMinuteMs);
+  std::ostringstream y;
+  y << "session_limit: " << p.session_limit << "\n";
+  y << "session_limit_by_model: {";
+  const char* sep = "";
+  for (const auto& [model, limit] : p.session_limit_by_model) {
+    y << sep << Quoted(model) << ": " << limit;
+    sep = ", ";
+  }
+  y << "}\n";
+  y << "sterile_shelf_life_days: " << Num(static_cast<double>(p.sterile_shelf_life_ms) / day) << "\n";
+  y << "min_session_interval_days: " << Num(static_cast<double>(p.min_session_interval_ms) / day) << "\n";
+  y << "course_gap_days: " << Num(static_cast<double>(p.course_gap_ms) / day) << "\n";
+  y << "worn_fraction: " << Num(p.worn_fraction) << "\n";
+  y << "worn_soon_fraction: " << Num(p.worn_soon_fraction) << "\n";
+  y << "anaesthesia_minutes: {min: " << Num(static_cast<double>(p.anaesthesia_min_ms) / minute)
+    << ", max: " << Num(static_cast<double>(p.anaesthesia_max_ms) / minute) << "}\n";
+  y << "max_clock_skew_minutes: " << Num(static_cast<double>(p.max_clock_skew_ms) / minute) << "\n";
+  y << "sterilisation_methods:" << (p.methods.empty() ? " {}" : "") << "\n";
+  for (const auto& [method, minimums] : p.methods) {
+    y << "  " << Quoted(method) << ":\n";
+    for (const auto& m : minimums) {
+      y << "    - {temperature_c: " << Num(m.temperature_c) << ", hold_minutes: " << Num(m.hold_seconds / 60.0) << "}\n";
+    }
+  }
+  y << "needle_for_indication: {";
+  sep = "";
+  for (const auto& [indication, range] : p.needle_for_indication) {
+    y << sep << IndicationName(indication) << ": {min_mm: " << Num(range.min_mm) << ", max_mm: " << Num(range.max_mm)
+      << "}";
+    sep = ", ";
+  }
+  y << "}\n";
+  return y.str();
 }
 
 }  // namespace rollertrace::rules

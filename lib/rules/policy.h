@@ -54,5 +54,9 @@ struct Policy {
 // "policy field sterile_shelf_life_days: must be a positive number, got -3".
 absl::StatusOr<Policy> ParsePolicy(const std::string& yaml);
 absl::StatusOr<Policy> LoadPolicyFile(const std::string& path);
+// The canonical YAML of `policy`: every field, in a fixed order, numbers in
+// their shortest exact form. ParsePolicy(FormatPolicy(p)) gives p back; the
+// store keeps this text as a policy version (docs/ARCHITECTURE.md).
+std::string FormatPolicy(const Policy& policy);
 
 }  // namespace rollertrace::rules

@@ -35,13 +35,37 @@ std::optional<DeviceSequence> DecodeDeviceSequenceKey(std::string_view key) {
   return DeviceSequence{std::string(key.substr(0, id_size)), ReadBigEndian64(key.substr(id_size + 1))};
 }
 
-}  // namespace rollertrace::store
+std::optional<std::string> KeyOwner(std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || nul == 0 || key.size() < nul + 9) return std::nullopt;
+  return std::string(key.substr(0, nul));
+}
 
-namespace rollertrace::store {
+std::string TimedKey(std::string_view device_id, int64_t unix_ms, uint64_t n) {
+  std::string key = DevicePrefix(device_id);
+  AppendBigEndian64(&key, static_cast<uint64_t>(unix_ms));
+  AppendBigEndian64(&key, n);
+  return key;
+}
 
-std::string CycleSessionKey(std::string_view steriliser_id, uint64_t cycle, std::string_view device_id,
-                            uint64_t sequence) {
-  return DeviceSequenceKey(steriliser_id, cycle) + DeviceSequenceKey(device_id, sequence);
+std::optional<TimedKeyParts> DecodeTimedKey(std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || key.size() != nul + 17) return std::nullopt;
+  return TimedKeyParts{std::string(key.substr(0, nul)), static_cast<int64_t>(ReadBigEndian64(key.substr(nul + 1))),
+                       ReadBigEndian64(key.substr(nul + 9))};
+}
+
+std::string FindingKey(std::string_view device_id, uint64_t sequence, std::string_view kind) {
+  std::string key = DeviceSequenceKey(device_id, sequence);
+  key.append(kind);
+  return key;
+}
+
+std::optional<FindingKeyParts> DecodeFindingKey(std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || key.size() < nul + 9) return std::nullopt;
+  return FindingKeyParts{std::string(key.substr(0, nul)), ReadBigEndian64(key.substr(nul + 1)),
+                         std::string(key.substr(nul + 9))};
 }
 
 std::string TimeKey(int64_t unix_ms, std::string_view device_id, uint64_t sequence, std::string_view suffix) {
@@ -58,6 +82,64 @@ std::optional<TimeKeyParts> DecodeTimeKey(std::string_view key) {
   if (nul == std::string_view::npos || key.size() < nul + 1 + 8) return std::nullopt;
   return TimeKeyParts{static_cast<int64_t>(ReadBigEndian64(key)), std::string(key.substr(8, nul - 8)),
                       ReadBigEndian64(key.substr(nul + 1)), std::string(key.substr(nul + 9))};
+}
+
+std::string TimeKeyStart(int64_t unix_ms) {
+  std::string key;
+  AppendBigEndian64(&key, static_cast<uint64_t>(unix_ms < 0 ? 0 : unix_ms));
+  return key;
+}
+
+std::string CycleSessionKey(std::string_view steriliser_id, uint64_t cycle, std::string_view device_id,
+                            uint64_t sequence) {
+  return DeviceSequenceKey(steriliser_id, cycle) + DeviceSequenceKey(device_id, sequence);
+}
+
+std::string PatientSessionKey(std::string_view pseudonym, std::string_view device_id, uint64_t sequence) {
+  return DevicePrefix(pseudonym) + DeviceSequenceKey(device_id, sequence);
+}
+
+std::optional<DeviceSequence> DecodeIndexedSession(std::string_view key, std::string_view prefix) {
+  if (key.size() < prefix.size() || key.substr(0, prefix.size()) != prefix) return std::nullopt;
+  return DecodeDeviceSequenceKey(key.substr(prefix.size()));
+}
+
+std::string RollerCycleKey(std::string_view roller_id, int64_t end_unix_ms, std::string_view steriliser_id,
+                           uint64_t cycle) {
+  return DeviceSequenceKey(roller_id, static_cast<uint64_t>(end_unix_ms)) + DeviceSequenceKey(steriliser_id, cycle);
+}
+
+std::optional<RollerCycleParts> DecodeRollerCycleKey(std::string_view key, std::string_view roller_id) {
+  const size_t prefix = roller_id.size() + 1;
+  if (key.size() < prefix + 8) return std::nullopt;
+  auto cycle = DecodeDeviceSequenceKey(key.substr(prefix + 8));
+  if (!cycle) return std::nullopt;
+  return RollerCycleParts{static_cast<int64_t>(ReadBigEndian64(key.substr(prefix))), std::move(cycle->device_id),
+                          cycle->sequence};
+}
+
+std::string DeviceViolationKey(std::string_view device_id, uint64_t sequence, std::string_view rule) {
+  std::string key = DeviceSequenceKey(device_id, sequence);
+  key.append(rule);
+  return key;
+}
+
+std::string CheckpointKey(int64_t unix_ms) {
+  std::string key;
+  AppendBigEndian64(&key, static_cast<uint64_t>(unix_ms));
+  return key;
+}
+
+std::string CommandKey(uint64_t index) {
+  std::string key;
+  AppendBigEndian64(&key, index);
+  return key;
+}
+
+std::string PolicyKey(uint64_t version) {
+  std::string key = "policy/";
+  AppendBigEndian64(&key, version);
+  return key;
 }
 
 }  // namespace rollertrace::store

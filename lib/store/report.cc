@@ -1,15 +1,12 @@
 // EventStore::Report: a period's compliance report, read from the time
 // indexes (sessions_by_time, cycles_by_time, violations) and the small
 // registries (devices, recalls).
-#include <rocksdb/db.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
 
-#include "store/event_store.h"
+#include "store/audit_internal.h"
 #include "store/keys.h"
-#include "store/read.h"
 #include "util/cat.h"
 
 namespace rollertrace::store {
@@ -19,28 +16,27 @@ constexpr int64_t kDayMs = 86'400'000;
 // Periods longer than this are counted by week rather than by day.
 constexpr int64_t kDailyUpTo = 92 * kDayMs;
 
-bool IndicatorKnown(rollertrace::v1::IndicatorResult r) {
-  return r == rollertrace::v1::INDICATOR_PASS || r == rollertrace::v1::INDICATOR_FAIL;
-}
+using audit::IndicatorKnown;
 
-// Calls f(parts) for every TimeKey of `cf` in [from, to).
-template <typename F>
-absl::Status ScanTime(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, int64_t from, int64_t to, F f) {
-  std::string start;
-  AppendBigEndian64(&start, static_cast<uint64_t>(std::max<int64_t>(from, 0)));
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
-  for (it->Seek(start); it->Valid(); it->Next()) {
-    auto parts = DecodeTimeKey(std::string_view(it->key().data(), it->key().size()));
-    if (!parts) return absl::DataLossError(util::Cat("a ", cf->GetName(), " index entry is corrupt"));
-    if (parts->unix_ms >= to) break;
-    if (absl::Status s = f(*parts, std::string_view(it->value().data(), it->value().size())); !s.ok()) return s;
-  }
-  return it->status().ok() ? absl::OkStatus() : absl::InternalError(it->status().ToString());
+// Calls f(parts, value) for every TimeKey of `family` in [from, to).
+absl::Status ScanTime(const ReadView& view, Family family, int64_t from, int64_t to,
+                      const std::function<absl::Status(const TimeKeyParts&, std::string_view)>& f) {
+  return view.Scan(
+      family, {},
+      [&](std::string_view key, std::string_view value) -> absl::StatusOr<bool> {
+        auto parts = DecodeTimeKey(key);
+        if (!parts) return ReadView::Corrupt(family, key);
+        if (parts->unix_ms >= to) return false;
+        if (absl::Status s = f(*parts, value); !s.ok()) return s;
+        return true;
+      },
+      TimeKeyStart(from));
 }
 
 }  // namespace
 
-absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, int64_t to, int64_t now) const {
+absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, int64_t to, int64_t now) const {
+  SnapshotView view(db_);
   if (to <= 0) to = now;
   if (from < 0 || from >= to) {
     return absl::InvalidArgumentError(util::Cat("the report period must start before it ends (from ", from,
@@ -63,9 +59,9 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
 
   // Sessions that started in the period.
   std::set<std::string> patients;
-  absl::Status s = ScanTime(db_.get(), sessions_by_time_, from, to, [&](const TimeKeyParts& k, std::string_view) {
+  absl::Status s = ScanTime(view, Family::kSessionsByTime, from, to, [&](const TimeKeyParts& k, std::string_view) {
     rollertrace::v1::SessionRecord session;
-    absl::StatusOr<bool> found = Read(db_.get(), sessions_, DeviceSequenceKey(k.device_id, k.sequence), &session);
+    absl::StatusOr<bool> found = view.Read(Family::kSessions, DeviceSequenceKey(k.device_id, k.sequence), &session);
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();
     r.set_sessions(r.sessions() + 1);
@@ -85,7 +81,7 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
 
   // Violations detected in the period.
   std::map<std::string, uint32_t> by_rule;
-  s = ScanTime(db_.get(), violations_, from, to, [&](const TimeKeyParts& k, std::string_view value) {
+  s = ScanTime(view, Family::kViolations, from, to, [&](const TimeKeyParts& k, std::string_view value) {
     auto* v = r.add_violation_list();
     if (!v->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::DataLossError("a violation record is corrupt");
@@ -107,10 +103,10 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
 
   // Cycles: those that ended in the period, and every earlier one still waiting for its indicator.
   std::set<std::pair<std::string, uint64_t>> seen;
-  s = ScanTime(db_.get(), cycles_by_time_, 0, to, [&](const TimeKeyParts& k, std::string_view) {
+  s = ScanTime(view, Family::kCyclesByTime, 0, to, [&](const TimeKeyParts& k, std::string_view) {
     if (!seen.emplace(k.device_id, k.sequence).second) return absl::OkStatus();
     rollertrace::v1::CycleRecord c;
-    absl::StatusOr<bool> found = Read(db_.get(), cycles_, DeviceSequenceKey(k.device_id, k.sequence), &c);
+    absl::StatusOr<bool> found = view.Read(Family::kCycles, DeviceSequenceKey(k.device_id, k.sequence), &c);
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();
     const auto bi = c.biological_indicator();
@@ -132,7 +128,7 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
   r.set_indicators_pending(static_cast<uint32_t>(r.pending_indicators_size()));
 
   // Rollers: registered by the end, locked now, retired in the period.
-  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices = ListDevices(rollertrace::v1::DEVICE_KIND_ROLLER);
+  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices = audit::Devices(view, rollertrace::v1::DEVICE_KIND_ROLLER);
   if (!devices.ok()) return devices.status();
   for (auto& d : *devices) {
     if (d.device().registered_unix_ms() < to) r.set_rollers_registered(r.rollers_registered() + 1);
@@ -144,23 +140,19 @@ absl::StatusOr<rollertrace::v1::PeriodReport> EventStore::Report(int64_t from, i
   }
 
   // Recalls started in the period (a few per year at most: read them all).
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), recalls_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    rollertrace::v1::RecallReport recall;
-    if (!recall.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("a recall record is corrupt");
-    }
-    if (recall.recalled_unix_ms() >= from && recall.recalled_unix_ms() < to) *r.add_recalls() = std::move(recall);
-  }
+  s = view.ScanRecords<rollertrace::v1::RecallReport>(
+      Family::kRecalls, {}, [&](std::string_view, rollertrace::v1::RecallReport& recall) -> absl::StatusOr<bool> {
+        if (recall.recalled_unix_ms() >= from && recall.recalled_unix_ms() < to) *r.add_recalls() = std::move(recall);
+        return true;
+      });
+  if (!s.ok()) return s;
   // Findings detected in the period (rare: read them all).
-  std::unique_ptr<rocksdb::Iterator> f(db_->NewIterator(rocksdb::ReadOptions(), findings_));
-  for (f->SeekToFirst(); f->Valid(); f->Next()) {
-    rollertrace::v1::Finding finding;
-    if (!finding.ParseFromArray(f->value().data(), static_cast<int>(f->value().size()))) {
-      return absl::DataLossError("a finding record is corrupt");
-    }
-    if (finding.detected_unix_ms() >= from && finding.detected_unix_ms() < to) *r.add_findings() = std::move(finding);
-  }
+  s = view.ScanRecords<rollertrace::v1::Finding>(
+      Family::kFindings, {}, [&](std::string_view, rollertrace::v1::Finding& finding) -> absl::StatusOr<bool> {
+        if (finding.detected_unix_ms() >= from && finding.detected_unix_ms() < to) *r.add_findings() = std::move(finding);
+        return true;
+      });
+  if (!s.ok()) return s;
   return r;
 }
 

@@ -47,7 +47,7 @@ void FleetGauges::Refresh(int64_t now) {
   for (const auto& [name, value] : store_.Properties()) {
     rocksdb_.Add({{"property", name}}).Set(static_cast<double>(value));
   }
-  auto devices = store_.ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
+  auto devices = store_.audit().ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
   if (!devices.ok()) return;
   std::map<std::string, double> states;
   for (int l = rollertrace::v1::LIFECYCLE_REGISTERED; l <= rollertrace::v1::LIFECYCLE_RETIRED; ++l) {
@@ -89,7 +89,7 @@ void FleetGauges::Refresh(int64_t now) {
   }
   for (const auto& id : worn_now) worn_in_use_.Add({{"device_id", id}}).Set(1);
   worn_in_use_ids_ = std::move(worn_now);
-  auto pending = store_.CountPendingBiologicalIndicators();
+  auto pending = store_.audit().CountPendingBiologicalIndicators();
   if (pending.ok()) bi_pending_.Set(static_cast<double>(*pending));
 }
 

@@ -73,8 +73,14 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
   }
   batches->DeleteSubrange(keep, batches->size() - keep);
   size_t events = 0;
-  for (const auto& b : request.batches()) events += static_cast<size_t>(b.events_size());
-  p.request = std::move(request);
+  // Each batch becomes a store command, judged now: the time it entered ingestd.
+  const int64_t judged = clock_();
+  for (auto& b : *batches) {
+    events += static_cast<size_t>(b.events_size());
+    rollertrace::v1::StoreCommand& c = p.commands.emplace_back(store::NewCommand(store_, judged));
+    c.mutable_ingest()->Swap(&b);
+  }
+  p.bridge_received_unix_ms = request.bridge_received_unix_ms();
   std::future<IngestResponse> answer = p.promise.get_future();
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -90,12 +96,14 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
 }
 
 absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const rollertrace::v1::AuthorizeRequest& request) {
-  absl::StatusOr<store::RecordedDecision> d = store_.Decide(request, clock_());
+  const int64_t now = clock_();
+  absl::StatusOr<store::RecordedDecision> d = store_.Decide(request, now);
   if (!d.ok()) return d.status();
   if (d->store) {
+    rollertrace::v1::StoreCommand command = store::DecisionCommand(store_, *d, now);
     std::unique_lock<std::mutex> lock(mu_);
     room_cv_.wait(lock, [&] { return stopping_ || decisions_.size() < options_.max_queued_decisions; });
-    decisions_.push_back(*d);
+    decisions_.push_back(std::move(command));
     lock.unlock();
     cv_.notify_one();
   }
@@ -154,12 +162,12 @@ void GroupCommitter::Run() {
     std::deque<Pending> group;
     size_t events = 0;
     while (!queue_.empty() && (group.empty() || events < options_.max_group_events)) {
-      for (const auto& b : queue_.front().request.batches()) events += b.events_size();
+      for (const auto& c : queue_.front().commands) events += c.ingest().events_size();
       group.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
     queued_events_ -= std::min(queued_events_, events);
-    std::vector<store::RecordedDecision> decisions;
+    std::vector<rollertrace::v1::StoreCommand> decisions;
     decisions.swap(decisions_);
     lock.unlock();
     room_cv_.notify_all();
@@ -168,37 +176,61 @@ void GroupCommitter::Run() {
   }
 }
 
-void GroupCommitter::CommitGroup(std::deque<Pending>& group, const std::vector<store::RecordedDecision>& decisions) {
-  std::vector<const EventBatch*> batches;
+void GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions) {
+  // Decisions first, then every batch in the order it arrived: one write.
+  std::vector<rollertrace::v1::StoreCommand> commands = std::move(decisions);
+  const size_t first_batch = commands.size();
   std::vector<size_t> owner;
   for (size_t i = 0; i < group.size(); ++i) {
-    for (const auto& b : group[i].request.batches()) {
-      batches.push_back(&b);
+    for (auto& c : group[i].commands) {
+      commands.push_back(std::move(c));
       owner.push_back(i);
     }
+    group[i].commands.clear();
   }
   const int64_t now = clock_();
   const auto started = std::chrono::steady_clock::now();
-  absl::StatusOr<store::AppendResult> result = batches.empty() && decisions.empty()
-                                                   ? absl::StatusOr<store::AppendResult>(store::AppendResult{})
-                                                   : store_.Append(batches, now, decisions);
+  absl::StatusOr<std::vector<absl::StatusOr<store::CommandResult>>> results =
+      commands.empty() ? absl::StatusOr<std::vector<absl::StatusOr<store::CommandResult>>>(
+                             std::vector<absl::StatusOr<store::CommandResult>>{})
+                       : store_.ExecuteGroup(commands);
   const auto finished = std::chrono::steady_clock::now();
 
-  if (!result.ok()) {
+  if (!results.ok()) {
     // Nothing was written; the devices keep their events and send them again.
-    if (!decisions.empty()) {
-      std::cerr << "ingestd: " << decisions.size() << " authorisation decisions answered but not stored: "
-                << result.status().message() << std::endl;
+    if (first_batch > 0) {
+      std::cerr << "ingestd: " << first_batch << " authorisation decisions answered but not stored: "
+                << results.status().message() << std::endl;
     }
-    for (auto& p : group) {
-      for (const auto& b : p.request.batches()) {
-        RejectBatch(b, "store_unavailable", std::string(result.status().message()), &p.response);
-        metrics_.Rejected("store_unavailable", b.events_size());
-      }
-      p.promise.set_value(std::move(p.response));
+    for (size_t k = first_batch; k < commands.size(); ++k) {
+      const EventBatch& b = commands[k].ingest();
+      RejectBatch(b, "store_unavailable", std::string(results.status().message()), &group[owner[k - first_batch]].response);
+      metrics_.Rejected("store_unavailable", b.events_size());
     }
+    for (auto& p : group) p.promise.set_value(std::move(p.response));
     return;
   }
+
+  // Each request's own rejections; everything else counted for the whole group.
+  store::CommandResult merged;
+  for (size_t k = 0; k < results->size(); ++k) {
+    absl::StatusOr<store::CommandResult>& r = (*results)[k];
+    if (!r.ok()) {
+      std::cerr << "ingestd: a store command was refused: " << r.status().message() << std::endl;
+      continue;
+    }
+    if (k >= first_batch) {
+      for (auto& rejection : r->rejections) {
+        metrics_.Rejected(rejection.reason());
+        *group[owner[k - first_batch]].response.add_rejections() = std::move(rejection);
+      }
+      r->rejections.clear();
+    }
+    store::MergeResult(std::move(*r), &merged);
+  }
+  store::CommandResult* result = &merged;
+  std::vector<const EventBatch*> batches;
+  for (size_t k = first_batch; k < commands.size(); ++k) batches.push_back(&commands[k].ingest());
 
   size_t total = 0;
   for (const auto* b : batches) {
@@ -238,19 +270,17 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group, const std::vector<s
 
   std::map<std::string, const rollertrace::v1::DeviceAck*> acks;
   for (const auto& ack : result->acks) acks[ack.device_id()] = &ack;
-  for (auto& rejected : result->rejections) {
-    metrics_.Rejected(rejected.rejection.reason());
-    *group[owner[rejected.batch_index]].response.add_rejections() = std::move(rejected.rejection);
-  }
-  for (auto& p : group) {
-    std::set<std::string> devices;
-    for (const auto& b : p.request.batches()) devices.insert(b.device_id());
+  std::vector<std::set<std::string>> devices_of(group.size());
+  for (size_t k = 0; k < batches.size(); ++k) devices_of[owner[k]].insert(batches[k]->device_id());
+  for (size_t i = 0; i < group.size(); ++i) {
+    Pending& p = group[i];
+    const std::set<std::string>& devices = devices_of[i];
     for (const auto& id : devices) {
       if (auto it = acks.find(id); it != acks.end()) *p.response.add_acks() = *it->second;
     }
     metrics_.latency_ingestd.Observe(std::chrono::duration<double>(finished - p.received).count());
-    if (p.request.bridge_received_unix_ms() > 0 && now >= p.request.bridge_received_unix_ms()) {
-      metrics_.latency_bridge.Observe((now - p.request.bridge_received_unix_ms()) / 1000.0);
+    if (p.bridge_received_unix_ms > 0 && now >= p.bridge_received_unix_ms) {
+      metrics_.latency_bridge.Observe((now - p.bridge_received_unix_ms) / 1000.0);
     }
     p.promise.set_value(std::move(p.response));
   }

@@ -1,6 +1,7 @@
 // GroupCommitter: the single writer of ingestd. Requests from every stream
-// and call queue here; one thread takes all that waits (up to a bound), appends
-// it to the EventStore in one synced WriteBatch, and answers each request.
+// and call queue here as store commands (stamped with the time they entered);
+// one thread takes all that waits (up to a bound), applies it to the
+// EventStore in one synced write (ExecuteGroup), and answers each request.
 // Many events thus share one WAL sync. What waits is bounded: a full queue
 // makes Submit wait, which is the backpressure that reaches the bridges.
 #pragma once
@@ -18,7 +19,7 @@
 #include "ingest/ingest_metrics.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rollertrace/v1/services.pb.h"
-#include "store/event_store.h"
+#include "store/commands.h"
 
 namespace rollertrace::ingest {
 
@@ -67,12 +68,13 @@ class GroupCommitter {
  private:
   struct Pending {
     std::chrono::steady_clock::time_point received;
-    rollertrace::v1::IngestRequest request;
+    std::vector<rollertrace::v1::StoreCommand> commands;  // one per valid batch, stamped at Submit
+    int64_t bridge_received_unix_ms = 0;
     rollertrace::v1::IngestResponse response;  // holds validation rejections
     std::promise<rollertrace::v1::IngestResponse> promise;
   };
   void Run();
-  void CommitGroup(std::deque<Pending>& group, const std::vector<store::RecordedDecision>& decisions);
+  void CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
 
   store::EventStore& store_;
   const pseudonym::Pseudonymizer& pseudonymizer_;
@@ -85,7 +87,7 @@ class GroupCommitter {
   std::condition_variable room_cv_;  // room in the queue
   std::deque<Pending> queue_;
   size_t queued_events_ = 0;
-  std::vector<store::RecordedDecision> decisions_;
+  std::vector<rollertrace::v1::StoreCommand> decisions_;  // decision commands, stored with the next group
   std::vector<rollertrace::v1::Command> outbox_;
   std::map<uint64_t, CommandSink> sinks_;
   uint64_t next_sink_ = 1;

@@ -96,7 +96,7 @@ grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext* context, const 
 grpc::Status RegistryServiceImpl::Register(grpc::ServerContext* context, const rollertrace::v1::RegisterRequest* request,
                                            rollertrace::v1::Device* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Register"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::Device> device = store_.Register(request->device(), clock_());
+  absl::StatusOr<rollertrace::v1::Device> device = store::Register(store_, request->device(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
   *response = *device;
   return grpc::Status::OK;
@@ -105,7 +105,7 @@ grpc::Status RegistryServiceImpl::Register(grpc::ServerContext* context, const r
 grpc::Status RegistryServiceImpl::Get(grpc::ServerContext* context, const rollertrace::v1::GetDeviceRequest* request,
                                       rollertrace::v1::DeviceRecord* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Get"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::DeviceRecord> record = store_.GetDevice(request->device_id());
+  absl::StatusOr<rollertrace::v1::DeviceRecord> record = store_.audit().GetDevice(request->device_id());
   if (!record.ok()) return ToGrpc(record.status());
   *response = *record;
   return grpc::Status::OK;
@@ -114,7 +114,7 @@ grpc::Status RegistryServiceImpl::Get(grpc::ServerContext* context, const roller
 grpc::Status RegistryServiceImpl::List(grpc::ServerContext* context, const rollertrace::v1::ListDevicesRequest* request,
                                        rollertrace::v1::ListDevicesResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "List"); !denied.ok()) return denied;
-  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> records = store_.ListDevices(request->kind());
+  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> records = store_.audit().ListDevices(request->kind());
   if (!records.ok()) return ToGrpc(records.status());
   for (auto& r : *records) *response->add_devices() = std::move(r);
   return grpc::Status::OK;
@@ -126,7 +126,7 @@ grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext* context, const rol
   if (request->reason().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a retirement needs a reason");
   }
-  absl::StatusOr<rollertrace::v1::Device> device = store_.Retire(request->device_id(), request->reason(), clock_());
+  absl::StatusOr<rollertrace::v1::Device> device = store::Retire(store_, request->device_id(), request->reason(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
   *response = *device;
   return grpc::Status::OK;
@@ -137,7 +137,7 @@ grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext* context, const rol
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Unlock"); !denied.ok()) return denied;
   rollertrace::v1::Command command;
   absl::StatusOr<rollertrace::v1::Device> device =
-      store_.Unlock(request->device_id(), request->reason(), request->by(), clock_(), &command);
+      store::Unlock(store_, request->device_id(), request->reason(), request->by(), clock_(), &command);
   if (!device.ok()) return ToGrpc(device.status());
   committer_.Enqueue({command});
   *response = *device;
@@ -179,13 +179,13 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
     grpc::ServerContext* context, const rollertrace::v1::BiologicalIndicatorRequest* request,
     rollertrace::v1::BiologicalIndicatorResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "RecordBiologicalIndicator"); !denied.ok()) return denied;
-  absl::StatusOr<store::BiologicalIndicatorOutcome> outcome = store_.RecordBiologicalIndicator(*request, clock_());
+  absl::StatusOr<store::CommandResult> outcome = store::RecordBiologicalIndicator(store_, *request, clock_());
   if (!outcome.ok()) return ToGrpc(outcome.status());
   metrics_.bi_results.Add({{"result", request->result() == rollertrace::v1::INDICATOR_PASS ? "pass" : "fail"}})
       .Increment();
-  if (outcome->recalled) {
+  if (!outcome->recalls.empty()) {
     metrics_.recalls.Increment();
-    *response->mutable_recall() = outcome->recall;
+    *response->mutable_recall() = outcome->recalls.front();
   }
   committer_.Enqueue(std::move(outcome->commands));
   *response->mutable_cycle() = outcome->cycle;
@@ -195,7 +195,7 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
 grpc::Status ComplianceServiceImpl::GetCycle(grpc::ServerContext* context, const rollertrace::v1::CycleRequest* request,
                                              rollertrace::v1::CycleRecord* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetCycle"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::CycleRecord> c = store_.GetCycle(request->steriliser_id(), request->cycle_number());
+  absl::StatusOr<rollertrace::v1::CycleRecord> c = store_.audit().GetCycle(request->steriliser_id(), request->cycle_number());
   if (!c.ok()) return ToGrpc(c.status());
   *response = *c;
   return grpc::Status::OK;
@@ -221,7 +221,7 @@ grpc::Status ComplianceServiceImpl::Export(grpc::ServerContext* context, const r
       bytes = 0;
       return absl::OkStatus();
     };
-    absl::StatusOr<std::vector<std::string>> ids = store_.SelectForExport(
+    absl::StatusOr<std::vector<std::string>> ids = store_.archiver().SelectForExport(
         {request->device_ids().begin(), request->device_ids().end()}, request->from_unix_ms(), to);
     if (!ids.ok()) return ToGrpc(ids.status());
     auto* header = chunk.mutable_header();
@@ -230,7 +230,7 @@ grpc::Status ComplianceServiceImpl::Export(grpc::ServerContext* context, const r
     header->set_from_unix_ms(request->from_unix_ms());
     header->set_to_unix_ms(to);
     for (const auto& id : *ids) header->add_device_ids(id);
-    absl::Status s = store_.ExportDevices(*ids, [&](const rollertrace::v1::ArchiveRecord& r) {
+    absl::Status s = store_.archiver().ExportDevices(*ids, [&](const rollertrace::v1::ArchiveRecord& r) {
       *chunk.add_records() = r;
       ++records;
       bytes += r.key().size() + r.value().size();
@@ -297,7 +297,7 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "the archive ends without its trailer: it is cut short; nothing was imported"};
     }
-    if (absl::Status s = store_.Import(devices, held); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = store::Import(store_, devices, held, clock_()); !s.ok()) return ToGrpc(s);
     records = held.size();
     response->set_records(records);
     response->set_devices(static_cast<uint32_t>(devices.size()));
@@ -311,7 +311,7 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
 grpc::Status ComplianceServiceImpl::Backup(grpc::ServerContext* context, const rollertrace::v1::BackupRequest* request,
                                            rollertrace::v1::BackupResult* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Backup"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::BackupResult> r = store_.Backup(request->directory());
+  absl::StatusOr<rollertrace::v1::BackupResult> r = store_.archiver().Backup(request->directory());
   metrics_.Audited("backup", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
@@ -322,7 +322,7 @@ grpc::Status ComplianceServiceImpl::Report(grpc::ServerContext* context, const r
                                            rollertrace::v1::PeriodReport* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Report"); !denied.ok()) return denied;
   absl::StatusOr<rollertrace::v1::PeriodReport> r =
-      store_.Report(request->from_unix_ms(), request->to_unix_ms(), clock_());
+      store_.audit().Report(request->from_unix_ms(), request->to_unix_ms(), clock_());
   metrics_.Audited("report", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);
@@ -339,7 +339,7 @@ grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext* context,
   f.rule = request->rule();
   f.device_id = request->device_id();
   f.severity = request->severity();
-  absl::StatusOr<std::vector<rollertrace::v1::Violation>> v = store_.ListViolations(f);
+  absl::StatusOr<std::vector<rollertrace::v1::Violation>> v = store_.audit().ListViolations(f);
   if (!v.ok()) return ToGrpc(v.status());
   for (auto& x : *v) *response->add_violations() = std::move(x);
   return grpc::Status::OK;
@@ -348,7 +348,7 @@ grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext* context,
 grpc::Status ComplianceServiceImpl::Recall(grpc::ServerContext* context, const rollertrace::v1::RecallRequest* request,
                                            rollertrace::v1::RecallReport* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Recall"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::RecallReport> r = store_.GetRecall(request->steriliser_id(), request->cycle_number());
+  absl::StatusOr<rollertrace::v1::RecallReport> r = store_.audit().GetRecall(request->steriliser_id(), request->cycle_number());
   if (!r.ok()) return ToGrpc(r.status());
   *response = *r;
   return grpc::Status::OK;
@@ -358,7 +358,7 @@ grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext* context,
                                                    const rollertrace::v1::RollerTrailRequest* request,
                                                    rollertrace::v1::RollerTrail* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetRollerTrail"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.RollerTrail(request->device_id());
+  absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.audit().RollerTrail(request->device_id());
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;
@@ -378,7 +378,7 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context
                         "not a patient pseudonym: pseudonyms are 'p-' and 64 hex digits (or give --ref, the clinic's "
                         "reference)");
   }
-  absl::StatusOr<rollertrace::v1::PatientTrail> t = store_.PatientTrail(pseudonym);
+  absl::StatusOr<rollertrace::v1::PatientTrail> t = store_.audit().PatientTrail(pseudonym);
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;
@@ -387,7 +387,7 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context
 grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext* context, const rollertrace::v1::VerifyRequest* request,
                                            rollertrace::v1::VerifyReport* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Verify"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.Verify(request->device_id(), trusted_key_);
+  absl::StatusOr<rollertrace::v1::VerifyReport> r = store_.verifier().Verify(request->device_id(), trusted_key_);
   metrics_.Audited("verify", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   if (request->device_id().empty()) metrics_.Verified(*r, clock_());
@@ -398,7 +398,7 @@ grpc::Status ComplianceServiceImpl::Verify(grpc::ServerContext* context, const r
 grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext* context, const rollertrace::v1::CycleRequest* request,
                                                   rollertrace::v1::CycleTrail* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetCycleTrail"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.CycleTrail(request->steriliser_id(), request->cycle_number());
+  absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.audit().CycleTrail(request->steriliser_id(), request->cycle_number());
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;
@@ -407,9 +407,9 @@ grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext* context, 
 grpc::Status ComplianceServiceImpl::History(grpc::ServerContext* context, const rollertrace::v1::HistoryRequest* request,
                                             rollertrace::v1::HistoryResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "History"); !denied.ok()) return denied;
-  if (absl::Status s = store_.GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = store_.audit().GetDevice(request->device_id()).status(); !s.ok()) return ToGrpc(s);
   absl::StatusOr<rollertrace::v1::HistoryResponse> history =
-      store_.History(request->device_id(), request->from_sequence(), request->limit());
+      store_.audit().History(request->device_id(), request->from_sequence(), request->limit());
   if (!history.ok()) return ToGrpc(history.status());
   *response = std::move(*history);
   return grpc::Status::OK;
@@ -418,7 +418,7 @@ grpc::Status ComplianceServiceImpl::History(grpc::ServerContext* context, const 
 grpc::Status ComplianceServiceImpl::Gaps(grpc::ServerContext* context, const rollertrace::v1::GapsRequest* request,
                                          rollertrace::v1::GapsResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "Gaps"); !denied.ok()) return denied;
-  absl::StatusOr<std::vector<rollertrace::v1::Gap>> gaps = store_.Gaps(request->device_id());
+  absl::StatusOr<std::vector<rollertrace::v1::Gap>> gaps = store_.audit().Gaps(request->device_id());
   if (!gaps.ok()) return ToGrpc(gaps.status());
   for (auto& g : *gaps) *response->add_gaps() = std::move(g);
   return grpc::Status::OK;

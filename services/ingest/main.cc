@@ -20,7 +20,7 @@
 #include "util/clock.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rules/policy.h"
-#include "store/event_store.h"
+#include "store/commands.h"
 #include "store/signer.h"
 
 namespace {
@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   }
 
   rollertrace::store::StoreOptions store_options;
+  store_options.policy = rollertrace::rules::Policy{};  // DOMAIN.md's defaults unless --policy
   if (!policy_file.empty()) {
     auto policy = rollertrace::rules::LoadPolicyFile(policy_file);
     if (!policy.ok()) {
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: cannot serve gRPC on " << listen << " (address in use?)\n";
     return 1;
   }
-  auto gauges = std::make_unique<rollertrace::ingest::FleetGauges>(**store, **metrics, store_options.policy,
+  auto gauges = std::make_unique<rollertrace::ingest::FleetGauges>(**store, **metrics, *(*store)->policy().second,
                                                                      std::chrono::minutes(silent_minutes));
   gauges->Start(std::chrono::milliseconds(gauge_interval_ms));
   std::cerr << "ingestd: serving gRPC on " << listen << ", metrics on "
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
 
   auto checkpoint = [&] {
     if (!signer) return;
-    if (absl::Status s = (*store)->WriteCheckpoint(*signer, rollertrace::util::NowUnixMs()); !s.ok()) {
+    if (absl::Status s = rollertrace::store::WriteCheckpoint(**store, *signer, rollertrace::util::NowUnixMs()); !s.ok()) {
       std::cerr << "ingestd: checkpoint failed: " << s.message() << std::endl;
     }
   };
@@ -192,7 +193,7 @@ int main(int argc, char** argv) {
   auto next_verify = Clock::now() + verify_every;
   auto verify = [&] {
     absl::StatusOr<rollertrace::v1::VerifyReport> r =
-        (*store)->Verify("", signer ? signer->public_key() : std::string());
+        (*store)->verifier().Verify("", signer ? signer->public_key() : std::string());
     ingest_metrics.Audited("verify", r.ok());
     if (!r.ok()) {
       std::cerr << "ingestd: verification failed: " << r.status().message() << std::endl;

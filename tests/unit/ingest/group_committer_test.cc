@@ -28,7 +28,7 @@ class GroupCommitterTest : public ::testing::Test {
       d.set_needle_count(192);
       d.set_needle_length_mm(0.5);
       d.set_rated_penetrations(1000);
-      ASSERT_TRUE(store_->Register(d, 1).ok());
+      ASSERT_TRUE(store::Register(*store_, d, 1).ok());
     }
     committer_ = std::make_unique<GroupCommitter>(*store_, pseudonymizer_, *ingest_metrics_, [] { return 42; });
   }
@@ -75,7 +75,7 @@ TEST_F(GroupCommitterTest, AnswersEveryConcurrentRequestWithItsDevicesAcks) {
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) {
     EXPECT_EQ(acked[t], 100u);
-    EXPECT_EQ(store_->GetDevice("R-" + std::to_string(t))->state().events_stored(), 100u);
+    EXPECT_EQ(store_->audit().GetDevice("R-" + std::to_string(t))->state().events_stored(), 100u);
   }
   EXPECT_EQ(ingest_metrics_->ingested.Add({{"type", "heartbeat"}}).Value(), 400);
 }
@@ -86,7 +86,7 @@ TEST_F(GroupCommitterTest, PseudonymisesPatientsBeforeStoring) {
   e->mutable_session_started()->set_patient_ref("MRN-777001");
   auto response = committer_->Submit(r).get();
   EXPECT_EQ(response.rejections_size(), 0);
-  auto history = store_->History("R-0", 1, 0);
+  auto history = store_->audit().History("R-0", 1, 0);
   ASSERT_EQ(history->events_size(), 1);
   const auto& started = history->events(0).event().session_started();
   EXPECT_TRUE(started.patient_ref().empty());

@@ -1,4 +1,4 @@
-#include "store/event_store.h"
+#include "store/commands.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -19,7 +19,7 @@ class EventStoreTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     Reopen();
-    ASSERT_TRUE(store_->Register(Roller("R-1"), 100).ok());
+    ASSERT_TRUE(store::Register(*store_, Roller("R-1"), 100).ok());
   }
   void TearDown() override {
     store_.reset();
@@ -53,12 +53,12 @@ class EventStoreTest : public ::testing::Test {
     }
     return b;
   }
-  AppendResult Append(std::vector<EventBatch> batches, int64_t now = 5000) {
+  CommandResult Append(std::vector<EventBatch> batches, int64_t now = 5000) {
     std::vector<const EventBatch*> ptrs;
     for (auto& b : batches) ptrs.push_back(&b);
-    auto r = store_->Append(ptrs, now);
+    auto r = store::Append(*store_, ptrs, now);
     EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : AppendResult{};
+    return r.ok() ? *r : CommandResult{};
   }
 
   std::filesystem::path dir_;
@@ -66,12 +66,12 @@ class EventStoreTest : public ::testing::Test {
 };
 
 TEST_F(EventStoreTest, StoresEachEventOnceAndAcksRepeats) {
-  AppendResult first = Append({Batch("R-1", {1, 2, 3})});
+  CommandResult first = Append({Batch("R-1", {1, 2, 3})});
   EXPECT_EQ(first.stored_by_type["usage_sample"], 3u);
   ASSERT_EQ(first.acks.size(), 1u);
   EXPECT_EQ(first.acks[0].contiguous_through(), 3u);
 
-  AppendResult again = Append({Batch("R-1", {2, 3, 4})});
+  CommandResult again = Append({Batch("R-1", {2, 3, 4})});
   EXPECT_EQ(again.duplicates, 2u);
   EXPECT_EQ(again.stored_by_type["usage_sample"], 1u);
   ASSERT_EQ(again.acks.size(), 1u);
@@ -80,7 +80,7 @@ TEST_F(EventStoreTest, StoresEachEventOnceAndAcksRepeats) {
   EXPECT_EQ(again.acks[0].committed(0).first(), 2u);
   EXPECT_EQ(again.acks[0].committed(0).last(), 4u);
 
-  auto record = store_->GetDevice("R-1");
+  auto record = store_->audit().GetDevice("R-1");
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->state().events_stored(), 4u);
   EXPECT_EQ(record->state().duplicates(), 2u);
@@ -88,47 +88,47 @@ TEST_F(EventStoreTest, StoresEachEventOnceAndAcksRepeats) {
 }
 
 TEST_F(EventStoreTest, DeduplicatesWithinOneGroup) {
-  AppendResult r = Append({Batch("R-1", {1, 2}), Batch("R-1", {2, 1, 3})});
+  CommandResult r = Append({Batch("R-1", {1, 2}), Batch("R-1", {2, 1, 3})});
   EXPECT_EQ(r.stored_by_type["usage_sample"], 3u);
   EXPECT_EQ(r.duplicates, 2u);
-  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 3);
+  EXPECT_EQ(store_->audit().History("R-1", 1, 0)->events_size(), 3);
 }
 
 TEST_F(EventStoreTest, RecordsAGapAndClosesItWhenTheMissingEventsArrive) {
   Append({Batch("R-1", {1, 2, 6})}, 5000);
-  auto record = store_->GetDevice("R-1");
+  auto record = store_->audit().GetDevice("R-1");
   EXPECT_EQ(record->state().contiguous_through(), 2u);
   EXPECT_EQ(record->state().highest_sequence(), 6u);
   ASSERT_EQ(record->state().open_gaps_size(), 1);
   EXPECT_EQ(record->state().open_gaps(0).first(), 3u);
   EXPECT_EQ(record->state().open_gaps(0).last(), 5u);
 
-  AppendResult mid = Append({Batch("R-1", {4})}, 6000);
+  CommandResult mid = Append({Batch("R-1", {4})}, 6000);
   EXPECT_EQ(mid.acks[0].contiguous_through(), 2u);
-  auto gaps = store_->Gaps("R-1");
+  auto gaps = store_->audit().Gaps("R-1");
   ASSERT_EQ(gaps->size(), 1u);
   ASSERT_EQ((*gaps)[0].missing_size(), 2);  // 3 and 5 still missing
   EXPECT_EQ((*gaps)[0].missing(0).first(), 3u);
   EXPECT_EQ((*gaps)[0].missing(1).first(), 5u);
 
   Append({Batch("R-1", {3})}, 7000);
-  EXPECT_EQ(store_->GetDevice("R-1")->state().contiguous_through(), 4u);
-  AppendResult last = Append({Batch("R-1", {5})}, 8000);
+  EXPECT_EQ(store_->audit().GetDevice("R-1")->state().contiguous_through(), 4u);
+  CommandResult last = Append({Batch("R-1", {5})}, 8000);
   EXPECT_EQ(last.acks[0].contiguous_through(), 6u);
 
-  gaps = store_->Gaps("R-1");
+  gaps = store_->audit().Gaps("R-1");
   ASSERT_EQ(gaps->size(), 1u);
   EXPECT_EQ((*gaps)[0].opened_unix_ms(), 5000);
   EXPECT_EQ((*gaps)[0].closed_unix_ms(), 8000);
-  EXPECT_EQ(store_->GetDevice("R-1")->state().open_gaps_size(), 0);
+  EXPECT_EQ(store_->audit().GetDevice("R-1")->state().open_gaps_size(), 0);
 }
 
 TEST_F(EventStoreTest, RejectsUnknownDevicesWithoutLosingOthersEvents) {
-  AppendResult r = Append({Batch("GHOST", {1}), Batch("R-1", {1})});
+  CommandResult r = Append({Batch("GHOST", {1}), Batch("R-1", {1})});
   ASSERT_EQ(r.rejections.size(), 1u);
-  EXPECT_EQ(r.rejections[0].batch_index, 0u);
-  EXPECT_EQ(r.rejections[0].rejection.reason(), "unknown_device");
-  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 1);
+  EXPECT_EQ(r.rejections[0].device_id(), "GHOST");
+  EXPECT_EQ(r.rejections[0].reason(), "unknown_device");
+  EXPECT_EQ(store_->audit().History("R-1", 1, 0)->events_size(), 1);
 }
 
 TEST_F(EventStoreTest, RejectsRawPatientReferencesAndWrongKinds) {
@@ -136,21 +136,21 @@ TEST_F(EventStoreTest, RejectsRawPatientReferencesAndWrongKinds) {
   b.mutable_events(0)->mutable_session_started()->set_patient_ref("MRN-123");
   EventBatch cycle = Batch("R-1", {2});
   cycle.mutable_events(0)->mutable_sterilisation_cycle()->set_cycle_number(1);
-  AppendResult r = Append({b, cycle});
+  CommandResult r = Append({b, cycle});
   ASSERT_EQ(r.rejections.size(), 2u);
-  EXPECT_EQ(r.rejections[0].rejection.reason(), "unpseudonymised");
-  EXPECT_EQ(r.rejections[1].rejection.reason(), "wrong_device_kind");
-  EXPECT_EQ(store_->History("R-1", 1, 0)->events_size(), 0);
+  EXPECT_EQ(r.rejections[0].reason(), "unpseudonymised");
+  EXPECT_EQ(r.rejections[1].reason(), "wrong_device_kind");
+  EXPECT_EQ(store_->audit().History("R-1", 1, 0)->events_size(), 0);
 }
 
 TEST_F(EventStoreTest, KeepsEventsAndStateAcrossReopen) {
   Append({Batch("R-1", {1, 2, 3, 5})});
   Reopen();
-  auto record = store_->GetDevice("R-1");
+  auto record = store_->audit().GetDevice("R-1");
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->state().events_stored(), 4u);
   EXPECT_EQ(record->state().open_gaps_size(), 1);
-  AppendResult r = Append({Batch("R-1", {3, 4})});
+  CommandResult r = Append({Batch("R-1", {3, 4})});
   EXPECT_EQ(r.duplicates, 1u);
   EXPECT_EQ(r.acks[0].contiguous_through(), 5u);
 }
@@ -158,15 +158,15 @@ TEST_F(EventStoreTest, KeepsEventsAndStateAcrossReopen) {
 TEST_F(EventStoreTest, StateAlwaysMatchesTheStoredEvents) {
   // Many groups, many devices, repeats and gaps: the device record written in
   // the same batch must agree with the events actually present.
-  ASSERT_TRUE(store_->Register(Roller("R-2"), 100).ok());
+  ASSERT_TRUE(store::Register(*store_, Roller("R-2"), 100).ok());
   for (uint64_t round = 0; round < 20; ++round) {
     Append({Batch("R-1", {round * 3 + 1, round * 3 + 2}), Batch("R-2", {round + 1, round + 1}),
             Batch("R-1", {round * 3 + 3, round * 3 + 1})});
   }
   Reopen();
   for (const char* id : {"R-1", "R-2"}) {
-    auto history = store_->History(id, 1, 0);
-    auto record = store_->GetDevice(id);
+    auto history = store_->audit().History(id, 1, 0);
+    auto record = store_->audit().GetDevice(id);
     EXPECT_EQ(static_cast<uint64_t>(history->events_size()), record->state().events_stored()) << id;
     EXPECT_EQ(record->state().highest_sequence(), record->state().events_stored()) << id;
     for (int i = 0; i < history->events_size(); ++i) {
@@ -190,7 +190,7 @@ TEST_F(EventStoreTest, EndsASessionStartedInTheSameBatch) {
   end->set_device_time_unix_ms(2000);
   end->mutable_session_ended()->set_session_id("s1");
   Append({b});
-  auto sessions = store_->Sessions("R-1");
+  auto sessions = store_->audit().Sessions("R-1");
   ASSERT_TRUE(sessions.ok());
   ASSERT_EQ(sessions->size(), 1u);
   EXPECT_EQ((*sessions)[0].start_unix_ms(), 1000);
@@ -201,10 +201,10 @@ TEST_F(EventStoreTest, PagesThroughHistory) {
   std::vector<uint64_t> seqs;
   for (uint64_t s = 1; s <= 25; ++s) seqs.push_back(s);
   Append({Batch("R-1", seqs)});
-  auto page = store_->History("R-1", 1, 10);
+  auto page = store_->audit().History("R-1", 1, 10);
   ASSERT_EQ(page->events_size(), 10);
   EXPECT_EQ(page->next_sequence(), 11u);
-  page = store_->History("R-1", 21, 10);
+  page = store_->audit().History("R-1", 21, 10);
   ASSERT_EQ(page->events_size(), 5);
   EXPECT_EQ(page->next_sequence(), 0u);
   EXPECT_EQ(page->events(0).event().sequence(), 21u);
@@ -212,22 +212,22 @@ TEST_F(EventStoreTest, PagesThroughHistory) {
 }
 
 TEST_F(EventStoreTest, RefusesRegistrationsOutsideTheDomain) {
-  auto r = store_->Register(Roller("R-9", 540, 3.1), 1);
+  auto r = store::Register(*store_, Roller("R-9", 540, 3.1), 1);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(r.status().message()).find("needle length 3.1 mm is outside 0.25-2.5 mm"),
             std::string::npos)
       << r.status();
-  EXPECT_EQ(store_->Register(Roller("R-1"), 1).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store::Register(*store_, Roller("R-1"), 1).status().code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(EventStoreTest, RetiresForGood) {
-  auto retired = store_->Retire("R-1", "course finished", 9000);
+  auto retired = store::Retire(*store_, "R-1", "course finished", 9000);
   ASSERT_TRUE(retired.ok());
   EXPECT_EQ(retired->lifecycle(), rollertrace::v1::LIFECYCLE_RETIRED);
-  EXPECT_EQ(store_->Retire("R-1", "again", 9001).status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->Retire("NOPE", "x", 1).status().code(), absl::StatusCode::kNotFound);
-  auto list = store_->ListDevices(rollertrace::v1::DEVICE_KIND_ROLLER);
+  EXPECT_EQ(store::Retire(*store_, "R-1", "again", 9001).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store::Retire(*store_, "NOPE", "x", 1).status().code(), absl::StatusCode::kNotFound);
+  auto list = store_->audit().ListDevices(rollertrace::v1::DEVICE_KIND_ROLLER);
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ((*list)[0].device().retired_reason(), "course finished");
 }
@@ -275,7 +275,7 @@ class TamperTest : public EventStoreTest {
   }
   std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;  // valid inside Tamper's change only
   rollertrace::v1::ChainBreak FirstBreak(std::string_view key = {}) {
-    auto report = store_->Verify("", key);
+    auto report = store_->verifier().Verify("", key);
     EXPECT_TRUE(report.ok());
     EXPECT_FALSE(report->intact());
     EXPECT_EQ(report->breaks_size(), 1) << report->ShortDebugString();
@@ -285,7 +285,7 @@ class TamperTest : public EventStoreTest {
 
 TEST_F(TamperTest, AnUntouchedStoreVerifies) {
   Reopen();
-  auto report = store_->Verify("");
+  auto report = store_->verifier().Verify("");
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->intact()) << report->ShortDebugString();
   // 8 events; the registration's log entry and device definition; the closed gap of sequence 7.
@@ -372,8 +372,8 @@ TEST_F(TamperTest, ASignedCheckpointCatchesARewrittenTail) {
   auto signer = Signer::LoadOrCreate(key_file);
   ASSERT_TRUE(signer.ok()) << signer.status();
   Reopen();
-  ASSERT_TRUE(store_->WriteCheckpoint(*signer, 9000).ok());
-  ASSERT_TRUE(store_->Verify("", signer->public_key())->intact());
+  ASSERT_TRUE(store::WriteCheckpoint(*store_, *signer, 9000).ok());
+  ASSERT_TRUE(store_->verifier().Verify("", signer->public_key())->intact());
   store_.reset();
   Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
     std::string value;
@@ -392,7 +392,7 @@ TEST_F(TamperTest, ASignedCheckpointCatchesARewrittenTail) {
     record.mutable_state()->set_total_revolutions(record.state().total_revolutions() - 10);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs_["devices"], "R-1", record.SerializeAsString()).ok());
   });
-  EXPECT_TRUE(store_->Verify("")->intact()) << "without the checkpoint the cut is invisible";
+  EXPECT_TRUE(store_->verifier().Verify("")->intact()) << "without the checkpoint the cut is invisible";
   auto b = FirstBreak(signer->public_key());
   EXPECT_EQ(b.device_id(), "R-1");
   EXPECT_EQ(b.problem(), "deleted");
@@ -406,7 +406,7 @@ TEST_F(TamperTest, AForgedCheckpointIsRefused) {
   auto signer = Signer::LoadOrCreate(key_file);
   ASSERT_TRUE(signer.ok());
   Reopen();
-  ASSERT_TRUE(store_->WriteCheckpoint(*signer, 9000).ok());
+  ASSERT_TRUE(store::WriteCheckpoint(*store_, *signer, 9000).ok());
   store_.reset();
   Tamper([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs_["checkpoints"]));
@@ -459,7 +459,7 @@ class RecordTamperTest : public TamperTest {
     rollertrace::v1::AuthorizeRequest ask;
     ask.set_device_id("R-1");
     ask.mutable_session()->set_patient_pseudonym("p-x");
-    ASSERT_TRUE(store_->Authorize(ask, 6000).ok());
+    ASSERT_TRUE(store::Authorize(*store_, ask, 6000).ok());
     store_.reset();
   }
   // R-1's device record, changed by `change` straight in RocksDB.
@@ -487,7 +487,7 @@ class RecordTamperTest : public TamperTest {
 
 TEST_F(RecordTamperTest, AnUntouchedStoreVerifies) {
   Reopen();
-  auto report = store_->Verify("");
+  auto report = store_->verifier().Verify("");
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->intact()) << report->ShortDebugString();
 }
@@ -581,7 +581,7 @@ TEST_F(RecordTamperTest, NamesADeletedChainEntry) {
     ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs_["ledger"], DeviceSequenceKey("R-1", 3)).ok());
   });
   // The chain's hole is named first; the record the removed entry vouched for is now unchained too.
-  auto report = store_->Verify("");
+  auto report = store_->verifier().Verify("");
   ASSERT_TRUE(report.ok());
   ASSERT_GE(report->breaks_size(), 1);
   EXPECT_EQ(report->breaks(0).chain(), "records");

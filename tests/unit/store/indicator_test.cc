@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "store/event_store.h"
+#include "store/commands.h"
 
 namespace rollertrace::store {
 namespace {
@@ -48,12 +48,12 @@ class IndicatorTest : public ::testing::TestWithParam<Row> {
     roller.set_needle_count(540);
     roller.set_needle_length_mm(1.0);
     roller.set_rated_penetrations(1000000);
-    ASSERT_TRUE(store_->Register(roller, kNow - 10 * kHour).ok());
+    ASSERT_TRUE(store::Register(*store_, roller, kNow - 10 * kHour).ok());
     rollertrace::v1::Device steriliser;
     steriliser.set_device_id("S-1");
     steriliser.set_kind(rollertrace::v1::DEVICE_KIND_STERILISER);
     steriliser.set_model("autoclave");
-    ASSERT_TRUE(store_->Register(steriliser, kNow - 10 * kHour).ok());
+    ASSERT_TRUE(store::Register(*store_, steriliser, kNow - 10 * kHour).ok());
   }
   void TearDown() override {
     store_.reset();
@@ -79,7 +79,7 @@ class IndicatorTest : public ::testing::TestWithParam<Row> {
     c->set_biological_indicator(bi);
     c->add_load("R-1");
     const rollertrace::v1::EventBatch* batches[] = {&b};
-    auto r = store_->Append(batches, kNow);
+    auto r = store::Append(*store_, batches, kNow);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_TRUE(r->findings.empty()) << r->findings[0].detail();
   }
@@ -89,7 +89,7 @@ class IndicatorTest : public ::testing::TestWithParam<Row> {
     req.set_cycle_number(number);
     req.set_result(result);
     req.set_recorded_by("lab");
-    auto r = store_->RecordBiologicalIndicator(req, kNow);
+    auto r = store::RecordBiologicalIndicator(*store_, req, kNow);
     ASSERT_TRUE(r.ok()) << "the lab's result must always be recorded: " << r.status();
   }
 
@@ -107,7 +107,7 @@ TEST_P(IndicatorTest, TheLabsResultCountsAndAnyFailureRecalls) {
     SendCycle(1, 1, row.steriliser == kNone ? kPending : row.steriliser);
     RecordLab(1, row.lab);
   }
-  absl::StatusOr<rollertrace::v1::CycleRecord> c = store_->GetCycle("S-1", 1);
+  absl::StatusOr<rollertrace::v1::CycleRecord> c = store_->audit().GetCycle("S-1", 1);
   ASSERT_TRUE(c.ok()) << c.status();
   // The steriliser's report is kept beside the lab's; the lab's counts.
   EXPECT_EQ(c->device_biological_indicator(), row.steriliser == kNone ? kPending : row.steriliser);
@@ -116,16 +116,16 @@ TEST_P(IndicatorTest, TheLabsResultCountsAndAnyFailureRecalls) {
   EXPECT_EQ(c->bi_reports_size(), row.steriliser == kNone ? 1 : 2);
   // Any FAIL, from either source, starts the recall; two PASSes start none.
   const bool any_fail = row.steriliser == kFail || row.lab == kFail;
-  absl::StatusOr<rollertrace::v1::RecallReport> recall = store_->GetRecall("S-1", 1);
+  absl::StatusOr<rollertrace::v1::RecallReport> recall = store_->audit().GetRecall("S-1", 1);
   EXPECT_EQ(recall.ok(), any_fail) << recall.status();
   // The roller's last cycle carries the result that counts.
-  absl::StatusOr<rollertrace::v1::DeviceRecord> roller = store_->GetDevice("R-1");
+  absl::StatusOr<rollertrace::v1::DeviceRecord> roller = store_->audit().GetDevice("R-1");
   ASSERT_TRUE(roller.ok());
   EXPECT_EQ(roller->state().roller().last_cycle().biological_indicator(), row.lab);
   if (any_fail) {
     EXPECT_EQ(roller->device().lifecycle(), rollertrace::v1::LIFECYCLE_LOCKED);
   }
-  absl::StatusOr<rollertrace::v1::VerifyReport> verified = store_->Verify("");
+  absl::StatusOr<rollertrace::v1::VerifyReport> verified = store_->verifier().Verify("");
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->intact());
 }
@@ -145,13 +145,13 @@ TEST_F(IndicatorTest, ARecallReachesPastASterilisersOwnPass) {
   SendCycle(3, 3, kPending);
   RecordLab(2, kPass);
   RecordLab(3, kFail);
-  absl::StatusOr<rollertrace::v1::RecallReport> recall = store_->GetRecall("S-1", 3);
+  absl::StatusOr<rollertrace::v1::RecallReport> recall = store_->audit().GetRecall("S-1", 3);
   ASSERT_TRUE(recall.ok()) << recall.status();
   EXPECT_EQ(recall->last_negative_cycle(), 2u);
 
   SendCycle(4, 4, kPass);
   SendCycle(5, 5, kFail);  // the steriliser's own FAIL recalls back past its own PASS of cycle 4
-  absl::StatusOr<rollertrace::v1::RecallReport> again = store_->GetRecall("S-1", 5);
+  absl::StatusOr<rollertrace::v1::RecallReport> again = store_->audit().GetRecall("S-1", 5);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->last_negative_cycle(), 2u);
   std::vector<uint64_t> suspect;

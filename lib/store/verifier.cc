@@ -1,10 +1,11 @@
-// EventStore::Verify: recompute every device's event chain from disk.
+#include "store/verifier.h"
+
 #include <rocksdb/db.h>
 
 #include <algorithm>
 #include <map>
 
-#include "store/event_store.h"
+#include "store/chain.h"
 #include "store/keys.h"
 #include "store/signer.h"
 #include "util/cat.h"
@@ -94,11 +95,26 @@ std::string StateMismatch(const rollertrace::v1::DeviceState& state,
   return {};
 }
 
+// Recomputes one device's record chain; true when intact.
+bool VerifyRecords(const ReadView& view, const rollertrace::v1::DeviceRecord& record,
+                   const rollertrace::v1::ChainHead* signed_head, std::map<std::string, std::string>* chained_keys,
+                   rollertrace::v1::VerifyReport* report);
+
+absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> AllDevices(const ReadView& view) {
+  std::vector<rollertrace::v1::DeviceRecord> out;
+  absl::Status s = view.ScanRecords<rollertrace::v1::DeviceRecord>(
+      Family::kDevices, {}, [&](std::string_view, rollertrace::v1::DeviceRecord& d) -> absl::StatusOr<bool> {
+        out.push_back(std::move(d));
+        return true;
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
 }  // namespace
 
-absl::Status EventStore::WriteCheckpoint(const Signer& signer, int64_t now) {
-  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices =
-      ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
+absl::StatusOr<rollertrace::v1::Checkpoint> Verifier::MakeCheckpoint(const Signer& signer, int64_t now) const {
+  absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices = AllDevices(SnapshotView(db_));
   if (!devices.ok()) return devices.status();
   rollertrace::v1::Checkpoint cp;
   cp.set_unix_ms(now);
@@ -112,21 +128,17 @@ absl::Status EventStore::WriteCheckpoint(const Signer& signer, int64_t now) {
   }
   cp.set_public_key(signer.public_key());
   cp.set_signature(signer.Sign(cp.SerializeAsString()));
-  std::string key;
-  AppendBigEndian64(&key, static_cast<uint64_t>(now));
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
-  rocksdb::Status s = db_->Put(wo, checkpoints_, key, cp.SerializeAsString());
-  return s.ok() ? absl::OkStatus() : absl::InternalError(util::Cat("write checkpoint: ", s.ToString()));
+  return cp;
 }
 
-absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_view only,
-                                                                 std::string_view trusted_public_key) const {
+absl::StatusOr<rollertrace::v1::VerifyReport> Verifier::Verify(std::string_view only,
+                                                               std::string_view trusted_public_key) const {
+  SnapshotView view(db_);
   rollertrace::v1::VerifyReport report;
   // The latest checkpoint, when a trusted key is given.
   std::map<std::string, rollertrace::v1::ChainHead> signed_heads;
   if (!trusted_public_key.empty()) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+    std::unique_ptr<rocksdb::Iterator> it = (view.Iterate(Family::kCheckpoints));
     it->SeekToLast();
     if (it->Valid()) {
       rollertrace::v1::Checkpoint cp;
@@ -147,13 +159,15 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
   }
   std::vector<rollertrace::v1::DeviceRecord> devices;
   if (only.empty()) {
-    absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> all = ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
+    absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> all = AllDevices(view);
     if (!all.ok()) return all.status();
     devices = std::move(*all);
   } else {
-    absl::StatusOr<rollertrace::v1::DeviceRecord> one = GetDevice(only);
-    if (!one.ok()) return one.status();
-    devices.push_back(std::move(*one));
+    rollertrace::v1::DeviceRecord one;
+    absl::StatusOr<bool> found = view.Read(Family::kDevices, only, &one);
+    if (!found.ok()) return found.status();
+    if (!*found) return absl::NotFoundError(util::Cat("device ", only, " is not registered"));
+    devices.push_back(std::move(one));
   }
   // Every key some record chain vouches for, by "kind\0key" (for the scan for records no chain holds).
   std::map<std::string, std::string> chained_keys;
@@ -161,12 +175,12 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
     const std::string& id = record.device().device_id();
     report.set_devices_checked(report.devices_checked() + 1);
     auto signed_head = signed_heads.find(id);
-    VerifyRecords(record, signed_head == signed_heads.end() ? nullptr : &signed_head->second, &chained_keys, &report);
+    VerifyRecords(view, record, signed_head == signed_heads.end() ? nullptr : &signed_head->second, &chained_keys, &report);
     // chain index -> (sequence under which it is stored, the record)
     std::map<uint64_t, std::pair<uint64_t, rollertrace::v1::StoredEvent>> chain;
     bool broken = false;
     const std::string prefix = DevicePrefix(id);
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+    std::unique_ptr<rocksdb::Iterator> it = (view.Iterate(Family::kEvents));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && !broken; it->Next()) {
       auto key = DecodeDeviceSequenceKey(std::string_view(it->key().data(), it->key().size()));
       rollertrace::v1::StoredEvent stored;
@@ -201,6 +215,9 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
         broken = true;
         break;
       }
+    }
+    if (!broken && !it->status().ok()) {
+      return absl::InternalError(util::Cat("read the events of ", id, ": ", it->status().ToString()));
     }
     if (broken) continue;
     // Walk the chain in commit order: every link present and pointing at its predecessor.
@@ -248,19 +265,20 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
   }
   if (only.empty()) {
     // Records that no chain vouches for were written around ingestd.
-    for (rocksdb::ColumnFamilyHandle* cf :
-         {sessions_, violations_, decisions_, device_log_, cycles_, recalls_, gaps_, findings_}) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+    for (Family family : {Family::kSessions, Family::kViolations, Family::kDecisions, Family::kDeviceLog,
+                          Family::kCycles, Family::kRecalls, Family::kGaps, Family::kFindings}) {
+      const std::string kind(KindOf(family));
+      std::unique_ptr<rocksdb::Iterator> it = view.Iterate(family);
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
         const std::string key = it->key().ToString();
-        if (chained_keys.count(util::Cat(cf->GetName(), std::string(1, '\0'), key))) continue;
+        if (chained_keys.count(util::Cat(kind, std::string(1, '\0'), key))) continue;
         uint64_t sequence = 0;
-        std::string what = DescribeRecord(cf->GetName(), key, &sequence);
+        std::string what = DescribeRecord(kind, key, &sequence);
         auto* b = Break(&report, "(unknown)", sequence, 0, "unchained",
                         util::Cat(what, " is in the store but in no device's record chain: it was added around ingestd"));
         b->set_chain("records");
         b->set_record(what);
-        if (cf == violations_) {
+        if (family == Family::kViolations) {
           if (auto parts = DecodeTimeKey(key)) b->set_device_id(parts->device_id);
         } else if (auto k = DecodeDeviceSequenceKey(key)) {
           b->set_device_id(k->device_id);
@@ -278,11 +296,12 @@ absl::StatusOr<rollertrace::v1::VerifyReport> EventStore::Verify(std::string_vie
 }  // namespace rollertrace::store
 
 namespace rollertrace::store {
+namespace {
 
-bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
+bool VerifyRecords(const ReadView& view, const rollertrace::v1::DeviceRecord& record,
                                const rollertrace::v1::ChainHead* signed_head,
                                std::map<std::string, std::string>* chained_keys,
-                               rollertrace::v1::VerifyReport* report) const {
+                               rollertrace::v1::VerifyReport* report) {
   const std::string& id = record.device().device_id();
   auto fail = [&](uint64_t index, const char* problem, std::string_view kind, std::string_view key,
                   std::string detail) {
@@ -299,7 +318,7 @@ bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
   uint64_t expected = 1;
   bool intact = true;
   const std::string prefix = DevicePrefix(id);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), ledger_));
+  std::unique_ptr<rocksdb::Iterator> it = (view.Iterate(Family::kLedger));
   // After the first break the walk goes on only to learn which records the
   // chain names, so that they are not reported again as unchained.
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
@@ -327,6 +346,9 @@ bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
       ++expected;
     }
   }
+  if (intact && !it->status().ok()) {
+    return fail(expected, "changed", {}, {}, util::Cat("the record chain cannot be read: ", it->status().ToString()));
+  }
   if (!intact) return false;
   const uint64_t length = expected - 1;
   if (signed_head != nullptr && signed_head->records_length() > 0 &&
@@ -348,12 +370,12 @@ bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
     const size_t nul = kind_key.find('\0');
     const std::string kind = kind_key.substr(0, nul);
     const std::string key = kind_key.substr(nul + 1);
-    rocksdb::ColumnFamilyHandle* cf = Family(kind);
-    if (cf == nullptr) return fail(held.second, "changed", kind, key, "the chain names an unknown kind of record");
+    const std::optional<Family> family = FamilyOfKind(kind);
+    if (!family) return fail(held.second, "changed", kind, key, "the chain names an unknown kind of record");
     std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);
-    if (s.IsNotFound()) return fail(held.second, "deleted", kind, key, "the record was removed from the store");
-    if (!s.ok()) return fail(held.second, "changed", kind, key, s.ToString());
+    absl::StatusOr<bool> found = view.Get(*family, key, &value);
+    if (!found.ok()) return fail(held.second, "changed", kind, key, std::string(found.status().message()));
+    if (!*found) return fail(held.second, "deleted", kind, key, "the record was removed from the store");
     if (kind == "devices") {
       rollertrace::v1::DeviceRecord stored;
       if (stored.ParseFromString(value)) value = stored.device().SerializeAsString();
@@ -372,4 +394,5 @@ bool EventStore::VerifyRecords(const rollertrace::v1::DeviceRecord& record,
   return true;
 }
 
+}  // namespace
 }  // namespace rollertrace::store

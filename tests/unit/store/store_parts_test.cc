@@ -1,0 +1,257 @@
+// What the store split (issue #12) fixed, each found by reading the code:
+// state that lived only in memory, a ledger link decided by a cache, column
+// families by position, a store that did not know its format, and rules
+// judged without a recorded policy version.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "store/commands.h"
+#include "store/keys.h"
+
+namespace rollertrace::store {
+namespace {
+
+constexpr int64_t kNow = 1764000000000;
+
+rollertrace::v1::Device Roller(const std::string& id) {
+  rollertrace::v1::Device d;
+  d.set_device_id(id);
+  d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
+  d.set_model("DRS-540");
+  d.set_needle_count(540);
+  d.set_needle_length_mm(1.0);
+  d.set_rated_penetrations(1000000);
+  return d;
+}
+
+rollertrace::v1::EventBatch Usage(const std::string& id, uint64_t sequence) {
+  rollertrace::v1::EventBatch b;
+  b.set_device_id(id);
+  auto* e = b.add_events();
+  e->set_device_id(id);
+  e->set_sequence(sequence);
+  e->set_device_time_unix_ms(kNow);
+  e->mutable_usage_sample()->set_revolutions(10);
+  return b;
+}
+
+class StorePartsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() /
+            ("store_parts_test." + std::to_string(getpid()) + "." +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open(StoreOptions options = {}) {
+    store_.reset();
+    auto s = EventStore::Open(dir_, options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  uint64_t ExportedRecords(const std::string& device, std::string_view kind) {
+    uint64_t n = 0;
+    EXPECT_TRUE(store_->archiver()
+                    .ExportDevices({device},
+                                   [&](const rollertrace::v1::ArchiveRecord& r) {
+                                     if (r.kind() == kind) ++n;
+                                     return absl::OkStatus();
+                                   })
+                    .ok());
+    return n;
+  }
+  // Runs f on the raw RocksDB of the (closed) store.
+  void Raw(const std::function<void(rocksdb::DB*, rocksdb::ColumnFamilyHandle* meta)>& f) {
+    store_.reset();
+    auto db = Db::Open(dir_, true);
+    ASSERT_TRUE(db.ok()) << db.status();
+    f((*db)->raw(), (*db)->handle(Family::kMeta));
+  }
+
+  std::string dir_;
+  std::unique_ptr<EventStore> store_;
+};
+
+TEST(Schema, FamilyNamesAndRecordKindsArePinned) {
+  // Record kinds are written into every ledger entry: changing one breaks
+  // every existing chain. This table is what stores on disk hold.
+  const std::vector<std::pair<std::string, std::string>> pinned = {
+      {"default", ""},           {"events", "events"},       {"devices", "devices"},
+      {"gaps", "gaps"},          {"cycles", "cycles"},       {"sessions", "sessions"},
+      {"violations", "violations"}, {"decisions", "decisions"}, {"recalls", "recalls"},
+      {"device_log", "device_log"}, {"findings", "findings"}, {"ledger", "ledger"},
+      {"checkpoints", ""},       {"cycle_sessions", ""},     {"patient_sessions", ""},
+      {"roller_cycles", ""},     {"device_violations", ""},  {"sessions_by_time", ""},
+      {"cycles_by_time", ""},    {"meta", ""},               {"commands", ""}};
+  ASSERT_EQ(Families().size(), pinned.size());
+  for (size_t i = 0; i < pinned.size(); ++i) {
+    EXPECT_EQ(static_cast<size_t>(Families()[i].family), i) << "the table is in enum order";
+    EXPECT_EQ(Families()[i].name, pinned[i].first);
+    EXPECT_EQ(Families()[i].record_kind, pinned[i].second);
+    if (!pinned[i].second.empty()) {
+      EXPECT_EQ(FamilyOfKind(pinned[i].second), Families()[i].family);
+    }
+  }
+  EXPECT_FALSE(FamilyOfKind("checkpoints").has_value()) << "checkpoints are not a device's record";
+}
+
+TEST_F(StorePartsTest, DecisionsAfterARestartNeverOverwriteEarlierOnes) {
+  // The decision counter lived in memory: after a restart, a decision in the
+  // same millisecond got the same key and overwrote a chained one.
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  rollertrace::v1::AuthorizeRequest request;
+  request.set_device_id("R-1");
+  request.set_start_unix_ms(kNow);
+  request.mutable_session()->set_patient_pseudonym("P-1");
+  auto first = Authorize(*store_, request, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Open();
+  auto second = Authorize(*store_, request, kNow);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_NE(first->decision_id(), second->decision_id());
+  EXPECT_EQ(ExportedRecords("R-1", "decisions"), 2u);
+  auto report = store_->verifier().Verify("");
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->intact()) << (report->breaks_size() ? report->breaks(0).detail() : "");
+}
+
+TEST_F(StorePartsTest, ARestartAddsNoLinkToADevicesRecordChain) {
+  // Whether a device's definition was linked depended on an in-memory cache:
+  // the first write after a restart linked it again.
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  const rollertrace::v1::EventBatch one = Usage("R-1", 1), two = Usage("R-1", 2);
+  const rollertrace::v1::EventBatch* first[] = {&one};
+  ASSERT_TRUE(Append(*store_, first, kNow).ok());
+  const uint64_t before = store_->audit().GetDevice("R-1")->state().records_length();
+  EXPECT_EQ(before, 2u) << "registered: its log entry and its definition";
+  Open();
+  const rollertrace::v1::EventBatch* second[] = {&two};
+  ASSERT_TRUE(Append(*store_, second, kNow + 1).ok());
+  EXPECT_EQ(store_->audit().GetDevice("R-1")->state().records_length(), before);
+  ASSERT_TRUE(Retire(*store_, "R-1", "worn", kNow + 2).ok());
+  EXPECT_EQ(store_->audit().GetDevice("R-1")->state().records_length(), before + 2)
+      << "a retirement: its log entry and the changed definition";
+}
+
+TEST_F(StorePartsTest, AStoreRecordsItsFormatAndRefusesANewerOne) {
+  Open();
+  ASSERT_NO_FATAL_FAILURE(Raw([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    std::string format;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, std::string(kMetaFormat), &format).ok());
+    EXPECT_EQ(format, std::to_string(kStoreFormat));
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, std::string(kMetaFormat), "3").ok());
+  }));
+  auto s = EventStore::Open(dir_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.status()));
+  EXPECT_NE(s.status().message().find("format 3, newer than this build reads (2)"), std::string::npos)
+      << s.status().message();
+}
+
+TEST_F(StorePartsTest, AFormatOneStoreIsRefusedUntilMigratedThenKeepsItsRecords) {
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  rollertrace::v1::AuthorizeRequest request;
+  request.set_device_id("R-1");
+  request.set_start_unix_ms(kNow);
+  request.mutable_session()->set_patient_pseudonym("P-1");
+  ASSERT_TRUE(Authorize(*store_, request, kNow).ok());
+  // A store from before formats: no meta family content and no command log.
+  ASSERT_NO_FATAL_FAILURE(Raw([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), meta));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), meta, it->key()).ok());
+  }));
+  auto refused = EventStore::Open(dir_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("rollertrace-store migrate --data-dir " + dir_), std::string::npos)
+      << refused.status().message();
+
+  auto migrated = Db::Open(dir_, true, Db::Mode::kMigrate);
+  ASSERT_TRUE(migrated.ok()) << migrated.status();
+  migrated->reset();
+  Open();
+  EXPECT_FALSE(*store_->log().Complete()) << "its history before the migration is not in the log";
+  EXPECT_EQ(*store_->log().NextIndex(), 1u);
+  // The decision counter resumes after the stored decisions.
+  auto next = Authorize(*store_, request, kNow);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(ExportedRecords("R-1", "decisions"), 2u);
+  EXPECT_TRUE(store_->verifier().Verify("")->intact());
+}
+
+TEST_F(StorePartsTest, APolicyChangeAppliesToCommandsJudgedAfterItAndIsNamedInTheirDecisions) {
+  StoreOptions options;
+  options.policy = rules::Policy{};
+  options.opened_unix_ms = kNow - 5000;
+  Open(options);
+  ASSERT_EQ(store_->policy().first, 1u);
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  rollertrace::v1::EventBatch start;
+  start.set_device_id("R-1");
+  auto* e = start.add_events();
+  e->set_device_id("R-1");
+  e->set_sequence(1);
+  e->set_device_time_unix_ms(kNow);
+  e->mutable_session_started()->set_session_id("s1");
+  e->mutable_session_started()->set_patient_pseudonym("P-1");
+  const rollertrace::v1::EventBatch* batches[] = {&start};
+  ASSERT_TRUE(Append(*store_, batches, kNow).ok());
+  EXPECT_EQ(store_->audit().Sessions("R-1")->front().decision().policy_version(), 1u);
+
+  // The same policy again: no new version.
+  Open(options);
+  EXPECT_EQ(store_->policy().first, 1u);
+  // A session limit of one: the next session is past it, under version 2.
+  options.policy->session_limit = 1;
+  Open(options);
+  ASSERT_EQ(store_->policy().first, 2u);
+  rollertrace::v1::AuthorizeRequest request;
+  request.set_device_id("R-1");
+  request.set_start_unix_ms(kNow + 1000);
+  request.mutable_session()->set_patient_pseudonym("P-1");
+  auto d = Authorize(*store_, request, kNow + 1000);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->policy_version(), 2u);
+  EXPECT_TRUE(std::any_of(d->hits().begin(), d->hits().end(),
+                          [](const rollertrace::v1::RuleHit& h) { return h.rule() == "SESSION_LIMIT"; }));
+  // The first session keeps the version it was judged under.
+  EXPECT_EQ(store_->audit().Sessions("R-1")->front().decision().policy_version(), 1u);
+
+  // A new command naming another version than the one in force is refused.
+  rollertrace::v1::StoreCommand stale = NewCommand(*store_, kNow + 2000);
+  stale.set_policy_version(1);
+  *stale.mutable_retire()->mutable_device_id() = "R-1";
+  auto r = store_->Execute(stale);
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+}
+
+TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
+  rules::Policy p;
+  p.session_limit = 3;
+  p.session_limit_by_model["MTS \"192\""] = 2;
+  p.course_gap_ms = 21 * rules::kDayMs;
+  p.anaesthesia_min_ms = 25 * rules::kMinuteMs;
+  p.methods["dry_heat"] = {{160.0, 7200}};
+  const std::string text = rules::FormatPolicy(p);
+  auto back = rules::ParsePolicy(text);
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+  EXPECT_EQ(rules::FormatPolicy(*back), text);
+  EXPECT_EQ(back->session_limit, 3u);
+  EXPECT_EQ(back->session_limit_by_model.at("MTS \"192\""), 2u);
+  EXPECT_EQ(back->course_gap_ms, 21 * rules::kDayMs);
+  EXPECT_EQ(back->methods.at("dry_heat")[0].hold_seconds, 7200u);
+  EXPECT_EQ(rules::FormatPolicy(rules::Policy{}), rules::FormatPolicy(*rules::ParsePolicy("")));
+}
+
+}  // namespace
+}  // namespace rollertrace::store
