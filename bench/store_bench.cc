@@ -126,7 +126,8 @@ void IngestWritePath(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 
-// EventStore::Append alone, without the committer thread hand-off.
+// The store alone, without the committer thread hand-off: one ingest command
+// per device batch, all in one write (EventStore::ExecuteGroup).
 void StoreAppend(benchmark::State& state) {
   const int batch_size = static_cast<int>(state.range(0));
   auto dir = FreshDir("append");
@@ -134,16 +135,18 @@ void StoreAppend(benchmark::State& state) {
   RegisterDevices(**store);
   std::map<std::string, uint64_t> next_seq;
   for (auto _ : state) {
-    std::map<std::string, rollertrace::v1::EventBatch> batches;
+    std::map<std::string, rollertrace::v1::StoreCommand> by_device;
     for (int i = 0; i < batch_size; ++i) {
       const std::string device = Device(i % kDevices);
-      auto& b = batches[device];
-      b.set_device_id(device);
-      *b.add_events() = SampleEvent(device, ++next_seq[device]);
+      auto [it, fresh] = by_device.try_emplace(device);
+      if (fresh) it->second = rollertrace::store::NewCommand(**store, 1764000000000);
+      auto* b = it->second.mutable_ingest();
+      b->set_device_id(device);
+      *b->add_events() = SampleEvent(device, ++next_seq[device]);
     }
-    std::vector<const rollertrace::v1::EventBatch*> ptrs;
-    for (auto& [d, b] : batches) ptrs.push_back(&b);
-    auto r = rollertrace::store::Append(**store, ptrs, 1764000000000);
+    std::vector<rollertrace::v1::StoreCommand> commands;
+    for (auto& [d, c] : by_device) commands.push_back(std::move(c));
+    auto r = (*store)->ExecuteGroup(commands);
     if (!r.ok()) state.SkipWithError("append failed");
   }
   state.SetItemsProcessed(state.iterations() * batch_size);

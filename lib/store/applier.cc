@@ -79,7 +79,7 @@ void PolicyBook::Add(uint64_t version, rules::Policy policy) {
 }
 
 absl::Status Applier::Apply(const rollertrace::v1::StoreCommand& command, WriteTxn& txn, CommandResult* result) {
-  absl::StatusOr<uint64_t> next = ReadCounter(txn, kMetaNextCommand, 1);
+  absl::StatusOr<uint64_t> next = txn.NextCommandIndex();
   if (!next.ok()) return next.status();
   if (command.index() != 0 && command.index() != *next) {
     return absl::FailedPreconditionError(util::Cat("command ", command.index(), " is out of order: the store's log ",
@@ -125,7 +125,7 @@ absl::Status Applier::Apply(const rollertrace::v1::StoreCommand& command, WriteT
     logged.clear_index();
     txn.Put(Family::kCommands, CommandKey(*next), logged.SerializeAsString());
   }
-  PutCounter(txn, kMetaNextCommand, *next + 1);
+  txn.AdvanceCommandIndex();
   result->index = *next;
   return absl::OkStatus();
 }

@@ -43,8 +43,7 @@ void Log(Context& c, DeviceRecord* device, const char* kind, const std::string& 
 absl::Status Register(Context& c, const rollertrace::v1::RegisterCommand& command) {
   rollertrace::v1::Device device = command.device();
   if (absl::Status s = rules::ValidateRegistration(device); !s.ok()) return s;
-  std::string existing;
-  absl::StatusOr<bool> found = c.txn.Get(Family::kDevices, device.device_id(), &existing);
+  absl::StatusOr<bool> found = c.txn.HasDevice(device.device_id());
   if (!found.ok()) return found.status();
   if (*found) return absl::AlreadyExistsError(util::Cat("device ", device.device_id(), " is already registered"));
   device.set_registered_unix_ms(c.now);
@@ -129,8 +128,7 @@ absl::Status Import(Context& c, const rollertrace::v1::ImportCommand& command) {
   absl::StatusOr<std::vector<CheckedRecord>> checked = CheckArchive(device_ids, command.records());
   if (!checked.ok()) return checked.status();
   for (const std::string& id : device_ids) {
-    std::string existing;
-    absl::StatusOr<bool> found = c.txn.Get(Family::kDevices, id, &existing);
+    absl::StatusOr<bool> found = c.txn.HasDevice(id);
     if (!found.ok()) return found.status();
     if (*found) {
       return absl::AlreadyExistsError(

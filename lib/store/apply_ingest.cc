@@ -182,7 +182,7 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
     }
     EncodeStoredEvent(event, c.now, state, &value);
     key = DeviceSequenceKey(id, event.sequence());
-    c.txn.Put(Family::kEvents, key, value);
+    c.txn.PutEvent(key, value);
     if (absl::Status d = ApplyDomain(c, event, *s.record); !d.ok()) return d;
     ApplyEvent(event, c.now, state, &s.closed_gaps, &c.result->gaps_opened);
     ++c.result->stored_by_type[std::string(codec::EventType(event))];

@@ -48,7 +48,7 @@ absl::StatusOr<CommandResult> EventStore::Execute(const rollertrace::v1::StoreCo
 absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGroup(
     std::span<const rollertrace::v1::StoreCommand> commands) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  WriteTxn txn(*db_);
+  WriteTxn txn(*db_, &device_cache_);
   std::vector<absl::StatusOr<CommandResult>> results;
   results.reserve(commands.size());
   for (const rollertrace::v1::StoreCommand& command : commands) {

@@ -86,6 +86,7 @@ class EventStore {
   Applier applier_;
   mutable std::atomic<uint64_t> decision_counter_{0};  // from meta at open
   std::mutex write_mu_;  // one write at a time: commands apply in order
+  DeviceCache device_cache_;  // guarded by write_mu_
 };
 
 }  // namespace rollertrace::store

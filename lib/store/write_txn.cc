@@ -9,14 +9,16 @@
 
 namespace rollertrace::store {
 
-WriteTxn::WriteTxn(const Db& db)
+WriteTxn::WriteTxn(const Db& db, DeviceCache* cache)
     : db_(db),
+      cache_(cache),
       batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
                                                             /*overwrite_key=*/true)) {}
 
 WriteTxn::~WriteTxn() = default;
 
 absl::StatusOr<bool> WriteTxn::Get(Family family, std::string_view key, std::string* value) const {
+  if (family == Family::kEvents) return absl::InternalError("events are not read back during a write");
   rocksdb::Status s = batch_->GetFromBatchAndDB(db_.raw(), rocksdb::ReadOptions(), db_.handle(family),
                                                 rocksdb::Slice(key.data(), key.size()), value);
   if (s.IsNotFound()) return false;
@@ -25,13 +27,25 @@ absl::StatusOr<bool> WriteTxn::Get(Family family, std::string_view key, std::str
 }
 
 std::unique_ptr<rocksdb::Iterator> WriteTxn::Iterate(Family family) const {
+  if (family == Family::kEvents) {
+    // Not indexed (PutEvent): an iterator over them would miss this write's.
+    return std::unique_ptr<rocksdb::Iterator>(
+        rocksdb::NewErrorIterator(rocksdb::Status::NotSupported("events are not read back during a write")));
+  }
   rocksdb::ColumnFamilyHandle* h = db_.handle(family);
   return std::unique_ptr<rocksdb::Iterator>(
       batch_->NewIteratorWithBase(h, db_.raw()->NewIterator(rocksdb::ReadOptions(), h)));
 }
 
 void WriteTxn::Put(Family family, std::string_view key, std::string_view value) {
+  if (family == Family::kDevices && cache_ != nullptr) written_around_.emplace_back(key);
   batch_->Put(db_.handle(family), rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
+}
+
+void WriteTxn::PutEvent(std::string_view key, std::string_view value) {
+  // Into the batch itself, around the index (appending keeps the offsets the index holds).
+  batch_->GetWriteBatch()->Put(db_.handle(Family::kEvents), rocksdb::Slice(key.data(), key.size()),
+                               rocksdb::Slice(value.data(), value.size()));
 }
 
 void WriteTxn::PutRecord(rollertrace::v1::DeviceRecord* owner, Family family, std::string_view key,
@@ -45,18 +59,50 @@ void WriteTxn::PutRecord(rollertrace::v1::DeviceRecord* owner, Family family, st
 WriteTxn::Loaded& WriteTxn::Touch(Loaded& loaded) {
   if (!loaded.touched) {
     loaded.touched = true;
-    loaded.definition_before = loaded.record.device().SerializeAsString();
-    touched_.push_back(loaded.record.device().device_id());
+    loaded.existed = true;
+    const auto& d = loaded.record.device();
+    loaded.lifecycle = d.lifecycle();
+    loaded.retired_unix_ms = d.retired_unix_ms();
+    loaded.retired_reason = d.retired_reason();
+    touched_.push_back(d.device_id());
   }
   return loaded;
+}
+
+absl::StatusOr<bool> WriteTxn::HasDevice(const std::string& device_id) {
+  if (devices_.count(device_id)) return true;
+  if (cache_ != nullptr && cache_->count(device_id)) return true;
+  std::string value;
+  return Get(Family::kDevices, device_id, &value);
+}
+
+absl::StatusOr<uint64_t> WriteTxn::NextCommandIndex() {
+  if (next_command_ == 0) {
+    std::string value;
+    absl::StatusOr<bool> found = Get(Family::kMeta, kMetaNextCommand, &value);
+    if (!found.ok()) return found.status();
+    if (*found && value.size() != 8) return Corrupt(Family::kMeta, kMetaNextCommand);
+    next_command_ = *found ? ReadBigEndian64(value) : 1;
+  }
+  return next_command_;
+}
+
+void WriteTxn::AdvanceCommandIndex() {
+  ++next_command_;
+  command_index_moved_ = true;
 }
 
 absl::StatusOr<rollertrace::v1::DeviceRecord*> WriteTxn::Device(const std::string& device_id) {
   if (auto it = devices_.find(device_id); it != devices_.end()) return &Touch(it->second).record;
   Loaded loaded;
-  absl::StatusOr<bool> found = Read(Family::kDevices, device_id, &loaded.record);
-  if (!found.ok()) return found.status();
-  if (!*found) return nullptr;
+  if (auto cached = cache_ != nullptr ? cache_->find(device_id) : DeviceCache::iterator{};
+      cache_ != nullptr && cached != cache_->end()) {
+    loaded.record = cached->second;
+  } else {
+    absl::StatusOr<bool> found = Read(Family::kDevices, device_id, &loaded.record);
+    if (!found.ok()) return found.status();
+    if (!*found) return nullptr;
+  }
   return &Touch(devices_.emplace(device_id, std::move(loaded)).first->second).record;
 }
 
@@ -65,7 +111,7 @@ rollertrace::v1::DeviceRecord* WriteTxn::AddDevice(rollertrace::v1::DeviceRecord
   Loaded& loaded = devices_[id];
   loaded.record = std::move(record);
   loaded.touched = true;
-  loaded.definition_before.clear();
+  loaded.existed = false;
   touched_.push_back(id);
   return &loaded.record;
 }
@@ -75,13 +121,14 @@ void WriteTxn::EndCommand(int64_t now) {
     Loaded& loaded = devices_.at(id);
     if (!loaded.touched) continue;
     loaded.touched = false;
-    const std::string definition = loaded.record.device().SerializeAsString();
-    if (definition != loaded.definition_before) {
-      rollertrace::v1::LedgerEntry entry =
-          NextLedgerEntry(loaded.record.mutable_state(), KindOf(Family::kDevices), id, Sha256(definition), now);
+    loaded.changed = true;
+    const auto& d = loaded.record.device();
+    if (!loaded.existed || d.lifecycle() != loaded.lifecycle || d.retired_unix_ms() != loaded.retired_unix_ms ||
+        d.retired_reason() != loaded.retired_reason) {
+      rollertrace::v1::LedgerEntry entry = NextLedgerEntry(loaded.record.mutable_state(), KindOf(Family::kDevices), id,
+                                                           Sha256(d.SerializeAsString()), now);
       Put(Family::kLedger, DeviceSequenceKey(id, entry.index()), entry.SerializeAsString());
     }
-    Put(Family::kDevices, id, loaded.record.SerializeAsString());
   }
   touched_.clear();
 }
@@ -89,7 +136,7 @@ void WriteTxn::EndCommand(int64_t now) {
 void WriteTxn::ForgetCommand() {
   for (const std::string& id : touched_) {
     Loaded& loaded = devices_.at(id);
-    if (loaded.definition_before.empty() && loaded.touched) {
+    if (!loaded.existed && loaded.touched) {
       devices_.erase(id);  // added by this command
       continue;
     }
@@ -101,8 +148,24 @@ void WriteTxn::ForgetCommand() {
 size_t WriteTxn::Count() const { return static_cast<size_t>(batch_->GetWriteBatch()->Count()); }
 
 absl::Status WriteTxn::Commit(std::string_view what) {
+  for (auto& [id, loaded] : devices_) {
+    if (loaded.changed) batch_->Put(db_.handle(Family::kDevices), id, loaded.record.SerializeAsString());
+  }
+  if (command_index_moved_) {
+    std::string be;
+    AppendBigEndian64(&be, next_command_);
+    Put(Family::kMeta, kMetaNextCommand, be);
+  }
   if (Count() == 0) return absl::OkStatus();
-  return db_.Write(batch_->GetWriteBatch(), what);
+  if (absl::Status s = db_.Write(batch_->GetWriteBatch(), what); !s.ok()) {
+    if (cache_ != nullptr) cache_->clear();  // what is on disk is not known for sure now
+    return s;
+  }
+  if (cache_ == nullptr) return absl::OkStatus();
+  for (auto& [id, loaded] : devices_) (*cache_)[id] = std::move(loaded.record);
+  for (const std::string& id : written_around_) cache_->erase(id);
+  devices_.clear();
+  return absl::OkStatus();
 }
 
 }  // namespace rollertrace::store

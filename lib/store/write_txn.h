@@ -23,9 +23,17 @@ class WriteBatchWithIndex;
 
 namespace rollertrace::store {
 
+// A copy of committed device records, kept by the one writer to spare a read
+// per device per write. It holds exactly what the store holds (updated after
+// a commit, dropped for any device written around EndCommand), so it changes
+// no byte written; the definition-link decision compares with the record as
+// loaded, cached or not.
+using DeviceCache = std::map<std::string, rollertrace::v1::DeviceRecord, std::less<>>;
+
 class WriteTxn final : public ReadView {
  public:
-  explicit WriteTxn(const Db& db);
+  // `cache` (may be null) must be used by one txn at a time.
+  explicit WriteTxn(const Db& db, DeviceCache* cache = nullptr);
   ~WriteTxn() override;
   WriteTxn(const WriteTxn&) = delete;
   WriteTxn& operator=(const WriteTxn&) = delete;
@@ -34,6 +42,10 @@ class WriteTxn final : public ReadView {
   std::unique_ptr<rocksdb::Iterator> Iterate(Family family) const override;
 
   void Put(Family family, std::string_view key, std::string_view value);
+  // Events skip the index: the applier never reads an event back during a
+  // write (a repeat is found from the device's state), and the index is
+  // the cost of a write. Get and Iterate refuse Family::kEvents.
+  void PutEvent(std::string_view key, std::string_view value);
   // Writes a record ingestd owns (session, violation, decision, log entry,
   // cycle, recall, closed gap, finding) and links it into `owner`'s record
   // chain. REQUIRES: owner from Device() or AddDevice() of this txn.
@@ -44,28 +56,45 @@ class WriteTxn final : public ReadView {
   absl::StatusOr<rollertrace::v1::DeviceRecord*> Device(const std::string& device_id);
   // A device new to the store (a registration): its definition is linked by EndCommand.
   rollertrace::v1::DeviceRecord* AddDevice(rollertrace::v1::DeviceRecord record);
-  // Stages every device the command touched (above). Call once per command.
+  // Ends a command: each device it touched whose definition changed is
+  // linked (above); the records themselves are written once, at Commit.
   void EndCommand(int64_t now);
+  // Whether `device_id` is registered as this write sees it.
+  absl::StatusOr<bool> HasDevice(const std::string& device_id);
+  // The command log's next index as this write sees it, and its advance
+  // (written once, at Commit).
+  absl::StatusOr<uint64_t> NextCommandIndex();
+  void AdvanceCommandIndex();
   // Drops the devices touched since the last EndCommand (the command was
   // refused before it wrote anything of its own).
   void ForgetCommand();
 
   size_t Count() const;
-  // Writes everything in one batch (synced when the store syncs).
+  // Writes everything in one batch (synced when the store syncs), then
+  // brings the device cache up to date.
   absl::Status Commit(std::string_view what);
 
  private:
   struct Loaded {
     rollertrace::v1::DeviceRecord record;
-    std::string definition_before;  // serialised Device before this command; empty: a new device
+    // The definition before this command (after registration only these change).
+    bool existed = false;
+    rollertrace::v1::Lifecycle lifecycle = rollertrace::v1::LIFECYCLE_UNSPECIFIED;
+    int64_t retired_unix_ms = 0;
+    std::string retired_reason;
     bool touched = false;
+    bool changed = false;  // to be written at Commit
   };
   Loaded& Touch(Loaded& loaded);
 
   const Db& db_;
+  DeviceCache* cache_;
+  std::vector<std::string> written_around_;  // device records Put directly (imports)
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::map<std::string, Loaded> devices_;
   std::vector<std::string> touched_;  // in the order first touched by the command
+  uint64_t next_command_ = 0;         // 0: not read yet
+  bool command_index_moved_ = false;
 };
 
 }  // namespace rollertrace::store

@@ -6,7 +6,9 @@
 #include <rocksdb/db.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "store/commands.h"
 #include "store/keys.h"
@@ -233,6 +235,30 @@ TEST_F(StorePartsTest, APolicyChangeAppliesToCommandsJudgedAfterItAndIsNamedInTh
   *stale.mutable_retire()->mutable_device_id() = "R-1";
   auto r = store_->Execute(stale);
   EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+}
+
+TEST_F(StorePartsTest, ATrailReadWhileEventsArriveIsOneMomentOfTheStore) {
+  // Trails read the device record, then its events, without a snapshot: a
+  // write in between gave a trail whose events outnumbered its own state.
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t seq = 1; !stop && seq < 100000; ++seq) {
+      const rollertrace::v1::EventBatch b = Usage("R-1", seq);
+      const rollertrace::v1::EventBatch* batches[] = {&b};
+      if (!Append(*store_, batches, kNow + static_cast<int64_t>(seq)).ok()) break;
+    }
+  });
+  int checked = 0;
+  for (; checked < 200; ++checked) {
+    auto trail = store_->audit().RollerTrail("R-1");
+    ASSERT_TRUE(trail.ok()) << trail.status();
+    ASSERT_EQ(static_cast<uint64_t>(trail->events_size()), trail->roller().state().events_stored());
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(checked, 200);
 }
 
 TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
