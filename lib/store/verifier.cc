@@ -37,17 +37,14 @@ std::string DescribeRecord(std::string_view kind, std::string_view key, uint64_t
     }
   }
   if (kind == "decisions" || kind == "device_log") {
-    const size_t nul = key.find('\0');
-    if (nul != std::string_view::npos && key.size() >= nul + 17) {
-      return util::Cat(kind == "decisions" ? "decision" : "device log entry", " made at unix ms ",
-                       static_cast<int64_t>(ReadBigEndian64(key.substr(nul + 1, 8))));
+    if (auto k = DecodeTimedKey(key)) {
+      return util::Cat(kind == "decisions" ? "decision" : "device log entry", " made at unix ms ", k->unix_ms);
     }
   }
   if (kind == "findings") {
-    const size_t nul = key.find('\0');
-    if (nul != std::string_view::npos && key.size() >= nul + 9) {
-      *sequence = ReadBigEndian64(key.substr(nul + 1, 8));
-      return util::Cat("finding ", key.substr(nul + 9), " at sequence ", *sequence);
+    if (auto k = DecodeFindingKey(key)) {
+      *sequence = k->sequence;
+      return util::Cat("finding ", k->kind, " at sequence ", k->sequence);
     }
   }
   if (auto k = DecodeDeviceSequenceKey(key)) {
@@ -282,8 +279,8 @@ absl::StatusOr<rollertrace::v1::VerifyReport> Verifier::Verify(std::string_view 
           if (auto parts = DecodeTimeKey(key)) b->set_device_id(parts->device_id);
         } else if (auto k = DecodeDeviceSequenceKey(key)) {
           b->set_device_id(k->device_id);
-        } else if (size_t nul = key.find('\0'); nul != std::string::npos) {
-          b->set_device_id(key.substr(0, nul));
+        } else if (auto owner = KeyOwner(key)) {
+          b->set_device_id(*owner);
         }
         break;  // the first of each kind is enough to name
       }
