@@ -153,6 +153,12 @@ absl::Status Db::Write(rocksdb::WriteBatch* batch, std::string_view what) const 
   return absl::InternalError(util::Cat(what, ": ", s.ToString()));
 }
 
+absl::Status Db::Resume() {
+  rocksdb::Status s = db_->Resume();
+  if (s.ok()) return absl::OkStatus();
+  return absl::UnavailableError(util::Cat("the store at ", path_, " did not resume: ", s.ToString()));
+}
+
 std::map<std::string, uint64_t> Db::Properties() const {
   std::map<std::string, uint64_t> out;
   for (const char* name : {"rocksdb.estimate-live-data-size", "rocksdb.estimate-pending-compaction-bytes",

@@ -84,6 +84,9 @@ class Db {
   // RocksDB integer properties summed over the families, for metrics.
   std::map<std::string, uint64_t> Properties() const;
   const std::string& path() const { return path_; }
+  // After a background error (a write that failed for lack of space):
+  // RocksDB's Resume(). OK when the store takes writes again.
+  absl::Status Resume();
 
  private:
   Db(std::string path, bool sync);

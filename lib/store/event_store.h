@@ -73,6 +73,10 @@ class EventStore {
   const CommandLog& log() const { return log_; }
   // RocksDB integer properties for metrics, e.g. "rocksdb.estimate-live-data-size".
   std::map<std::string, uint64_t> Properties() const { return db_->Properties(); }
+  // The store's directory, and RocksDB's recovery after a failed write
+  // (a full disk): OK when it takes writes again.
+  const std::string& path() const { return db_->path(); }
+  absl::Status Resume() { return db_->Resume(); }
 
  private:
   explicit EventStore(std::unique_ptr<Db> db);

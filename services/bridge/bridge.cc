@@ -9,6 +9,7 @@
 
 namespace rollertrace::bridge {
 
+using rollertrace::v1::EventBatch;
 using rollertrace::v1::IngestRequest;
 using rollertrace::v1::IngestResponse;
 
@@ -67,7 +68,10 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
                                       "Authorisation requests relayed to ingestd, by result (allow, deny, error)")),
       commands_published_(metrics.Counter("rollertrace_bridge_commands_published_total",
                                           "Commands (lock, unlock, retire) published to devices")
-                              .Add({})) {}
+                              .Add({})),
+      held_back_(metrics.Counter("rollertrace_bridge_ingest_held_back_total",
+                                 "Requests ingestd could not store (its store took no writes), queued again unacked")
+                     .Add({})) {}
 
 Bridge::~Bridge() { Stop(); }
 
@@ -343,9 +347,12 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(200), [this] {
-        return stopping_ || stream_broken_ || (!queue_.empty() && inflight_.size() < options_.max_inflight_requests);
+        return stopping_ || stream_broken_ ||
+               (!queue_.empty() && inflight_.size() < options_.max_inflight_requests &&
+                std::chrono::steady_clock::now() >= paused_until_);
       });
       if (stopping_ || stream_broken_) break;
+      if (std::chrono::steady_clock::now() < paused_until_) continue;
       if (queue_.empty() && std::chrono::steady_clock::now() - last_write > std::chrono::seconds(1)) {
         // An empty request now and then collects commands ingestd raised
         // outside ingestion (recalls, unlocks).
@@ -403,6 +410,30 @@ void Bridge::HandleResponse(const IngestResponse& response) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = inflight_.find(response.request_id());
     if (it == inflight_.end()) return;  // an idle request, or answered before a stream restart
+    if (!response.unavailable().empty()) {
+      // Nothing of it was stored (ingestd's store takes no writes): back to
+      // the head of the queue, unacked, and a pause before sending again.
+      auto* batches = it->second.request.mutable_batches();
+      for (int i = batches->size() - 1; i >= 0; --i) {
+        EventBatch& b = (*batches)[i];
+        queued_events_ += static_cast<size_t>(b.events_size());
+        const auto kind = it->second.kinds[b.device_id()];
+        queue_.push_front(Queued{kind, std::move(b), it->second.request.bridge_received_unix_ms()});
+      }
+      queue_depth_.Set(static_cast<double>(queued_events_));
+      const bool was_holding = holding_;
+      holding_ = true;
+      paused_until_ = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(std::max<uint32_t>(response.retry_after_ms(), 100));
+      inflight_.erase(it);
+      inflight_depth_.Set(static_cast<double>(inflight_.size()));
+      held_back_.Increment();
+      if (!was_holding) std::cerr << "mqtt-bridge: ingestd holds writes back: " << response.unavailable() << std::endl;
+      cv_.notify_all();
+      return;
+    }
+    if (holding_) std::cerr << "mqtt-bridge: ingestd takes writes again" << std::endl;
+    holding_ = false;
     kinds = std::move(it->second.kinds);
     inflight_.erase(it);
     inflight_depth_.Set(static_cast<double>(inflight_.size()));

@@ -121,6 +121,7 @@ class Bridge {
   prometheus::Counter& mqtt_reconnects_;
   prometheus::Family<prometheus::Counter>& authorizations_;
   prometheus::Counter& commands_published_;
+  prometheus::Counter& held_back_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -129,6 +130,9 @@ class Bridge {
   std::map<uint64_t, Inflight> inflight_;  // by request id, in send order
   uint64_t next_request_id_ = 1;
   bool stream_broken_ = false;
+  // ingestd's store takes no writes: send nothing new before this.
+  std::chrono::steady_clock::time_point paused_until_{};
+  bool holding_ = false;  // the latest answer was "held back"
   std::condition_variable room_cv_;  // the queue has room again
   std::mutex authorize_mu_;
   std::deque<rollertrace::v1::AuthorizeRequest> authorize_queue_;  // guarded by authorize_mu_

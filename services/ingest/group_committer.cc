@@ -6,6 +6,7 @@
 #include <set>
 
 #include "codec/codec.h"
+#include "util/cat.h"
 
 namespace rollertrace::ingest {
 namespace {
@@ -30,12 +31,13 @@ void RejectBatch(const EventBatch& batch, std::string_view reason, const std::st
 }  // namespace
 
 GroupCommitter::GroupCommitter(store::EventStore& store, const pseudonym::Pseudonymizer& pseudonymizer,
-                               IngestMetrics& metrics, Clock clock, GroupCommitOptions options)
+                               IngestMetrics& metrics, Clock clock, GroupCommitOptions options, StoreGuard* guard)
     : store_(store),
       pseudonymizer_(pseudonymizer),
       metrics_(metrics),
       clock_(std::move(clock)),
       options_(options),
+      guard_(guard),
       writer_([this] { Run(); }) {}
 
 GroupCommitter::~GroupCommitter() {
@@ -171,12 +173,39 @@ void GroupCommitter::Run() {
     decisions.swap(decisions_);
     lock.unlock();
     room_cv_.notify_all();
-    CommitGroup(group, decisions);
+    const bool committed = CommitGroup(group, decisions);
     lock.lock();
+    if (!committed && stopping_ && !decisions_.empty()) {
+      std::cerr << "ingestd: stopping with " << decisions_.size()
+                << " authorisation decisions answered but not stored (the store took no writes)" << std::endl;
+      decisions_.clear();
+    } else if (!committed) {
+      // Held back: wait a moment rather than spin on a store that takes no writes.
+      cv_.wait_for(lock, std::chrono::milliseconds(StoreGuard::kRetryAfterMs / 4), [this] { return stopping_; });
+    }
   }
 }
 
-void GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions) {
+void GroupCommitter::HoldBack(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions,
+                              const absl::Status& why) {
+  for (auto& p : group) {
+    p.response.set_unavailable(std::string(why.message()));
+    p.response.set_retry_after_ms(StoreGuard::kRetryAfterMs);
+    p.promise.set_value(std::move(p.response));
+  }
+  if (decisions.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& d : decisions_) decisions.push_back(std::move(d));
+  decisions_ = std::move(decisions);
+}
+
+bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions) {
+  if (guard_ != nullptr) {
+    if (absl::Status writable = guard_->Writable(); !writable.ok()) {
+      HoldBack(group, decisions, writable);
+      return false;
+    }
+  }
   // Decisions first, then every batch in the order it arrived: one write.
   std::vector<rollertrace::v1::StoreCommand> commands = std::move(decisions);
   const size_t first_batch = commands.size();
@@ -197,18 +226,15 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
   const auto finished = std::chrono::steady_clock::now();
 
   if (!results.ok()) {
-    // Nothing was written; the devices keep their events and send them again.
-    if (first_batch > 0) {
-      std::cerr << "ingestd: " << first_batch << " authorisation decisions answered but not stored: "
-                << results.status().message() << std::endl;
-    }
-    for (size_t k = first_batch; k < commands.size(); ++k) {
-      const EventBatch& b = commands[k].ingest();
-      RejectBatch(b, "store_unavailable", std::string(results.status().message()), &group[owner[k - first_batch]].response);
-      metrics_.Rejected("store_unavailable", b.events_size());
-    }
-    for (auto& p : group) p.promise.set_value(std::move(p.response));
-    return;
+    // Nothing was written: every request is held back, the decisions wait.
+    std::cerr << "ingestd: a commit failed, nothing of it was stored: " << results.status().message() << std::endl;
+    if (guard_ != nullptr) guard_->WriteFailed(results.status());
+    std::vector<rollertrace::v1::StoreCommand> held(std::make_move_iterator(commands.begin()),
+                                                    std::make_move_iterator(commands.begin() + first_batch));
+    // The batches go back into their requests' answers as "send again".
+    HoldBack(group, held, absl::UnavailableError(util::Cat("the store's write failed (", results.status().message(),
+                                                           "); nothing was stored, send it again")));
+    return false;
   }
 
   // Each request's own rejections; everything else counted for the whole group.
@@ -284,6 +310,7 @@ void GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
     }
     p.promise.set_value(std::move(p.response));
   }
+  return true;
 }
 
 }  // namespace rollertrace::ingest

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ingest/ingest_metrics.h"
+#include "ingest/store_guard.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rollertrace/v1/services.pb.h"
 #include "store/commands.h"
@@ -37,8 +38,11 @@ class GroupCommitter {
   using Clock = std::function<int64_t()>;  // unix milliseconds
 
   // Borrows store, pseudonymizer and metrics; they must outlive this object.
+  // With a guard, nothing is applied while it says the store takes no writes:
+  // requests are answered with IngestResponse.unavailable (not stored, not
+  // acked) and decisions wait.
   GroupCommitter(store::EventStore& store, const pseudonym::Pseudonymizer& pseudonymizer, IngestMetrics& metrics,
-                 Clock clock, GroupCommitOptions options = {});
+                 Clock clock, GroupCommitOptions options = {}, StoreGuard* guard = nullptr);
   // Answers what is queued, then joins the writer thread.
   ~GroupCommitter();
   GroupCommitter(const GroupCommitter&) = delete;
@@ -53,6 +57,10 @@ class GroupCommitter {
   // Decides at once (EventStore::Decide, no write lock) and answers; the
   // decision is stored with the next commit group. Thread-safe.
   absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request);
+
+  // OK when the store takes writes now (always, without a guard); for the
+  // writes that do not go through the queue (registrations, unlocks, …).
+  absl::Status StoreWritable() { return guard_ != nullptr ? guard_->Writable() : absl::OkStatus(); }
 
   // Commands for devices (locks, unlocks, recalls). Handed at once to one of
   // the command sinks (the bridges' streams), else they ride on the next
@@ -74,13 +82,19 @@ class GroupCommitter {
     std::promise<rollertrace::v1::IngestResponse> promise;
   };
   void Run();
-  void CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
+  // False when the group was held back (the store takes no writes).
+  bool CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
+  // Answers every request of the group "not stored, send again" and puts the
+  // decisions back at the head of the queue.
+  void HoldBack(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions,
+                const absl::Status& why);
 
   store::EventStore& store_;
   const pseudonym::Pseudonymizer& pseudonymizer_;
   IngestMetrics& metrics_;
   Clock clock_;
   GroupCommitOptions options_;
+  StoreGuard* guard_;
 
   std::mutex mu_;
   std::condition_variable cv_;       // work for the writer

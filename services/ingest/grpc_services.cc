@@ -90,12 +90,15 @@ grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext* context, const 
                                             IngestResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "IngestBatch"); !denied.ok()) return denied;
   *response = committer_.Submit(*request).get();
+  // A gateway is told plainly: nothing of it was stored, send it again.
+  if (!response->unavailable().empty()) return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, response->unavailable());
   return grpc::Status::OK;
 }
 
 grpc::Status RegistryServiceImpl::Register(grpc::ServerContext* context, const rollertrace::v1::RegisterRequest* request,
                                            rollertrace::v1::Device* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Register"); !denied.ok()) return denied;
+  if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   absl::StatusOr<rollertrace::v1::Device> device = store::Register(store_, request->device(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
   *response = *device;
@@ -123,6 +126,7 @@ grpc::Status RegistryServiceImpl::List(grpc::ServerContext* context, const rolle
 grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext* context, const rollertrace::v1::RetireRequest* request,
                                          rollertrace::v1::Device* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Retire"); !denied.ok()) return denied;
+  if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   if (request->reason().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a retirement needs a reason");
   }
@@ -135,6 +139,7 @@ grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext* context, const rol
 grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext* context, const rollertrace::v1::UnlockRequest* request,
                                          rollertrace::v1::Device* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Unlock"); !denied.ok()) return denied;
+  if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   rollertrace::v1::Command command;
   absl::StatusOr<rollertrace::v1::Device> device =
       store::Unlock(store_, request->device_id(), request->reason(), request->by(), clock_(), &command);
@@ -179,6 +184,7 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
     grpc::ServerContext* context, const rollertrace::v1::BiologicalIndicatorRequest* request,
     rollertrace::v1::BiologicalIndicatorResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "RecordBiologicalIndicator"); !denied.ok()) return denied;
+  if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   absl::StatusOr<store::CommandResult> outcome = store::RecordBiologicalIndicator(store_, *request, clock_());
   if (!outcome.ok()) return ToGrpc(outcome.status());
   metrics_.bi_results.Add({{"result", request->result() == rollertrace::v1::INDICATOR_PASS ? "pass" : "fail"}})
@@ -297,6 +303,7 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "the archive ends without its trailer: it is cut short; nothing was imported"};
     }
+    if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
     if (absl::Status s = store::Import(store_, devices, held, clock_()); !s.ok()) return ToGrpc(s);
     records = held.size();
     response->set_records(records);

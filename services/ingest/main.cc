@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   int verify_interval_s = 0;
   bool insecure_no_auth = false;
   int silent_minutes = 15;
+  uint64_t min_free_mib = 64;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing)")->capture_default_str();
@@ -61,6 +62,11 @@ int main(int argc, char** argv) {
   app.add_option("--gauge-interval-ms", gauge_interval_ms, "How often the fleet gauges are recomputed")
       ->capture_default_str()
       ->check(CLI::Range(100, 600000));
+  app.add_option("--min-free-mib", min_free_mib,
+                 "Free space to keep on the store's file system: below it ingestd takes no writes (devices are not "
+                 "acked and keep their events; reads go on) until space returns")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--silent-after-minutes", silent_minutes,
                  "A device not heard from for this long counts in rollertrace_devices_silent")
       ->capture_default_str()
@@ -140,8 +146,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (insecure_no_auth) std::cerr << "ingestd: WARNING: access control is off (--insecure-no-auth)" << std::endl;
-  auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(**store, *pseudonymizer, ingest_metrics,
-                                                                         rollertrace::util::NowUnixMs);
+  rollertrace::ingest::StoreGuard guard(**store, min_free_mib << 20, **metrics);
+  auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(
+      **store, *pseudonymizer, ingest_metrics, rollertrace::util::NowUnixMs, rollertrace::ingest::GroupCommitOptions{},
+      &guard);
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
   rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
@@ -183,6 +191,7 @@ int main(int argc, char** argv) {
 
   auto checkpoint = [&] {
     if (!signer) return;
+    if (absl::Status w = guard.Writable(); !w.ok()) return;  // the next one, once the store takes writes
     if (absl::Status s = rollertrace::store::WriteCheckpoint(**store, *signer, rollertrace::util::NowUnixMs()); !s.ok()) {
       std::cerr << "ingestd: checkpoint failed: " << s.message() << std::endl;
     }
@@ -191,6 +200,7 @@ int main(int argc, char** argv) {
   const auto verify_every = std::chrono::seconds(verify_interval_s);
   auto next_checkpoint = Clock::now() + std::chrono::seconds(checkpoint_interval_s);
   auto next_verify = Clock::now() + verify_every;
+  auto next_guard = Clock::now() + std::chrono::seconds(1);
   auto verify = [&] {
     absl::StatusOr<rollertrace::v1::VerifyReport> r =
         (*store)->verifier().Verify("", signer ? signer->public_key() : std::string());
@@ -207,15 +217,17 @@ int main(int argc, char** argv) {
   };
   int sig = 0;
   while (sig == 0) {
-    auto wake = Clock::time_point::max();
-    if (signer) wake = next_checkpoint;
+    auto wake = next_guard;
+    if (signer) wake = std::min(wake, next_checkpoint);
     if (verify_interval_s > 0) wake = std::min(wake, next_verify);
-    const auto wait = wake == Clock::time_point::max()
-                          ? std::chrono::milliseconds::zero()
-                          : std::max(std::chrono::milliseconds(1),
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()));
+    const auto wait = std::max(std::chrono::milliseconds(1),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()));
     sig = rollertrace::process::WaitForShutdownSignal(wait);
     if (sig != 0) break;
+    if (Clock::now() >= next_guard) {
+      guard.Tick();
+      next_guard = Clock::now() + std::chrono::seconds(1);
+    }
     if (signer && Clock::now() >= next_checkpoint) {
       checkpoint();
       next_checkpoint = Clock::now() + std::chrono::seconds(checkpoint_interval_s);
