@@ -1,6 +1,8 @@
 #include "agent/device_agent.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <iostream>
 
 namespace rollertrace::edge {
 
@@ -8,7 +10,54 @@ DeviceAgent::DeviceAgent(Spool& spool, AgentOptions options)
     : spool_(spool),
       options_(options),
       topic_(codec::EventsTopic(options.kind, spool.device_id(), options.json)),
-      current_timeout_(options.ack_timeout) {}
+      current_timeout_(options.ack_timeout) {
+  absl::StatusOr<std::optional<rollertrace::v1::AgentState>> saved = spool_.LoadAgentState();
+  if (!saved.ok()) {
+    std::cerr << "agent: " << saved.status().message() << "; offline decisions start from nothing" << std::endl;
+    return;
+  }
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  if (*saved) {
+    const rollertrace::v1::AgentState& s = **saved;
+    {
+      cache_.registered = s.server_answered();
+      cache_.device = s.snapshot().device();
+      cache_.use = s.snapshot().use();
+      cache_.sessions_started = s.snapshot().sessions_started();
+      cache_.total_revolutions = s.snapshot().total_revolutions();
+      cache_patient_bound_ = s.snapshot().patient_bound();
+    }
+    bound_patient_ref_ = s.bound_patient_ref();
+    locked_ = s.locked();
+    lock_reason_ = s.lock_reason();
+    through_sequence_ = s.through_sequence();
+  }
+  // Own events spooled after the state was last saved (it is saved without a
+  // sync after each event): fold them in again.
+  for (const auto& e : spool_.Pending(through_sequence_, SIZE_MAX)) NoteLocked(e);
+}
+
+rollertrace::v1::AgentState DeviceAgent::StateLocked() const {
+  rollertrace::v1::AgentState s;
+  s.set_server_answered(cache_.registered);
+  auto* snap = s.mutable_snapshot();
+  *snap->mutable_device() = cache_.device;
+  *snap->mutable_use() = cache_.use;
+  snap->set_sessions_started(cache_.sessions_started);
+  snap->set_total_revolutions(cache_.total_revolutions);
+  snap->set_patient_bound(cache_patient_bound_);
+  s.set_bound_patient_ref(bound_patient_ref_);
+  s.set_locked(locked_);
+  s.set_lock_reason(lock_reason_);
+  s.set_through_sequence(through_sequence_);
+  return s;
+}
+
+void DeviceAgent::SaveStateLocked(bool sync) {
+  if (absl::Status s = spool_.SaveAgentState(StateLocked(), sync); !s.ok()) {
+    std::cerr << "agent: " << spool_.device_id() << ": " << s.message() << std::endl;
+  }
+}
 
 absl::StatusOr<rollertrace::v1::Event> DeviceAgent::Record(rollertrace::v1::Event event, uint64_t source_cursor) {
   if (event.has_session_started()) {
@@ -27,6 +76,12 @@ absl::StatusOr<rollertrace::v1::Event> DeviceAgent::Record(rollertrace::v1::Even
 
 void DeviceAgent::NoteRecorded(const rollertrace::v1::Event& e) {
   std::lock_guard<std::mutex> lock(auth_mu_);
+  NoteLocked(e);
+  SaveStateLocked(/*sync=*/false);
+}
+
+void DeviceAgent::NoteLocked(const rollertrace::v1::Event& e) {
+  through_sequence_ = std::max(through_sequence_, e.sequence());
   auto* use = &cache_.use;
   const int64_t t = e.device_time_unix_ms();
   if (e.has_session_started()) {
@@ -47,6 +102,8 @@ void DeviceAgent::OnDecision(const std::string& payload) {
   if (!d.ParseFromString(payload) || d.device_id() != spool_.device_id()) return;
   {
     std::lock_guard<std::mutex> lock(auth_mu_);
+    // One nobody waits for any more (it came after the timeout) is dropped.
+    if (!awaited_.count(d.correlation_id())) return;
     answers_[d.correlation_id()] = d;
   }
   auth_cv_.notify_all();
@@ -62,7 +119,10 @@ void DeviceAgent::OnCommand(const std::string& payload) {
   } else if (c.command() == "unlock") {
     locked_ = false;
     lock_reason_.clear();
+  } else {
+    return;
   }
+  SaveStateLocked(/*sync=*/true);
 }
 
 bool DeviceAgent::locked() const {
@@ -86,6 +146,7 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
       return result;
     }
     correlation = spool_.device_id() + "-" + std::to_string(start) + "-" + std::to_string(next_correlation_++);
+    awaited_.insert(correlation);
   }
   rollertrace::v1::AuthorizeRequest request;
   request.set_device_id(spool_.device_id());
@@ -95,7 +156,9 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
   const bool sent = publish(codec::AuthorizeTopic(spool_.device_id()), request.SerializeAsString()).ok();
 
   std::unique_lock<std::mutex> lock(auth_mu_);
-  if (sent && auth_cv_.wait_for(lock, timeout, [&] { return answers_.count(correlation) > 0; })) {
+  const bool answered = sent && auth_cv_.wait_for(lock, timeout, [&] { return answers_.count(correlation) > 0; });
+  awaited_.erase(correlation);
+  if (answered) {
     result.decision = answers_[correlation];
     answers_.erase(correlation);
     result.allowed = result.decision.allowed();
@@ -107,6 +170,8 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
       cache_.sessions_started = snap.sessions_started();
       cache_.total_revolutions = snap.total_revolutions();
       cache_patient_bound_ = snap.patient_bound();
+      // The server's word, kept for a restart: synced.
+      SaveStateLocked(/*sync=*/true);
     }
   } else {
     // Offline: the same rules over what this device last heard and did since.
@@ -200,6 +265,7 @@ AgentStats DeviceAgent::stats() const {
     s.sessions_refused = sessions_refused_;
     s.offline_decisions = offline_decisions_;
     s.locked = locked_;
+    s.quarantined = spool_.quarantined();
   }
   s.pending = spool_.pending_count();
   s.oldest_pending_unix_ms = spool_.oldest_pending_unix_ms();

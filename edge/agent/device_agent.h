@@ -14,6 +14,7 @@
 
 #include <condition_variable>
 #include <map>
+#include <set>
 
 #include "absl/status/statusor.h"
 #include "agent/spool.h"
@@ -51,6 +52,7 @@ struct AgentStats {
   uint64_t sessions_allowed = 0;
   uint64_t sessions_refused = 0;
   uint64_t offline_decisions = 0;
+  uint64_t quarantined = 0;  // spooled events found corrupt and set aside
   bool locked = false;
 };
 
@@ -58,7 +60,9 @@ class DeviceAgent {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Borrows `spool`, which must outlive the agent.
+  // Borrows `spool`, which must outlive the agent. Takes up the state the
+  // spool kept for offline decisions (the server's last snapshot and this
+  // device's events since), so a restarted agent decides as before.
   DeviceAgent(Spool& spool, AgentOptions options);
   DeviceAgent(const DeviceAgent&) = delete;
   DeviceAgent& operator=(const DeviceAgent&) = delete;
@@ -104,7 +108,8 @@ class DeviceAgent {
   // Authorisation state, guarded by auth_mu_ (never held while publishing).
   mutable std::mutex auth_mu_;
   std::condition_variable auth_cv_;
-  std::map<std::string, rollertrace::v1::Decision> answers_;  // by correlation id
+  std::map<std::string, rollertrace::v1::Decision> answers_;  // by correlation id, only while awaited
+  std::set<std::string> awaited_;  // correlation ids an Authorize call still waits for
   uint64_t next_correlation_ = 1;
   rules::RollerFacts cache_;  // the server's last snapshot plus our own events since
   std::string bound_patient_ref_;
@@ -115,7 +120,13 @@ class DeviceAgent {
   uint64_t sessions_refused_ = 0;
   uint64_t offline_decisions_ = 0;
   rules::Policy policy_;
+  // Folds one of the device's own events into the cache. REQUIRES: auth_mu_.
+  void NoteLocked(const rollertrace::v1::Event& event);
   void NoteRecorded(const rollertrace::v1::Event& event);
+  // The cache as the spool keeps it. REQUIRES: auth_mu_.
+  rollertrace::v1::AgentState StateLocked() const;
+  void SaveStateLocked(bool sync);
+  uint64_t through_sequence_ = 0;  // own events folded into cache_
 
   std::atomic<bool> resend_all_{true};
   std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 
 #include <filesystem>
+#include <iostream>
 #include <rocksdb/write_batch.h>
 
 #include "store/keys.h"
@@ -13,8 +14,13 @@ namespace {
 
 using rollertrace::v1::Event;
 
-// Sequence 0 is never an event's, so its key holds the device's SpoolMeta.
+// Sequence 0 is never an event's, so its key holds the device's SpoolMeta;
+// nor is the highest, whose key holds the agent's state.
 constexpr uint64_t kMetaSequence = 0;
+constexpr uint64_t kAgentStateSequence = UINT64_MAX;
+// Corrupt events are moved here: "\0quarantine\0" + the event's own key.
+// (A leading '\0': no device's keys start so, every device id being non-empty.)
+const std::string kQuarantine("\0quarantine\0", 12);
 
 }  // namespace
 
@@ -47,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(SpoolDb& db, std::string devi
       }
       continue;
     }
+    if (key->sequence == kAgentStateSequence) continue;
     if (spool->pending_.empty()) {
       Event first;
       if (first.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
@@ -57,6 +64,14 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(SpoolDb& db, std::string devi
   }
   if (!it->status().ok()) return absl::DataLossError(util::Cat("cannot read spool: ", it->status().ToString()));
   if (spool->meta_.next_sequence() == 0) spool->meta_.set_next_sequence(1);
+  // Never reuse a sequence: without its bookkeeping (lost, or older than the
+  // events), the next one follows the highest still spooled.
+  if (!spool->pending_.empty() && spool->meta_.next_sequence() <= *spool->pending_.rbegin()) {
+    std::cerr << "spool: bookkeeping of " << spool->device_id_ << " is missing or behind its events (next "
+              << spool->meta_.next_sequence() << ", spooled up to " << *spool->pending_.rbegin()
+              << "): continuing after the highest" << std::endl;
+    spool->meta_.set_next_sequence(*spool->pending_.rbegin() + 1);
+  }
   return spool;
 }
 
@@ -112,15 +127,61 @@ absl::StatusOr<size_t> Spool::Acknowledge(const rollertrace::v1::DeviceAck& ack)
   return removed;
 }
 
-std::vector<Event> Spool::Pending(uint64_t after, size_t limit) const {
+std::vector<Event> Spool::Pending(uint64_t after, size_t limit) {
   std::vector<Event> out;
   std::lock_guard<std::mutex> lock(mu_);
   std::string value;
+  std::vector<uint64_t> corrupt;
   for (auto it = pending_.upper_bound(after); it != pending_.end() && out.size() < limit; ++it) {
-    if (!db_->Get(rocksdb::ReadOptions(), store::DeviceSequenceKey(device_id_, *it), &value).ok()) continue;
-    if (!out.emplace_back().ParseFromString(value)) out.pop_back();
+    const std::string key = store::DeviceSequenceKey(device_id_, *it);
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), key, &value);
+    if (s.IsNotFound()) {
+      corrupt.push_back(*it);  // gone from under us: nothing to send
+      continue;
+    }
+    if (!s.ok()) break;  // a read error: try again on the next pump
+    if (!out.emplace_back().ParseFromString(value) || out.back().sequence() != *it) {
+      out.pop_back();
+      // Kept aside with its bytes, out of the pending set: reported, never silently skipped.
+      rocksdb::WriteBatch batch;
+      batch.Put(kQuarantine + key, value);
+      batch.Delete(key);
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      if (db_->Write(wo, &batch).ok()) {
+        std::cerr << "spool: event " << *it << " of " << device_id_
+                  << " is corrupt in the spool: quarantined (its sequence stays a gap at ingestd)" << std::endl;
+        corrupt.push_back(*it);
+        ++quarantined_;
+      }
+    }
   }
+  for (uint64_t seq : corrupt) pending_.erase(seq);
   return out;
+}
+
+absl::StatusOr<std::optional<rollertrace::v1::AgentState>> Spool::LoadAgentState() const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), store::DeviceSequenceKey(device_id_, kAgentStateSequence), &value);
+  if (s.IsNotFound()) return std::optional<rollertrace::v1::AgentState>();
+  if (!s.ok()) return absl::UnavailableError(util::Cat("cannot read the agent state: ", s.ToString()));
+  rollertrace::v1::AgentState state;
+  if (!state.ParseFromString(value)) return absl::DataLossError(util::Cat("agent state of ", device_id_, " is corrupt"));
+  return state;
+}
+
+absl::Status Spool::SaveAgentState(const rollertrace::v1::AgentState& state, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  rocksdb::Status s =
+      db_->Put(wo, store::DeviceSequenceKey(device_id_, kAgentStateSequence), state.SerializeAsString());
+  if (!s.ok()) return absl::UnavailableError(util::Cat("cannot save the agent state: ", s.ToString()));
+  return absl::OkStatus();
+}
+
+uint64_t Spool::quarantined() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return quarantined_;
 }
 
 size_t Spool::pending_count() const {

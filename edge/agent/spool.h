@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,8 +49,19 @@ class Spool {
   // Forgets every pending event the ack covers. Returns how many it removed.
   absl::StatusOr<size_t> Acknowledge(const rollertrace::v1::DeviceAck& ack);
 
-  // Pending events with sequence > after, in order, at most `limit`.
-  std::vector<rollertrace::v1::Event> Pending(uint64_t after, size_t limit) const;
+  // Pending events with sequence > after, in order, at most `limit`. A
+  // pending event that no longer parses is never skipped silently: it is
+  // moved to the spool's quarantine (kept, counted, named on stderr) and
+  // leaves a gap ingestd records.
+  std::vector<rollertrace::v1::Event> Pending(uint64_t after, size_t limit);
+
+  // The agent's state for offline decisions (AgentState), nullopt before the
+  // first; `sync` for what the server said, not for the device's own events
+  // (those are replayed from the spool on a restart, see DeviceAgent).
+  absl::StatusOr<std::optional<rollertrace::v1::AgentState>> LoadAgentState() const;
+  absl::Status SaveAgentState(const rollertrace::v1::AgentState& state, bool sync);
+  // Events moved to the quarantine since the spool was opened, and in all.
+  uint64_t quarantined() const;
 
   size_t pending_count() const;
   // Device time of the oldest pending event; 0 when none.
@@ -66,6 +78,7 @@ class Spool {
   rollertrace::v1::SpoolMeta meta_;
   std::set<uint64_t> pending_;
   int64_t oldest_pending_unix_ms_ = 0;
+  uint64_t quarantined_ = 0;
 };
 
 }  // namespace rollertrace::edge

@@ -33,6 +33,7 @@ struct CommandResult {
   std::vector<rollertrace::v1::Rejection> rejections;
   std::map<std::string, uint64_t> stored_by_type;  // codec::EventType label -> count
   uint64_t duplicates = 0;
+  uint64_t conflicts = 0;  // repeats with other content (refused, kept as EVENT_CONFLICT findings)
   uint64_t gaps_opened = 0;
   std::vector<rollertrace::v1::Violation> violations;
   std::vector<rollertrace::v1::Decision> decisions;  // re-checks of ingested session starts

@@ -19,19 +19,9 @@ using rollertrace::v1::DeviceRecord;
 using rollertrace::v1::Event;
 using rollertrace::v1::SessionRecord;
 
-constexpr char kFindingCycleTime[] = "CYCLE_TIME";
-constexpr char kFindingCycleConflict[] = "CYCLE_CONFLICT";
 
 void SetLifecycle(DeviceRecord* r, rollertrace::v1::Lifecycle lifecycle) {
   if (!Retired(*r) && !Locked(*r)) r->mutable_device()->set_lifecycle(lifecycle);
-}
-
-// Stores a finding in `owner`'s records (chained) and lists it in the result.
-void RecordFinding(Context& c, DeviceRecord* owner, rollertrace::v1::Finding finding) {
-  finding.set_detected_unix_ms(c.now);
-  c.txn.PutRecord(owner, Family::kFindings, FindingKey(finding.device_id(), finding.sequence(), finding.kind()),
-                  finding.SerializeAsString(), c.now);
-  c.result->findings.push_back(std::move(finding));
 }
 
 absl::Status SessionStarted(Context& c, const Event& event, int64_t at, int64_t ahead_ms, DeviceRecord& record) {
@@ -214,6 +204,13 @@ absl::Status Cycle(Context& c, const Event& event, DeviceRecord& record) {
 }
 
 }  // namespace
+
+void RecordFinding(Context& c, DeviceRecord* owner, rollertrace::v1::Finding finding) {
+  finding.set_detected_unix_ms(c.now);
+  c.txn.PutRecord(owner, Family::kFindings, FindingKey(finding.device_id(), finding.sequence(), finding.kind()),
+                  finding.SerializeAsString(), c.now);
+  c.result->findings.push_back(std::move(finding));
+}
 
 absl::Status ApplyDomain(Context& c, const Event& event, DeviceRecord& self) {
   // Device clocks are trusted only up to the allowed skew ahead of ours;

@@ -175,14 +175,36 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
     }
     DeviceState* state = s.record->mutable_state();
     s.committed.push_back(event.sequence());
+    key = DeviceSequenceKey(id, event.sequence());
     if (event.sequence() <= state->highest_sequence() && !IsMissing(*state, event.sequence())) {
+      // A repeat. The same content is a resend; other content would rewrite
+      // the device's history: refused, the stored event kept, and the attempt
+      // kept as a finding (the sequence is acked: the store holds it).
+      absl::StatusOr<std::optional<std::string>> stored = c.txn.StoredEventBytes(key);
+      if (!stored.ok()) return stored.status();
+      const std::string received = event.SerializeAsString();
+      if (*stored && **stored != received) {
+        ++c.result->conflicts;
+        Reject(event, "conflicting_resend",
+               util::Cat("sequence ", event.sequence(), " of ", id, " was stored with other content; the stored event is kept"),
+               c.result);
+        rollertrace::v1::Finding f;
+        f.set_device_id(id);
+        f.set_sequence(event.sequence());
+        f.set_kind(kFindingEventConflict);
+        f.set_detail(util::Cat("sequence ", event.sequence(), " sent again with other content (",
+                               codec::EventType(event), "); the stored event is kept"));
+        f.set_stored_hash(Sha256(**stored));
+        f.set_received_hash(Sha256(received));
+        RecordFinding(c, s.record, std::move(f));
+        continue;
+      }
       ++c.result->duplicates;
       state->set_duplicates(state->duplicates() + 1);
       continue;
     }
     EncodeStoredEvent(event, c.now, state, &value);
-    key = DeviceSequenceKey(id, event.sequence());
-    c.txn.PutEvent(key, value);
+    c.txn.PutEvent(key, value, &event);
     if (absl::Status d = ApplyDomain(c, event, *s.record); !d.ok()) return d;
     ApplyEvent(event, c.now, state, &s.closed_gaps, &c.result->gaps_opened);
     ++c.result->stored_by_type[std::string(codec::EventType(event))];

@@ -18,6 +18,10 @@ struct Context {
 };
 
 inline constexpr char kSourceSteriliser[] = "steriliser";
+// Findings (device input refused or flagged, DOMAIN.md "Whose word counts").
+inline constexpr char kFindingCycleTime[] = "CYCLE_TIME";
+inline constexpr char kFindingCycleConflict[] = "CYCLE_CONFLICT";
+inline constexpr char kFindingEventConflict[] = "EVENT_CONFLICT";
 inline constexpr char kSourceLab[] = "lab";
 
 inline bool IndicatorKnown(rollertrace::v1::IndicatorResult r) {
@@ -36,6 +40,9 @@ void Lock(rollertrace::v1::DeviceRecord* r, const std::string& reason, int64_t n
 // `device`'s records; keyed by its record-chain index.
 void Log(Context& c, rollertrace::v1::DeviceRecord* device, const char* kind, const std::string& reason,
          const std::string& by);
+
+// Stores a finding in `owner`'s records (chained) and lists it in the result.
+void RecordFinding(Context& c, rollertrace::v1::DeviceRecord* owner, rollertrace::v1::Finding finding);
 
 // apply_ingest.cc
 absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch);

@@ -153,6 +153,7 @@ void MergeResult(CommandResult from, CommandResult* into) {
   AppendAll(from.rejections, &into->rejections);
   for (const auto& [type, n] : from.stored_by_type) into->stored_by_type[type] += n;
   into->duplicates += from.duplicates;
+  into->conflicts += from.conflicts;
   into->gaps_opened += from.gaps_opened;
   AppendAll(from.violations, &into->violations);
   AppendAll(from.decisions, &into->decisions);

@@ -11,6 +11,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,11 @@ class WriteTxn final : public ReadView {
   // Events skip the index: the applier never reads an event back during a
   // write (a repeat is found from the device's state), and the index is
   // the cost of a write. Get and Iterate refuse Family::kEvents.
-  void PutEvent(std::string_view key, std::string_view value);
+  // `event` must outlive the txn (it is the command's own).
+  void PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event);
+  // The bytes of the event stored under `key` (this write's or the store's);
+  // nullopt when there is none.
+  absl::StatusOr<std::optional<std::string>> StoredEventBytes(const std::string& key) const;
   // Writes a record ingestd owns (session, violation, decision, log entry,
   // cycle, recall, closed gap, finding) and links it into `owner`'s record
   // chain. REQUIRES: owner from Device() or AddDevice() of this txn.
@@ -90,6 +95,7 @@ class WriteTxn final : public ReadView {
   const Db& db_;
   DeviceCache* cache_;
   std::vector<std::string> written_around_;  // device records Put directly (imports)
+  std::map<std::string, const rollertrace::v1::Event*, std::less<>> pending_events_;  // this write's, by key
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::map<std::string, Loaded> devices_;
   std::vector<std::string> touched_;  // in the order first touched by the command

@@ -275,6 +275,7 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
     metrics_.ingested.Add({{"type", type}}).Increment(static_cast<double>(n));
   }
   metrics_.duplicates.Increment(static_cast<double>(result->duplicates));
+  metrics_.conflicting.Increment(static_cast<double>(result->conflicts));
   for (const auto& v : result->violations) {
     metrics_.violations.Add({{"rule", v.rule()}, {"severity", IngestMetrics::SeverityLabel(v.severity())}}).Increment();
   }

@@ -16,6 +16,10 @@ struct IngestMetrics {
         duplicates(m.Counter("rollertrace_events_duplicate_total",
                              "Events received again after they were committed (acknowledged, stored once)")
                        .Add({})),
+        conflicting(m.Counter("rollertrace_events_conflicting_total",
+                              "Events sent again under a stored sequence with other content (refused, the stored "
+                              "event kept, an EVENT_CONFLICT finding)")
+                        .Add({})),
         gaps(m.Counter("rollertrace_sequence_gaps_opened_total", "Gaps observed in devices' sequence numbers")
                  .Add({})),
         commit_events(m.Histogram("rollertrace_ingest_commit_events", "Events in one group commit")
@@ -41,7 +45,7 @@ struct IngestMetrics {
         recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
         commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")),
         findings(m.Counter("rollertrace_findings_total",
-                           "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, CYCLE_CONFLICT)")),
+                           "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, CYCLE_CONFLICT, EVENT_CONFLICT)")),
         audit_requests(m.Counter("rollertrace_audit_requests_total",
                                  "Compliance operations (verify, report, export, import, backup), by result")),
         archive_records(m.Counter("rollertrace_archive_records_total",
@@ -56,6 +60,7 @@ struct IngestMetrics {
   prometheus::Family<prometheus::Counter>& ingested;
   prometheus::Family<prometheus::Counter>& rejected;
   prometheus::Counter& duplicates;
+  prometheus::Counter& conflicting;
   prometheus::Counter& gaps;
   prometheus::Histogram& commit_events;
   prometheus::Histogram& commit_seconds;

@@ -137,5 +137,42 @@ TEST(DiskFull, IngestdHoldsWritesBackWhileTheDiskIsFullAndResumesWhenSpaceReturn
   EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
 }
 
+TEST(ConflictingResend, ASequenceSentAgainWithOtherContentIsRefusedCountedAndShownToTheAuditor) {
+  // Seen before: seq 1 sent again with battery 0.1 and firmware "EVIL" was acked
+  // and silently dropped as a duplicate.
+  Cluster cluster("conflicting_resend");
+  cluster.StartAll();
+  cluster.Register(Cluster::Roller("CR-1"));
+  rollertrace::v1::EventBatch first = Heartbeats("CR-1", 1, 3);
+  cluster.Publish("rollers/CR-1/events", first.SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return cluster.History("CR-1").size() == 3; }, std::chrono::seconds(10)));
+  // The same batch again is a plain resend.
+  cluster.Publish("rollers/CR-1/events", first.SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return IngestdMetric(cluster, "rollertrace_events_duplicate_total") == 3; },
+                         std::chrono::seconds(10)));
+  rollertrace::v1::EventBatch evil = Heartbeats("CR-1", 1, 1);
+  evil.mutable_events(0)->mutable_heartbeat()->set_battery_fraction(0.1);
+  evil.mutable_events(0)->mutable_heartbeat()->set_firmware("EVIL");
+  cluster.Publish("rollers/CR-1/events", evil.SerializeAsString());
+  ASSERT_TRUE(Eventually([&] { return IngestdMetric(cluster, "rollertrace_events_conflicting_total") == 1; },
+                         std::chrono::seconds(10)));
+  EXPECT_EQ(IngestdMetric(cluster, "rollertrace_events_rejected_total{reason=\"conflicting_resend\"}"), 1);
+  EXPECT_EQ(IngestdMetric(cluster, "rollertrace_findings_total{kind=\"EVENT_CONFLICT\"}"), 1);
+  EXPECT_EQ(IngestdMetric(cluster, "rollertrace_events_duplicate_total"), 3) << "a conflict is not a duplicate";
+  // The stored event stands.
+  const auto history = cluster.History("CR-1");
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0].event().heartbeat().battery_fraction(), 0.9);
+  EXPECT_TRUE(history[0].event().heartbeat().firmware().empty());
+  // The auditor sees it: in the roller's trail, with both hashes, and in the report.
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"trail", "roller", "CR-1"}, &out), 0) << out;
+  EXPECT_NE(out.find("EVENT_CONFLICT at sequence 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("stored sha256 "), std::string::npos) << out;
+  ASSERT_EQ(cluster.Rollerctl({"report", "--format", "json"}, &out), 0) << out;
+  EXPECT_NE(out.find("EVENT_CONFLICT"), std::string::npos) << out;
+  ASSERT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
+}
+
 }  // namespace
 }  // namespace rollertrace::testing

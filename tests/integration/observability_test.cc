@@ -148,7 +148,7 @@ TEST(Observability, EveryDashboardQueryIsValidAndReturnsSeries) {
   auto* e = again.add_events();
   e->set_sequence(1);
   e->mutable_heartbeat()->set_battery_fraction(0.5);
-  cluster.Publish("rollers/DW-1/events", again.SerializeAsString());  // sequence 1 again: a duplicate
+  cluster.Publish("rollers/DW-1/events", again.SerializeAsString());  // sequence 1 again, other content: a conflicting resend
   again.set_device_id("NOBODY");
   cluster.Publish("rollers/NOBODY/events", again.SerializeAsString());  // unknown device
   cluster.Publish("rollers/DW-1/events", "not protobuf at all");        // malformed

@@ -215,6 +215,101 @@ TEST_F(AgentAuthorizationTest, DecidesOfflineFromTheLastServerStateWhenNoAnswerC
   EXPECT_EQ(agent_->stats().offline_decisions, 1u);
 }
 
+TEST_F(AgentAuthorizationTest, ARestartedAgentDecidesOfflineAsOneThatNeverStopped) {
+  // Seen (issue #13): after a SIGKILL, roller-fleet refused sessions offline
+  // with NOT_STERILE "no passing sterilisation cycle recorded": its state was
+  // only in memory.
+  Publisher answer_allow = [&](const std::string&, const std::string& payload) {
+    rollertrace::v1::AuthorizeRequest req;
+    req.ParseFromString(payload);
+    rollertrace::v1::Decision d;
+    d.set_device_id("R-1");
+    d.set_correlation_id(req.correlation_id());
+    d.set_allowed(true);
+    auto* snap = d.mutable_roller();
+    snap->mutable_device()->set_needle_count(540);
+    snap->mutable_device()->set_needle_length_mm(1.0);
+    snap->mutable_device()->set_rated_penetrations(540 * 3000);
+    snap->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
+    snap->mutable_use()->set_last_passing_cycle_end_unix_ms(500);
+    snap->mutable_use()->mutable_last_cycle()->set_end_unix_ms(500);
+    snap->mutable_use()->mutable_last_cycle()->set_parameters_passed(true);
+    snap->mutable_use()->mutable_last_cycle()->set_steriliser_id("S-1");
+    snap->mutable_use()->mutable_last_cycle()->set_biological_indicator(rollertrace::v1::INDICATOR_PASS);
+    agent_->OnDecision(d.SerializeAsString());
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(agent_->Authorize(Session("MRN-1"), 1000, answer_allow, milliseconds(2000)).allowed);
+  rollertrace::v1::Event usage;
+  usage.set_device_time_unix_ms(1500);
+  usage.mutable_usage_sample()->set_revolutions(700);
+  ASSERT_TRUE(agent_->Record(usage, 1).ok());
+  Publisher silent = [](const std::string&, const std::string&) { return absl::OkStatus(); };
+  Authorization before = agent_->Authorize(Session("MRN-1"), 1800, silent, milliseconds(50));
+
+  // The agent dies (its memory is gone) and starts again on the same spool.
+  agent_.reset();
+  spool_.reset();
+  spool_ = std::move(*Spool::Open(*db_, "R-1"));
+  AgentOptions options;
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Authorization after = agent_->Authorize(Session("MRN-1"), 1800, silent, milliseconds(50));
+  ASSERT_TRUE(after.offline);
+  auto rules = [](const Authorization& a) {
+    std::string out;
+    for (const auto& h : a.decision.hits()) out += h.rule() + " ";
+    return out;
+  };
+  EXPECT_TRUE(before.allowed) << rules(before);
+  EXPECT_EQ(after.allowed, before.allowed) << rules(after) << " vs " << rules(before);
+  EXPECT_EQ(rules(after), rules(before));
+  EXPECT_EQ(rules(after).find("NOT_STERILE"), std::string::npos) << rules(after);
+
+  // Its own events since the snapshot count too: after a session with MRN-1
+  // and another restart, another patient is refused.
+  rollertrace::v1::Event started;
+  started.set_device_time_unix_ms(2000);
+  *started.mutable_session_started() = Session("MRN-1");
+  ASSERT_TRUE(agent_->Record(started, 2).ok());
+  agent_.reset();
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  EXPECT_NE(rules(agent_->Authorize(Session("MRN-2"), 2100, silent, milliseconds(50))).find("SINGLE_PATIENT"),
+            std::string::npos);
+}
+
+TEST_F(AgentAuthorizationTest, ALockSurvivesARestart) {
+  rollertrace::v1::Command lock;
+  lock.set_device_id("R-1");
+  lock.set_command("lock");
+  lock.set_reason("recall");
+  agent_->OnCommand(lock.SerializeAsString());
+  agent_.reset();
+  agent_ = std::make_unique<DeviceAgent>(*spool_, AgentOptions{});
+  EXPECT_TRUE(agent_->locked());
+}
+
+TEST_F(AgentAuthorizationTest, ADecisionAfterTheTimeoutIsDropped) {
+  // A decision that came too late stayed in memory for ever.
+  std::string correlation;
+  Publisher late = [&](const std::string&, const std::string& payload) {
+    rollertrace::v1::AuthorizeRequest req;
+    req.ParseFromString(payload);
+    correlation = req.correlation_id();
+    return absl::OkStatus();
+  };
+  Authorization a = agent_->Authorize(Session("MRN-1"), 1000, late, milliseconds(20));
+  ASSERT_TRUE(a.offline);
+  rollertrace::v1::Decision d;
+  d.set_device_id("R-1");
+  d.set_correlation_id(correlation);
+  d.set_allowed(false);
+  agent_->OnDecision(d.SerializeAsString());
+  // The next request is not answered by the stale decision.
+  Authorization b = agent_->Authorize(Session("MRN-1"), 1000, late, milliseconds(20));
+  EXPECT_TRUE(b.offline);
+  EXPECT_NE(correlation, a.decision.correlation_id());
+}
+
 TEST_F(AgentAuthorizationTest, RefusesEverySessionWhileLockedUntilUnlocked) {
   rollertrace::v1::Command lock;
   lock.set_device_id("R-1");

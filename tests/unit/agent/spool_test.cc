@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <rocksdb/db.h>
+
 #include <filesystem>
+
+#include "store/keys.h"
 
 namespace rollertrace::edge {
 namespace {
@@ -56,6 +60,33 @@ class SpoolTest : public ::testing::Test {
   std::unique_ptr<SpoolDb> db_;
   std::unique_ptr<Spool> spool_;
 };
+
+TEST_F(SpoolTest, ACorruptSpooledEventIsQuarantinedAndReportedNotSilentlySkipped) {
+  Record(3);
+  ASSERT_TRUE(db_->db()->Put(rocksdb::WriteOptions(), store::DeviceSequenceKey("R-1", 2), "\xff\xff not an event").ok());
+  auto pending = spool_->Pending(0, 10);
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0].sequence(), 1u);
+  EXPECT_EQ(pending[1].sequence(), 3u);
+  EXPECT_EQ(spool_->quarantined(), 1u);
+  EXPECT_EQ(spool_->pending_count(), 2u) << "it no longer waits for an ack that cannot come";
+  std::string kept;
+  EXPECT_TRUE(db_->db()->Get(rocksdb::ReadOptions(), std::string("\0quarantine\0", 12) + store::DeviceSequenceKey("R-1", 2),
+                             &kept).ok())
+      << "its bytes are kept aside";
+}
+
+TEST_F(SpoolTest, ALostBookkeepingRecordNeverReusesASequence) {
+  Record(3);
+  ASSERT_TRUE(db_->db()->Delete(rocksdb::WriteOptions(), store::DeviceSequenceKey("R-1", 0)).ok());
+  Reopen();
+  EXPECT_EQ(spool_->meta().next_sequence(), 4u);
+  rollertrace::v1::Event e;
+  e.mutable_heartbeat()->set_battery_fraction(0.5);
+  auto recorded = spool_->Append(e, 0);
+  ASSERT_TRUE(recorded.ok());
+  EXPECT_EQ(recorded->sequence(), 4u);
+}
 
 TEST_F(SpoolTest, NumbersEventsFromOneWithoutGaps) {
   Record(3);
