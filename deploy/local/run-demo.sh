@@ -113,6 +113,7 @@ chmod 600 "$run_dir/tokens" "$run_dir"/token-*
 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc_port" --metrics "127.0.0.1:$ingest_metrics" \
   --data-dir "$run_dir/ingestd-db" --pseudonym-secret-file "$run_dir/pseudonym.secret" \
   --tokens-file "$run_dir/tokens" --signing-key "$run_dir/signing.pem" --checkpoint-interval-s 5 \
+  --backup-root "$run_dir" \
   >"$run_dir/ingestd.log" 2>&1 &
 pids+=($!)
 wait_port "$grpc_port" ingestd $!

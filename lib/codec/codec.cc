@@ -108,6 +108,66 @@ absl::StatusOr<Topic> ParseTopic(std::string_view topic) {
   return parsed;
 }
 
+namespace {
+
+absl::Status Bounded(std::string_view device_id, uint64_t sequence, const char* field, const std::string& value,
+                     size_t limit) {
+  if (value.size() <= limit) return absl::OkStatus();
+  return absl::OutOfRangeError(util::Cat("device ", device_id, " sequence ", sequence, ": ", field, " is ",
+                                         value.size(), " bytes, the limit is ", limit));
+}
+
+// Every string and repeated field of an event within Limits.
+absl::Status WithinLimits(std::string_view device_id, const Event& e) {
+  const uint64_t q = e.sequence();
+  const int64_t t = e.device_time_unix_ms();
+  if (t < Limits::kEarliestUnixMs || t > Limits::kLatestUnixMs) {
+    return absl::OutOfRangeError(util::Cat("device ", device_id, " sequence ", q, ": device time ", t,
+                                           " ms is not a date between 1970 and 2100"));
+  }
+  absl::Status s;
+  auto check = [&](const char* field, const std::string& value, size_t limit) {
+    if (s.ok()) s = Bounded(device_id, q, field, value, limit);
+  };
+  switch (e.body_case()) {
+    case Event::kSessionStarted: {
+      const auto& b = e.session_started();
+      check("session_id", b.session_id(), Limits::kIdBytes);
+      check("patient_ref", b.patient_ref(), Limits::kIdBytes);
+      check("operator_id", b.operator_id(), Limits::kIdBytes);
+      check("decision_id", b.decision_id(), Limits::kIdBytes);
+      break;
+    }
+    case Event::kUsageSample:
+      check("session_id", e.usage_sample().session_id(), Limits::kIdBytes);
+      break;
+    case Event::kSessionEnded:
+      check("session_id", e.session_ended().session_id(), Limits::kIdBytes);
+      break;
+    case Event::kSterilisationCycle: {
+      const auto& c = e.sterilisation_cycle();
+      check("steriliser_id", c.steriliser_id(), Limits::kIdBytes);
+      check("method", c.method(), Limits::kTextBytes);
+      check("loaded_by", c.loaded_by(), Limits::kTextBytes);
+      check("released_by", c.released_by(), Limits::kTextBytes);
+      if (s.ok() && static_cast<size_t>(c.load_size()) > Limits::kLoadRollers) {
+        s = absl::OutOfRangeError(util::Cat("device ", device_id, " sequence ", q, ": a load of ", c.load_size(),
+                                            " rollers, the limit is ", Limits::kLoadRollers));
+      }
+      for (const auto& r : c.load()) check("load", r, Limits::kIdBytes);
+      break;
+    }
+    case Event::kHeartbeat:
+      check("firmware", e.heartbeat().firmware(), Limits::kTextBytes);
+      break;
+    default:
+      break;
+  }
+  return s;
+}
+
+}  // namespace
+
 absl::Status ValidateEvents(std::string_view device_id, EventBatch* batch) {
   if (batch->device_id() != device_id) {
     return absl::PermissionDeniedError(
@@ -116,6 +176,10 @@ absl::Status ValidateEvents(std::string_view device_id, EventBatch* batch) {
   if (absl::Status s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (batch->events_size() == 0) {
     return absl::InvalidArgumentError(util::Cat("device ", device_id, ": batch has no events"));
+  }
+  if (static_cast<size_t>(batch->events_size()) > Limits::kBatchEvents) {
+    return absl::OutOfRangeError(util::Cat("device ", device_id, ": a batch of ", batch->events_size(),
+                                           " events, the limit is ", Limits::kBatchEvents));
   }
   for (Event& event : *batch->mutable_events()) {
     if (event.device_id().empty()) {
@@ -131,6 +195,7 @@ absl::Status ValidateEvents(std::string_view device_id, EventBatch* batch) {
       return absl::InvalidArgumentError(
           util::Cat("device ", device_id, " sequence ", event.sequence(), ": event has no body"));
     }
+    if (absl::Status s = WithinLimits(device_id, event); !s.ok()) return s;
     if (event.has_session_started()) {
       // DOMAIN.md: only ingestd makes pseudonyms, and a session needs its patient.
       if (!event.session_started().patient_pseudonym().empty()) {
@@ -184,6 +249,8 @@ std::string_view RejectReason(const absl::Status& status) {
       return "device_mismatch";
     case absl::StatusCode::kNotFound:
       return "unknown_topic";
+    case absl::StatusCode::kOutOfRange:
+      return "out_of_range";
     default:
       return "invalid";
   }

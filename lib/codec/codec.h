@@ -2,6 +2,8 @@
 // ARCHITECTURE.md. Pure: no network, no clock.
 #pragma once
 
+#include "codec/limits.h"
+
 #include <cstddef>
 #include <string>
 #include <string_view>

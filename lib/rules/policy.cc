@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -27,9 +28,15 @@ double Number(const YAML::Node& node, const std::string& field) {
   }
 }
 
+// No field of a policy is sensibly larger: the bound keeps every conversion
+// to milliseconds or whole numbers defined (an .inf or 1e300 would not be).
+constexpr double kLargest = 1e6;
+
 double Positive(const YAML::Node& node, const std::string& field) {
   double v = Number(node, field);
-  if (!(v > 0)) throw PolicyError{field, util::Cat("must be a positive number, got ", v)};
+  if (!(v > 0) || !std::isfinite(v) || v > kLargest) {
+    throw PolicyError{field, util::Cat("must be a positive number up to ", kLargest, ", got ", node.Scalar())};
+  }
   return v;
 }
 

@@ -10,6 +10,13 @@ using rollertrace::v1::DeviceKind;
 
 absl::Status ValidateRegistration(const Device& device) {
   if (absl::Status s = codec::ValidateDeviceId(device.device_id()); !s.ok()) return s;
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"model", &device.model()},
+                                     {"clinic", &device.clinic()}}) {
+    if (value->size() > codec::Limits::kTextBytes) {
+      return absl::InvalidArgumentError(util::Cat("device ", device.device_id(), ": ", field, " is ", value->size(),
+                                                  " bytes, the limit is ", codec::Limits::kTextBytes));
+    }
+  }
   switch (device.kind()) {
     case rollertrace::v1::DEVICE_KIND_STERILISER:
       return absl::OkStatus();

@@ -4,7 +4,7 @@
 // in decider.h.
 //
 // A command is checked before it writes: a refused command (InvalidArgument,
-// NotFound, AlreadyExists, FailedPrecondition) leaves the txn as it was; any
+// NotFound, AlreadyExists, FailedPrecondition, OutOfRange) leaves the txn as it was; any
 // other error is the store's own (I/O, corruption) and the whole txn must be
 // dropped.
 #pragma once

@@ -3,6 +3,7 @@
 // checkpoint. Each checks everything before it writes (applier.h).
 #include <set>
 
+#include "codec/codec.h"
 #include "rules/registration.h"
 #include "store/apply_internal.h"
 #include "store/archiver.h"
@@ -68,7 +69,17 @@ absl::StatusOr<DeviceRecord*> Registered(Context& c, const std::string& device_i
 
 }  // namespace
 
+namespace {
+
+absl::Status Text(const char* what, const std::string& value, size_t limit) {
+  if (value.size() <= limit) return absl::OkStatus();
+  return absl::OutOfRangeError(util::Cat(what, " is ", value.size(), " bytes, the limit is ", limit));
+}
+
+}  // namespace
+
 absl::Status Retire(Context& c, const rollertrace::v1::RetireCommand& command) {
+  if (absl::Status s = Text("a retirement's reason", command.reason(), codec::Limits::kReasonBytes); !s.ok()) return s;
   absl::StatusOr<DeviceRecord*> record = Registered(c, command.device_id());
   if (!record.ok()) return record.status();
   if (Retired(**record)) return absl::FailedPreconditionError(util::Cat("device ", command.device_id(), " is already retired"));
@@ -85,6 +96,8 @@ absl::Status Unlock(Context& c, const rollertrace::v1::UnlockCommand& command) {
   if (command.reason().empty() || command.by().empty()) {
     return absl::InvalidArgumentError("an unlock needs a reason and who releases it");
   }
+  if (absl::Status s = Text("an unlock's reason", command.reason(), codec::Limits::kReasonBytes); !s.ok()) return s;
+  if (absl::Status s = Text("who unlocks", command.by(), codec::Limits::kWhoBytes); !s.ok()) return s;
   absl::StatusOr<DeviceRecord*> found = Registered(c, command.device_id());
   if (!found.ok()) return found.status();
   DeviceRecord& record = **found;

@@ -5,6 +5,7 @@
 // negative indicator.
 #include <set>
 
+#include "codec/codec.h"
 #include "rules/rules.h"
 #include "store/apply_internal.h"
 #include "util/cat.h"
@@ -138,6 +139,10 @@ absl::Status RecallFrom(Context& c, const CycleRecord& failed) {
 absl::Status LabIndicator(Context& c, const rollertrace::v1::BiologicalIndicatorRequest& request) {
   if (request.result() != rollertrace::v1::INDICATOR_PASS && request.result() != rollertrace::v1::INDICATOR_FAIL) {
     return absl::InvalidArgumentError("a biological-indicator result is pass or fail");
+  }
+  if (request.recorded_by().size() > codec::Limits::kWhoBytes) {
+    return absl::OutOfRangeError(util::Cat("who recorded the result is ", request.recorded_by().size(),
+                                           " bytes, the limit is ", codec::Limits::kWhoBytes));
   }
   const std::string key = DeviceSequenceKey(request.steriliser_id(), request.cycle_number());
   CycleRecord& cycle = c.result->cycle;

@@ -174,6 +174,14 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
       continue;
     }
     DeviceState* state = s.record->mutable_state();
+    if (event.sequence() > state->highest_sequence() + codec::Limits::kSequenceJump) {
+      // It would open a gap no device can fill: refused, not stored, not acked.
+      Reject(event, "sequence_jump",
+             util::Cat("sequence ", event.sequence(), " is more than ", codec::Limits::kSequenceJump,
+                       " ahead of the highest stored (", state->highest_sequence(), ")"),
+             c.result);
+      continue;
+    }
     s.committed.push_back(event.sequence());
     key = DeviceSequenceKey(id, event.sequence());
     if (event.sequence() <= state->highest_sequence() && !IsMissing(*state, event.sequence())) {

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/checkpoint.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -227,9 +228,24 @@ absl::Status Archiver::ExportDevices(
   return absl::OkStatus();
 }
 
-absl::StatusOr<rollertrace::v1::BackupResult> Archiver::Backup(const std::string& directory) const {
-  if (directory.empty()) return absl::InvalidArgumentError("a backup needs a directory");
+absl::StatusOr<rollertrace::v1::BackupResult> Archiver::Backup(const std::string& requested,
+                                                              const std::string& root) const {
+  if (requested.empty()) return absl::InvalidArgumentError("a backup needs a directory");
+  if (root.empty()) {
+    return absl::FailedPreconditionError("backups are off: start ingestd with --backup-root DIR (backups go under it)");
+  }
   std::error_code ec;
+  const std::filesystem::path base = std::filesystem::weakly_canonical(std::filesystem::absolute(root), ec);
+  std::filesystem::path target = std::filesystem::path(requested).is_absolute()
+                                     ? std::filesystem::path(requested)
+                                     : base / requested;
+  target = std::filesystem::weakly_canonical(target, ec);  // resolves "..", and symlinks that exist
+  const auto [b, t] = std::mismatch(base.begin(), base.end(), target.begin(), target.end());
+  if (ec || b != base.end() || target == base) {
+    return absl::PermissionDeniedError(util::Cat("a backup goes under ", base.string(), " (ingestd --backup-root); ",
+                                                 requested, " is not there"));
+  }
+  const std::string directory = target.string();
   if (std::filesystem::exists(directory, ec)) {
     return absl::AlreadyExistsError(util::Cat(directory, " exists: a backup goes into a new directory"));
   }

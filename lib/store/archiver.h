@@ -49,8 +49,10 @@ class Archiver {
   // `sink` device by device (its device record last).
   absl::Status ExportDevices(const std::vector<std::string>& device_ids,
                              const std::function<absl::Status(const rollertrace::v1::ArchiveRecord&)>& sink) const;
-  // A RocksDB checkpoint of the whole store in `directory` (which must not exist).
-  absl::StatusOr<rollertrace::v1::BackupResult> Backup(const std::string& directory) const;
+  // A RocksDB checkpoint of the whole store in `directory` (which must not
+  // exist), which must lie under `root` (a relative one is taken under it).
+  // With no root, backups are refused.
+  absl::StatusOr<rollertrace::v1::BackupResult> Backup(const std::string& directory, const std::string& root) const;
 
  private:
   const Db& db_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "codec/limits.h"
 #include "store/audit_internal.h"
 #include "store/keys.h"
 #include "util/cat.h"
@@ -73,6 +74,7 @@ absl::StatusOr<std::vector<rollertrace::v1::Finding>> Findings(const ReadView& v
 absl::StatusOr<rollertrace::v1::HistoryResponse> History(const ReadView& view, std::string_view device_id,
                                                          uint64_t from_sequence, uint32_t limit) {
   if (limit == 0) limit = kDefaultPageSize;
+  limit = std::min(limit, codec::Limits::kHistoryPage);  // a page answers within any message limit
   rollertrace::v1::HistoryResponse response;
   const std::string start = DeviceSequenceKey(device_id, std::max<uint64_t>(from_sequence, 1));
   absl::Status s = view.Scan(

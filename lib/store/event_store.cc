@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGr
       continue;
     }
     const bool refused = absl::IsInvalidArgument(s) || absl::IsNotFound(s) || absl::IsAlreadyExists(s) ||
-                         absl::IsFailedPrecondition(s);
+                         absl::IsFailedPrecondition(s) || absl::IsOutOfRange(s);
     if (!refused) {
       (void)policies_.Load(SnapshotView(*db_));  // forget what this write taught it
       return s;

@@ -318,7 +318,7 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
 grpc::Status ComplianceServiceImpl::Backup(grpc::ServerContext* context, const rollertrace::v1::BackupRequest* request,
                                            rollertrace::v1::BackupResult* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAdmin}, "Backup"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::BackupResult> r = store_.archiver().Backup(request->directory());
+  absl::StatusOr<rollertrace::v1::BackupResult> r = store_.archiver().Backup(request->directory(), backup_root_);
   metrics_.Audited("backup", r.ok());
   if (!r.ok()) return ToGrpc(r.status());
   *response = std::move(*r);

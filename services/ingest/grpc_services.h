@@ -56,13 +56,14 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
  public:
   ComplianceServiceImpl(store::EventStore& store, GroupCommitter& committer,
                         const pseudonym::Pseudonymizer& pseudonymizer, IngestMetrics& metrics,
-                        const AccessControl& access, std::function<int64_t()> clock)
+                        const AccessControl& access, std::function<int64_t()> clock, std::string backup_root = {})
       : store_(store),
         committer_(committer),
         access_(access),
         pseudonymizer_(pseudonymizer),
         metrics_(metrics),
-        clock_(std::move(clock)) {}
+        clock_(std::move(clock)),
+        backup_root_(std::move(backup_root)) {}
 
   grpc::Status AuthorizeUse(grpc::ServerContext*, const rollertrace::v1::AuthorizeRequest* request,
                             rollertrace::v1::Decision* response) override;
@@ -106,6 +107,7 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
   const pseudonym::Pseudonymizer& pseudonymizer_;
   IngestMetrics& metrics_;
   std::function<int64_t()> clock_;
+  std::string backup_root_;  // backups go only under it; empty: refused
   std::string trusted_key_;
 };
 

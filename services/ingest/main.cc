@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   bool insecure_no_auth = false;
   int silent_minutes = 15;
   uint64_t min_free_mib = 64;
+  std::string backup_root;
   app.add_option("--listen", listen, "gRPC address to serve on")->capture_default_str();
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing)")->capture_default_str();
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
                  "acked and keep their events; reads go on) until space returns")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--backup-root", backup_root,
+                 "Directory online backups (rollerctl backup) go under; a backup anywhere else is refused. Unset: "
+                 "backups are off");
   app.add_option("--silent-after-minutes", silent_minutes,
                  "A device not heard from for this long counts in rollertrace_devices_silent")
       ->capture_default_str()
@@ -153,7 +157,7 @@ int main(int argc, char** argv) {
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
   rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
-                                                        rollertrace::util::NowUnixMs);
+                                                        rollertrace::util::NowUnixMs, backup_root);
 
   std::unique_ptr<rollertrace::store::Signer> signer;
   if (!signing_key_file.empty()) {

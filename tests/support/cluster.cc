@@ -73,7 +73,7 @@ void Cluster::StartIngestd(const std::vector<std::string>& extra) {
                                    "127.0.0.1:" + std::to_string(ingestd_metrics_port_), "--data-dir",
                                    ingestd_data_dir(), "--gauge-interval-ms", "200", "--tokens-file",
                                    dir_ + "/tokens", "--signing-key", dir_ + "/signing.pem",
-                                   "--checkpoint-interval-s", "2"};
+                                   "--checkpoint-interval-s", "2", "--backup-root", dir_};
   argv.insert(argv.end(), extra.begin(), extra.end());
   ingestd_ = Process::Start(argv, dir_ + "/ingestd.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
   ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");

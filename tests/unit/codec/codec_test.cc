@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <functional>
+
 namespace rollertrace::codec {
 namespace {
 
@@ -18,6 +21,77 @@ EventBatch Batch(const std::string& id, uint64_t seq) {
 }
 
 Topic RollerTopic(const std::string& id, bool json = false) { return Topic{TopicKind::kRollerEvents, id, json}; }
+
+// Issue #14: every limit of codec/limits.h, just inside and just outside.
+TEST(Limits, EveryDeviceFieldIsBoundedJustInsideAndJustOutside) {
+  struct Case {
+    const char* name;
+    std::function<void(rollertrace::v1::Event&, size_t)> set;
+    size_t limit;
+  };
+  auto start = [](rollertrace::v1::Event& e) -> rollertrace::v1::SessionStarted& {
+    auto& s = *e.mutable_session_started();
+    if (s.patient_ref().empty()) s.set_patient_ref("MRN-1");
+    return s;
+  };
+  const std::vector<Case> cases = {
+      {"session_id", [&](auto& e, size_t n) { start(e).set_session_id(std::string(n, 's')); }, Limits::kIdBytes},
+      {"operator_id", [&](auto& e, size_t n) { start(e).set_operator_id(std::string(n, 'o')); }, Limits::kIdBytes},
+      {"patient_ref", [&](auto& e, size_t n) { start(e).set_patient_ref(std::string(n, 'p')); }, Limits::kIdBytes},
+      {"decision_id", [&](auto& e, size_t n) { start(e).set_decision_id(std::string(n, 'd')); }, Limits::kIdBytes},
+      {"usage session_id", [](auto& e, size_t n) { e.mutable_usage_sample()->set_session_id(std::string(n, 'u')); },
+       Limits::kIdBytes},
+      {"end session_id", [](auto& e, size_t n) { e.mutable_session_ended()->set_session_id(std::string(n, 'e')); },
+       Limits::kIdBytes},
+      {"firmware", [](auto& e, size_t n) { e.mutable_heartbeat()->set_firmware(std::string(n, 'f')); },
+       Limits::kTextBytes},
+      {"method", [](auto& e, size_t n) { e.mutable_sterilisation_cycle()->set_method(std::string(n, 'm')); },
+       Limits::kTextBytes},
+      {"loaded_by", [](auto& e, size_t n) { e.mutable_sterilisation_cycle()->set_loaded_by(std::string(n, 'l')); },
+       Limits::kTextBytes},
+      {"load", [](auto& e, size_t n) { e.mutable_sterilisation_cycle()->add_load(std::string(n, 'r')); },
+       Limits::kIdBytes},
+      {"load size",
+       [](auto& e, size_t n) {
+         for (size_t i = 0; i < n; ++i) e.mutable_sterilisation_cycle()->add_load("R-" + std::to_string(i));
+       },
+       Limits::kLoadRollers},
+  };
+  for (const Case& c : cases) {
+    for (size_t n : {c.limit, c.limit + 1}) {
+      EventBatch b;
+      b.set_device_id("R-1");
+      auto* e = b.add_events();
+      e->set_sequence(1);
+      e->set_device_time_unix_ms(1764000000000);
+      c.set(*e, n);
+      absl::Status s = ValidateEvents("R-1", &b);
+      if (n == c.limit) {
+        EXPECT_TRUE(s.ok()) << c.name << " at its limit: " << s;
+      } else {
+        EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << c.name << " past its limit: " << s;
+        EXPECT_EQ(RejectReason(s), "out_of_range");
+      }
+    }
+  }
+  EventBatch many;
+  many.set_device_id("R-1");
+  for (size_t i = 1; i <= Limits::kBatchEvents + 1; ++i) {
+    auto* e = many.add_events();
+    e->set_sequence(i);
+    e->mutable_heartbeat()->set_battery_fraction(1);
+  }
+  EXPECT_EQ(ValidateEvents("R-1", &many).code(), absl::StatusCode::kOutOfRange);
+  many.mutable_events()->RemoveLast();
+  EXPECT_TRUE(ValidateEvents("R-1", &many).ok());
+  // Device times: no clock reads before the epoch or after 2100.
+  for (auto [t, ok] : {std::pair<int64_t, bool>{0, true}, {-1, false}, {INT64_MIN, false},
+                       {Limits::kLatestUnixMs, true}, {Limits::kLatestUnixMs + 1, false}}) {
+    EventBatch b = Batch("R-1", 1);
+    b.mutable_events(0)->set_device_time_unix_ms(t);
+    EXPECT_EQ(ValidateEvents("R-1", &b).ok(), ok) << t;
+  }
+}
 
 TEST(ParseTopic, ReadsRollerAndSteriliserTopics) {
   auto t = ParseTopic("rollers/R-17/events");

@@ -74,7 +74,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Bad{"sterilisation_methods: {steam_gravity: [{temperature_c: hot, hold_minutes: 30}]}",
                           "sterilisation_methods.steam_gravity[0].temperature_c: must be a number"},
                       Bad{"needle_for_indication: {warts: {min_mm: 1, max_mm: 2}}", "needle_for_indication.warts"},
-                      Bad{"session_limit: [", "not valid YAML"}));
+                      Bad{"session_limit: [", "not valid YAML"},
+                      // Issue #14: these were cast to integers (undefined behaviour).
+                      Bad{"course_gap_days: .inf", "policy field course_gap_days: must be a positive number up to"},
+                      Bad{"session_limit: 1e300", "policy field session_limit: must be a positive number up to"},
+                      Bad{"max_clock_skew_minutes: .nan", "policy field max_clock_skew_minutes: must be a positive"}));
 
 TEST(Policy, MissingFileIsNotFound) {
   EXPECT_EQ(LoadPolicyFile("/nonexistent/policy.yaml").status().code(), absl::StatusCode::kNotFound);
