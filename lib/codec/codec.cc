@@ -227,7 +227,10 @@ absl::StatusOr<EventBatch> DecodeBatch(const Topic& topic, std::string_view payl
         google::protobuf::StringPiece(payload.data(), payload.size()), &batch, options);
     if (!status.ok()) {
       return absl::DataLossError(
-          util::Cat("device ", topic.device_id, ": payload is not an EventBatch in JSON: ", status.message()));
+          // protobuf's message quotes the payload near the error: it could
+          // carry a raw patient reference into a log, so it is not repeated.
+          util::Cat("device ", topic.device_id, ": payload of ", payload.size(),
+                    " bytes is not an EventBatch in JSON (protobuf JSON mapping)"));
     }
   } else if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     return absl::DataLossError(util::Cat("device ", topic.device_id, ": payload is not a binary EventBatch"));

@@ -17,10 +17,11 @@ std::string Days(int64_t ms) {
   return out.str();
 }
 
+// "3 min", "2 min 59 s": never rounded, so a hold short by a second reads short.
 std::string Minutes(uint32_t seconds) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(1) << seconds / 60.0 << " min";
-  return out.str();
+  if (seconds % 60 == 0) return util::Cat(seconds / 60, " min");
+  if (seconds < 60) return util::Cat(seconds, " s");
+  return util::Cat(seconds / 60, " min ", seconds % 60, " s");
 }
 
 std::string Percent(double fraction) {

@@ -25,6 +25,17 @@ rollertrace::v1::ChainBreak* Break(rollertrace::v1::VerifyReport* report, const 
   return b;
 }
 
+// A public key as a person can compare it: its first bytes in hex.
+std::string KeyName(std::string_view key) {
+  static const char* digits = "0123456789abcdef";
+  std::string out = "key ";
+  for (size_t i = 0; i < key.size() && i < 8; ++i) {
+    out.push_back(digits[static_cast<unsigned char>(key[i]) >> 4]);
+    out.push_back(digits[static_cast<unsigned char>(key[i]) & 15]);
+  }
+  return out + "…";
+}
+
 // A record of ingestd's named for a person, from its column family and key;
 // `sequence` gets the device sequence the record is about, when it has one.
 std::string DescribeRecord(std::string_view kind, std::string_view key, uint64_t* sequence) {
@@ -140,15 +151,24 @@ absl::StatusOr<rollertrace::v1::VerifyReport> Verifier::Verify(std::string_view 
     if (it->Valid()) {
       rollertrace::v1::Checkpoint cp;
       bool good = cp.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
+      std::string why = "the latest checkpoint is not readable any more: checkpoints were tampered with";
       if (good) {
         rollertrace::v1::Checkpoint unsigned_cp = cp;
         unsigned_cp.clear_signature();
-        good = cp.public_key() == trusted_public_key &&
-               Signer::Verify(trusted_public_key, unsigned_cp.SerializeAsString(), cp.signature());
+        const std::string bytes = unsigned_cp.SerializeAsString();
+        if (cp.public_key() != trusted_public_key && Signer::Verify(cp.public_key(), bytes, cp.signature())) {
+          // Intact, but someone else's: say so rather than cry tampering.
+          good = false;
+          why = util::Cat("the latest checkpoint is signed by another key (", KeyName(cp.public_key()),
+                          ") than the one trusted here (", KeyName(trusted_public_key),
+                          "): the store was signed by another ingestd, or --signing-key changed");
+        } else if (!Signer::Verify(trusted_public_key, bytes, cp.signature())) {
+          good = false;
+          why = "the latest checkpoint's signature does not match this ingestd's key: checkpoints were tampered with";
+        }
       }
       if (!good) {
-        Break(&report, "(checkpoint)", 0, 0, "changed",
-              "the latest checkpoint is not signed by this ingestd's key: checkpoints were tampered with");
+        Break(&report, "(checkpoint)", 0, 0, "changed", why);
       } else {
         for (const auto& h : cp.heads()) signed_heads[h.device_id()] = h;
       }

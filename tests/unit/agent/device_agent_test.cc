@@ -149,7 +149,36 @@ rollertrace::v1::SessionStarted Session(const std::string& patient) {
   return s;
 }
 
-class AgentAuthorizationTest : public DeviceAgentTest {};
+class AgentAuthorizationTest : public DeviceAgentTest {
+ protected:
+  // A server that allows and sends its snapshot: a roller sterile since
+  // `cycle_end` (with the cycle it relied on, when `with_cycle`), no sessions.
+  Publisher AnswerAllowSterileSince(int64_t cycle_end, bool with_cycle) {
+    return [this, cycle_end, with_cycle](const std::string&, const std::string& payload) {
+      rollertrace::v1::AuthorizeRequest req;
+      req.ParseFromString(payload);
+      rollertrace::v1::Decision d;
+      d.set_device_id("R-1");
+      d.set_correlation_id(req.correlation_id());
+      d.set_allowed(true);
+      auto* snap = d.mutable_roller();
+      snap->mutable_device()->set_needle_count(540);
+      snap->mutable_device()->set_needle_length_mm(1.0);
+      snap->mutable_device()->set_rated_penetrations(540 * 3000);
+      snap->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
+      snap->mutable_use()->set_last_passing_cycle_end_unix_ms(cycle_end);
+      if (with_cycle) {
+        auto* cycle = snap->mutable_use()->mutable_last_cycle();
+        cycle->set_end_unix_ms(cycle_end);
+        cycle->set_parameters_passed(true);
+        cycle->set_steriliser_id("S-1");
+        cycle->set_biological_indicator(rollertrace::v1::INDICATOR_PASS);
+      }
+      agent_->OnDecision(d.SerializeAsString());
+      return absl::OkStatus();
+    };
+  }
+};
 
 TEST_F(AgentAuthorizationTest, AsksOnTheAuthorizeTopicAndFollowsTheServersAnswer) {
   std::string asked_topic;
@@ -176,22 +205,7 @@ TEST_F(AgentAuthorizationTest, AsksOnTheAuthorizeTopicAndFollowsTheServersAnswer
 
 TEST_F(AgentAuthorizationTest, DecidesOfflineFromTheLastServerStateWhenNoAnswerComes) {
   // The server once said: registered, sterile since yesterday, no sessions.
-  Publisher answer_allow = [&](const std::string&, const std::string& payload) {
-    rollertrace::v1::AuthorizeRequest req;
-    req.ParseFromString(payload);
-    rollertrace::v1::Decision d;
-    d.set_device_id("R-1");
-    d.set_correlation_id(req.correlation_id());
-    d.set_allowed(true);
-    auto* snap = d.mutable_roller();
-    snap->mutable_device()->set_needle_count(540);
-    snap->mutable_device()->set_needle_length_mm(1.0);
-    snap->mutable_device()->set_rated_penetrations(540 * 3000);
-    snap->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
-    snap->mutable_use()->set_last_passing_cycle_end_unix_ms(500);
-    agent_->OnDecision(d.SerializeAsString());
-    return absl::OkStatus();
-  };
+  Publisher answer_allow = AnswerAllowSterileSince(500, /*with_cycle=*/false);
   ASSERT_TRUE(agent_->Authorize(Session("MRN-1"), 1000, answer_allow, milliseconds(2000)).allowed);
   rollertrace::v1::Event started;
   started.set_device_time_unix_ms(1000);
@@ -219,26 +233,7 @@ TEST_F(AgentAuthorizationTest, ARestartedAgentDecidesOfflineAsOneThatNeverStoppe
   // Seen (issue #13): after a SIGKILL, roller-fleet refused sessions offline
   // with NOT_STERILE "no passing sterilisation cycle recorded": its state was
   // only in memory.
-  Publisher answer_allow = [&](const std::string&, const std::string& payload) {
-    rollertrace::v1::AuthorizeRequest req;
-    req.ParseFromString(payload);
-    rollertrace::v1::Decision d;
-    d.set_device_id("R-1");
-    d.set_correlation_id(req.correlation_id());
-    d.set_allowed(true);
-    auto* snap = d.mutable_roller();
-    snap->mutable_device()->set_needle_count(540);
-    snap->mutable_device()->set_needle_length_mm(1.0);
-    snap->mutable_device()->set_rated_penetrations(540 * 3000);
-    snap->mutable_device()->set_lifecycle(rollertrace::v1::LIFECYCLE_STERILE);
-    snap->mutable_use()->set_last_passing_cycle_end_unix_ms(500);
-    snap->mutable_use()->mutable_last_cycle()->set_end_unix_ms(500);
-    snap->mutable_use()->mutable_last_cycle()->set_parameters_passed(true);
-    snap->mutable_use()->mutable_last_cycle()->set_steriliser_id("S-1");
-    snap->mutable_use()->mutable_last_cycle()->set_biological_indicator(rollertrace::v1::INDICATOR_PASS);
-    agent_->OnDecision(d.SerializeAsString());
-    return absl::OkStatus();
-  };
+  Publisher answer_allow = AnswerAllowSterileSince(500, /*with_cycle=*/true);
   ASSERT_TRUE(agent_->Authorize(Session("MRN-1"), 1000, answer_allow, milliseconds(2000)).allowed);
   rollertrace::v1::Event usage;
   usage.set_device_time_unix_ms(1500);

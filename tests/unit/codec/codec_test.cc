@@ -93,6 +93,16 @@ TEST(Limits, EveryDeviceFieldIsBoundedJustInsideAndJustOutside) {
   }
 }
 
+TEST(DecodeBatch, AJsonErrorNeverQuotesThePayload) {
+  // Seen (issue #14): protobuf's error quoted nearby payload bytes, so a raw
+  // patient reference could reach the bridge's log.
+  const std::string payload = R"({"deviceId":"R-1","events":[{"sequence":"1","sessionStarted":{"patientRef":"MRN-SECRET-42","x":1}}]})";
+  auto b = DecodeBatch(RollerTopic("R-1", true), payload, kDefaultMaxPayloadBytes);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().message().find("MRN-SECRET"), std::string::npos) << b.status();
+  EXPECT_EQ(RejectReason(b.status()), "malformed");
+}
+
 TEST(ParseTopic, ReadsRollerAndSteriliserTopics) {
   auto t = ParseTopic("rollers/R-17/events");
   ASSERT_TRUE(t.ok());

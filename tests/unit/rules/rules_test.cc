@@ -253,6 +253,15 @@ TEST(EvaluateCycle, PassesAtTheMethodMinimumsAndFailsJustShort) {
   EXPECT_NE(v.reasons[0].find("short of steam_gravity"), std::string::npos) << v.reasons[0];
 }
 
+TEST(EvaluateCycle, AHoldShortByASecondReadsShort) {
+  // Seen (issue #14): "134 °C for 3.0 min is short of 134 °C for 3.0 min" for a 179 s hold.
+  const CycleVerdict v = EvaluateCycle(Policy{}, Cycle("steam_prevacuum", 134, 179));
+  ASSERT_FALSE(v.parameters_passed);
+  ASSERT_EQ(v.reasons.size(), 1u);
+  EXPECT_NE(v.reasons[0].find("134 °C for 2 min 59 s is short of"), std::string::npos) << v.reasons[0];
+  EXPECT_NE(v.reasons[0].find("134 °C for 3 min"), std::string::npos) << v.reasons[0];
+}
+
 TEST(EvaluateCycle, NeedsAPassingChemicalIndicatorAndAKnownMethod) {
   Policy p;
   auto c = Cycle("steam_prevacuum", 135, 240);

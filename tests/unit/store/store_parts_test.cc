@@ -12,6 +12,7 @@
 
 #include "store/commands.h"
 #include "store/keys.h"
+#include "store/signer.h"
 
 namespace rollertrace::store {
 namespace {
@@ -27,6 +28,15 @@ rollertrace::v1::Device Roller(const std::string& id) {
   d.set_needle_length_mm(1.0);
   d.set_rated_penetrations(1000000);
   return d;
+}
+
+// An authorisation for patient P-1 (already a pseudonym, as ingestd passes it).
+rollertrace::v1::AuthorizeRequest AskFor(const std::string& roller, int64_t start) {
+  rollertrace::v1::AuthorizeRequest request;
+  request.set_device_id(roller);
+  request.set_start_unix_ms(start);
+  request.mutable_session()->set_patient_pseudonym("P-1");
+  return request;
 }
 
 rollertrace::v1::EventBatch Usage(const std::string& id, uint64_t sequence) {
@@ -110,10 +120,7 @@ TEST_F(StorePartsTest, DecisionsAfterARestartNeverOverwriteEarlierOnes) {
   // same millisecond got the same key and overwrote a chained one.
   Open();
   ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
-  rollertrace::v1::AuthorizeRequest request;
-  request.set_device_id("R-1");
-  request.set_start_unix_ms(kNow);
-  request.mutable_session()->set_patient_pseudonym("P-1");
+  const rollertrace::v1::AuthorizeRequest request = AskFor("R-1", kNow);
   auto first = Authorize(*store_, request, kNow);
   ASSERT_TRUE(first.ok()) << first.status();
   Open();
@@ -163,10 +170,7 @@ TEST_F(StorePartsTest, AStoreRecordsItsFormatAndRefusesANewerOne) {
 TEST_F(StorePartsTest, AFormatOneStoreIsRefusedUntilMigratedThenKeepsItsRecords) {
   Open();
   ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
-  rollertrace::v1::AuthorizeRequest request;
-  request.set_device_id("R-1");
-  request.set_start_unix_ms(kNow);
-  request.mutable_session()->set_patient_pseudonym("P-1");
+  const rollertrace::v1::AuthorizeRequest request = AskFor("R-1", kNow);
   ASSERT_TRUE(Authorize(*store_, request, kNow).ok());
   // A store from before formats: no meta family content and no command log.
   ASSERT_NO_FATAL_FAILURE(Raw([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
@@ -217,10 +221,7 @@ TEST_F(StorePartsTest, APolicyChangeAppliesToCommandsJudgedAfterItAndIsNamedInTh
   options.policy->session_limit = 1;
   Open(options);
   ASSERT_EQ(store_->policy().first, 2u);
-  rollertrace::v1::AuthorizeRequest request;
-  request.set_device_id("R-1");
-  request.set_start_unix_ms(kNow + 1000);
-  request.mutable_session()->set_patient_pseudonym("P-1");
+  const rollertrace::v1::AuthorizeRequest request = AskFor("R-1", kNow + 1000);
   auto d = Authorize(*store_, request, kNow + 1000);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->policy_version(), 2u);
@@ -259,6 +260,28 @@ TEST_F(StorePartsTest, ATrailReadWhileEventsArriveIsOneMomentOfTheStore) {
   stop = true;
   writer.join();
   EXPECT_EQ(checked, 200);
+}
+
+TEST_F(StorePartsTest, VerifyNamesAKeyMismatchAsSuchNotAsTampering) {
+  // Seen (issue #14): verify against a store signed with another key said
+  // "checkpoints were tampered with".
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow).ok());
+  const std::string a = dir_ + ".key-a.pem", b = dir_ + ".key-b.pem";
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
+  auto signer_a = Signer::LoadOrCreate(a);
+  auto signer_b = Signer::LoadOrCreate(b);
+  ASSERT_TRUE(signer_a.ok() && signer_b.ok());
+  ASSERT_TRUE(WriteCheckpoint(*store_, *signer_a, kNow + 1).ok());
+  EXPECT_TRUE(store_->verifier().Verify("", signer_a->public_key())->intact());
+  auto report = store_->verifier().Verify("", signer_b->public_key());
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->breaks_size(), 1);
+  EXPECT_NE(report->breaks(0).detail().find("signed by another key"), std::string::npos) << report->breaks(0).detail();
+  EXPECT_EQ(report->breaks(0).detail().find("tampered"), std::string::npos) << report->breaks(0).detail();
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
 }
 
 TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
