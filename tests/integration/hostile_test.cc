@@ -98,6 +98,13 @@ TEST(Hostile, OversizedFieldsAnAbsurdSequenceAndNoClockAreRefusedAndTheReportSti
   EXPECT_EQ(cluster.Rollerctl({"report"}, &out), 0) << out;
   EXPECT_EQ(cluster.Rollerctl({"history", "H-1"}, &out), 0) << out;
   EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
+
+  // rollerctl names a mistyped command, and --json is the protobuf JSON mapping.
+  EXPECT_EQ(cluster.Rollerctl({"--json", "frobnicate", "H-1"}, &out), 2) << out;
+  EXPECT_NE(out.find("unknown command 'frobnicate'"), std::string::npos) << out;
+  ASSERT_EQ(cluster.Rollerctl({"--json", "show", "H-1"}, &out), 0) << out;
+  EXPECT_NE(out.find("\"deviceId\""), std::string::npos) << out;
+  EXPECT_EQ(out.find("\"device_id\""), std::string::npos) << out;
 }
 
 TEST(Hostile, ABackupGoesOnlyUnderTheBackupRoot) {

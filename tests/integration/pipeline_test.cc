@@ -266,7 +266,7 @@ TEST(Pipeline, RecordsASequenceGapAndClosesItWhenLateEventsArrive) {
   EXPECT_EQ(record.state().open_gaps_size(), 0);
   EXPECT_EQ(record.state().gaps_opened(), 1u);
   ASSERT_EQ(cluster.Rollerctl({"--json", "gaps", "G-0001"}, &out), 0);
-  EXPECT_NE(out.find("closed_unix_ms"), std::string::npos) << out;
+  EXPECT_NE(out.find("closedUnixMs"), std::string::npos) << out;  // the protobuf JSON mapping
 }
 
 }  // namespace

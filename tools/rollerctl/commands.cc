@@ -38,7 +38,7 @@ void PrintJson(const Context& ctx, const google::protobuf::Message& m) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
+  options.preserve_proto_field_names = false;  // the protobuf JSON mapping: lowerCamelCase
   (void)google::protobuf::util::MessageToJsonString(m, &json, options);
   *ctx.out << json;
 }

@@ -161,7 +161,35 @@ int main(int argc, char** argv) {
       "backup", "Have ingestd write a consistent online copy of its whole store (RocksDB checkpoint) (admin)");
   backup->add_option("directory", backup_dir, "A new directory on ingestd's machine")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // A mistyped command would only hear "A subcommand is required": name it.
+    if (std::string(e.what()).find("subcommand is required") != std::string::npos) {
+      const auto commands = app.get_subcommands([](const CLI::App*) { return true; });
+      auto is_command = [&](const std::string& word) {
+        for (const CLI::App* c : commands) {
+          if (c->get_name() == word) return true;
+        }
+        return false;
+      };
+      for (int i = 1; i < argc; ++i) {
+        const std::string word = argv[i];
+        if (word.empty() || word[0] == '-') {
+          // A global option and, unless it is a flag, its value.
+          if (word != "--json" && word.find('=') == std::string::npos) ++i;
+          continue;
+        }
+        if (is_command(word)) break;  // its own arguments are what is wrong: CLI11 says so below
+        std::string names;
+        for (const CLI::App* c : commands) names += (names.empty() ? "" : ", ") + c->get_name();
+        std::cerr << "rollerctl: unknown command '" << word << "'; the commands are: " << names
+                  << " (rollerctl --help)" << std::endl;
+        return 2;
+      }
+    }
+    return app.exit(e);
+  }
 
   rollertrace::rollerctl::Context ctx;
   if (tls_ca.empty()) {
