@@ -153,11 +153,15 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
   }
   if (use.has_last_cycle() && CycleFailed(use.last_cycle())) {
     const auto& c = use.last_cycle();
-    Hit(&d, kCycleFailed, kDeny,
-        util::Cat("cycle ", c.steriliser_id(), "#", c.cycle_number(), " failed ",
-                  !c.parameters_passed() ? "its parameters"
-                  : c.biological_indicator() == rollertrace::v1::INDICATOR_FAIL ? "its biological indicator"
-                                                                               : "its chemical indicator"));
+    // Name what failed: a failed chemical indicator alone is not "its parameters".
+    std::string what;
+    auto add = [&](const char* part) { what += (what.empty() ? "" : " and ") + std::string(part); };
+    const bool chemical = c.chemical_indicator() == rollertrace::v1::INDICATOR_FAIL;
+    if (chemical) add("its chemical indicator");
+    if (!c.parameters_passed() && !chemical) add("its parameters");
+    if (c.biological_indicator() == rollertrace::v1::INDICATOR_FAIL) add("its biological indicator");
+    if (what.empty()) add("its parameters");
+    Hit(&d, kCycleFailed, kDeny, util::Cat("cycle ", c.steriliser_id(), "#", c.cycle_number(), " failed ", what));
   }
   const double wear = Wear(roller);
   if (wear >= policy.worn_fraction) {

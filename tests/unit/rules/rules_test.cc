@@ -218,6 +218,20 @@ TEST(Rules, ReportsEveryDenyRuleThatHolds) {
   EXPECT_TRUE(d.Fired(kWorn));
 }
 
+TEST(Rules, ACycleThatFailedOnlyItsChemicalIndicatorSaysSo) {
+  // Seen (issue #14): reported as "failed its parameters".
+  RollerFacts r = Healthy();
+  r.use.mutable_last_cycle()->set_parameters_passed(false);  // EvaluateCycle fails a cycle whose CI failed
+  r.use.mutable_last_cycle()->set_chemical_indicator(rollertrace::v1::INDICATOR_FAIL);
+  Decision d = Decide(Policy{}, r, Request());
+  ASSERT_TRUE(d.Fired(kCycleFailed));
+  for (const auto& h : d.hits) {
+    if (h.rule() != kCycleFailed) continue;
+    EXPECT_NE(h.detail().find("failed its chemical indicator"), std::string::npos) << h.detail();
+    EXPECT_EQ(h.detail().find("parameters"), std::string::npos) << h.detail();
+  }
+}
+
 TEST(Rules, LocksForTheRulesDomainNames) {
   for (const char* r : {kWorn, kSinglePatient, kNotSterile, kCycleFailed, kSessionLimit}) EXPECT_TRUE(LocksRoller(r));
   for (const char* r : {kSessionTooSoon, kSterilityExpired, kWornSoon, kDeviceLocked}) EXPECT_FALSE(LocksRoller(r));
