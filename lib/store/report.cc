@@ -59,6 +59,7 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
 
   // Sessions that started in the period.
   std::set<std::string> patients;
+  std::map<std::string, uint32_t> warnings;  // warn-rule hits by rule
   absl::Status s = ScanTime(view, Family::kSessionsByTime, from, to, [&](const TimeKeyParts& k, std::string_view) {
     rollertrace::v1::SessionRecord session;
     absl::StatusOr<bool> found = view.Read(Family::kSessions, DeviceSequenceKey(k.device_id, k.sequence), &session);
@@ -74,10 +75,18 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
     if (session.offline_decision()) r.set_sessions_offline(r.sessions_offline() + 1);
     if (session.at_risk()) r.set_sessions_at_risk(r.sessions_at_risk() + 1);
     patients.insert(session.patient_pseudonym());
+    for (const auto& h : session.decision().hits()) {
+      if (h.severity() == rollertrace::v1::SEVERITY_WARN) ++warnings[h.rule()];
+    }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
   r.set_patients(static_cast<uint32_t>(patients.size()));
+  for (const auto& [rule, count] : warnings) {
+    auto* c = r.add_warnings_by_rule();
+    c->set_rule(rule);
+    c->set_count(count);
+  }
 
   // Violations detected in the period.
   std::map<std::string, uint32_t> by_rule;

@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto batch = codec::DecodeBatch(topic, rest, 4096);
       if (!batch.ok()) {
         const std::string_view reason = codec::RejectReason(batch.status());
-        Check(reason == "oversized" || reason == "malformed" || reason == "device_mismatch" || reason == "invalid",
+        Check(reason == "oversized" || reason == "malformed" || reason == "device_mismatch" || reason == "invalid" ||
+                  reason == "out_of_range",
               "a rejection without a known reason");
         break;
       }
@@ -58,6 +59,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const auto& e : batch->events()) {
         Check(e.device_id() == "R-0001", "an event of another device accepted");
         Check(e.sequence() >= 1, "sequence 0 accepted");
+        Check(e.device_time_unix_ms() >= codec::Limits::kEarliestUnixMs &&
+                  e.device_time_unix_ms() <= codec::Limits::kLatestUnixMs,
+              "a device time that is no clock accepted");
         Check(e.body_case() != rollertrace::v1::Event::BODY_NOT_SET, "an event without a body accepted");
         Check(e.has_sterilisation_cycle() == (topic.kind == codec::TopicKind::kSteriliserCycles),
               "a body accepted on the wrong topic");

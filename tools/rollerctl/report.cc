@@ -101,6 +101,11 @@ std::vector<Section> Sections(const PeriodReport& r) {
   for (const auto& c : r.violations_by_rule()) rules.rows.push_back({c.rule(), util::Cat(c.count())});
   out.push_back(std::move(rules));
 
+  Section warnings{"Warnings by rule (advice in the period's sessions, not violations)", "warnings_by_rule.csv",
+                   {"Rule", "Sessions warned"}, {}, "No warnings."};
+  for (const auto& c : r.warnings_by_rule()) warnings.rows.push_back({c.rule(), util::Cat(c.count())});
+  out.push_back(std::move(warnings));
+
   Section violations{"Violations",
                      "violations.csv",
                      {"Detected", "Roller", "Session", "Rule", "Severity", "Patient", "Decided offline",

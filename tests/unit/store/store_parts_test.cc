@@ -284,6 +284,29 @@ TEST_F(StorePartsTest, VerifyNamesAKeyMismatchAsSuchNotAsTampering) {
   std::filesystem::remove(b);
 }
 
+TEST_F(StorePartsTest, ThePeriodReportCountsWarnRuleHits) {
+  // Seen (issue #14): the period report had no count of warn-rule hits.
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  rollertrace::v1::EventBatch b;
+  b.set_device_id("R-1");
+  auto* e = b.add_events();
+  e->set_device_id("R-1");
+  e->set_sequence(1);
+  e->set_device_time_unix_ms(kNow);
+  auto* started = e->mutable_session_started();
+  started->set_session_id("s1");
+  started->set_patient_pseudonym("P-1");
+  started->set_indication(rollertrace::v1::INDICATION_SCAR);  // 1.0 mm needles: short for a scar (a warning)
+  const rollertrace::v1::EventBatch* batches[] = {&b};
+  ASSERT_TRUE(Append(*store_, batches, kNow).ok());
+  auto report = store_->audit().Report(kNow - 1000, kNow + 1000, kNow + 2000);
+  ASSERT_TRUE(report.ok()) << report.status();
+  bool found = false;
+  for (const auto& c : report->warnings_by_rule()) found = found || (c.rule() == "NEEDLE_FOR_INDICATION" && c.count() == 1);
+  EXPECT_TRUE(found) << report->ShortDebugString();
+}
+
 TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
   rules::Policy p;
   p.session_limit = 3;
