@@ -216,6 +216,17 @@ absl::Status ApplyDomain(Context& c, const Event& event, DeviceRecord& self) {
   // Device clocks are trusted only up to the allowed skew ahead of ours;
   // beyond it time rules use the receive time (DOMAIN.md, CLOCK_SKEW).
   const rules::JudgedTime when = rules::JudgeTime(c.policy, event.device_time_unix_ms(), c.now);
+  if (when.ahead_ms > 0 && (event.has_session_started() || event.has_session_ended())) {
+    // Kept as sent, judged at the receive time, and said so (issue #14).
+    rollertrace::v1::Finding f;
+    f.set_device_id(event.device_id());
+    f.set_sequence(event.sequence());
+    f.set_kind(kFindingClockAhead);
+    f.set_detail(util::Cat(event.has_session_started() ? "session start" : "session end", " dated ",
+                           when.ahead_ms / 1000, " s after it was received (allowed ",
+                           c.policy.max_clock_skew_ms / 1000, " s): the event is kept as sent, time rules used the receive time"));
+    RecordFinding(c, &self, std::move(f));
+  }
   switch (event.body_case()) {
     case Event::kSessionStarted:
       return SessionStarted(c, event, when.at_unix_ms, when.ahead_ms, self);

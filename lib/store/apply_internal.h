@@ -22,6 +22,7 @@ inline constexpr char kSourceSteriliser[] = "steriliser";
 inline constexpr char kFindingCycleTime[] = "CYCLE_TIME";
 inline constexpr char kFindingCycleConflict[] = "CYCLE_CONFLICT";
 inline constexpr char kFindingEventConflict[] = "EVENT_CONFLICT";
+inline constexpr char kFindingClockAhead[] = "CLOCK_AHEAD";
 inline constexpr char kSourceLab[] = "lab";
 
 inline bool IndicatorKnown(rollertrace::v1::IndicatorResult r) {

@@ -156,12 +156,32 @@ absl::StatusOr<std::vector<std::string>> Archiver::SelectForExport(const std::ve
     absl::Status s = view.ScanRecords<rollertrace::v1::DeviceRecord>(
         Family::kDevices, {}, [&](std::string_view, rollertrace::v1::DeviceRecord& d) -> absl::StatusOr<bool> {
           const int64_t registered = d.device().registered_unix_ms();
-          if (registered < to && (registered >= from || d.state().last_receive_unix_ms() >= from)) {
-            chosen.insert(d.device().device_id());
-          }
+          if (registered >= from && registered < to) chosen.insert(d.device().device_id());
           return true;
         });
     if (!s.ok()) return s;
+    // What happened in the period, by its own time: sessions that started, cycles that ended.
+    auto in_period = [&](Family index, bool sessions) {
+      return view.Scan(
+          index, {},
+          [&](std::string_view key, std::string_view) -> absl::StatusOr<bool> {
+            auto k = DecodeTimeKey(key);
+            if (!k) return ReadView::Corrupt(index, key);
+            if (k->unix_ms >= to) return false;
+            chosen.insert(k->device_id);
+            if (sessions) {
+              rollertrace::v1::SessionRecord session;
+              absl::StatusOr<bool> found =
+                  view.Read(Family::kSessions, DeviceSequenceKey(k->device_id, k->sequence), &session);
+              if (!found.ok()) return found.status();
+              if (*found && !session.cycle().steriliser_id().empty()) chosen.insert(session.cycle().steriliser_id());
+            }
+            return true;
+          },
+          TimeKeyStart(from));
+    };
+    if (absl::Status p = in_period(Family::kSessionsByTime, true); !p.ok()) return p;
+    if (absl::Status p = in_period(Family::kCyclesByTime, false); !p.ok()) return p;
     return std::vector<std::string>(chosen.begin(), chosen.end());
   }
   for (const std::string& id : device_ids) {

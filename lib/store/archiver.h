@@ -36,13 +36,20 @@ absl::StatusOr<std::vector<CheckedRecord>> CheckArchive(
     const std::vector<std::string>& device_ids,
     const google::protobuf::RepeatedPtrField<rollertrace::v1::ArchiveRecord>& records);
 
+inline constexpr char kSelectionByPeriod[] =
+    "devices registered in the period, rollers with a session started in it, sterilisers with a cycle ended in it "
+    "or relied on by those sessions (session and cycle times, as the report counts)";
+
 class Archiver {
  public:
   explicit Archiver(const Db& db) : db_(db) {}
 
   // The devices to export: `device_ids` with the sterilisers their cycles
-  // came from, or with no ids, the devices registered before `to` and
-  // registered or sending in [from, to).
+  // came from; or with no ids, by when things happened in [from, to): the
+  // devices registered in it, the rollers with a session that started in it
+  // (by the session's time, as the report counts it), the sterilisers with a
+  // cycle that ended in it or that such a session relied on.
+  // kSelectionByPeriod says so in words (the archive header carries it).
   absl::StatusOr<std::vector<std::string>> SelectForExport(const std::vector<std::string>& device_ids,
                                                            int64_t from_unix_ms, int64_t to_unix_ms) const;
   // Every stored pair of these devices, read from one snapshot, handed to

@@ -235,6 +235,8 @@ grpc::Status ComplianceServiceImpl::Export(grpc::ServerContext* context, const r
     header->set_created_unix_ms(now);
     header->set_from_unix_ms(request->from_unix_ms());
     header->set_to_unix_ms(to);
+    header->set_selection(request->device_ids().empty() ? store::kSelectionByPeriod
+                                                        : "the devices named, with the sterilisers their cycles came from");
     for (const auto& id : *ids) header->add_device_ids(id);
     absl::Status s = store_.archiver().ExportDevices(*ids, [&](const rollertrace::v1::ArchiveRecord& r) {
       *chunk.add_records() = r;

@@ -45,7 +45,8 @@ struct IngestMetrics {
         recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
         commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")),
         findings(m.Counter("rollertrace_findings_total",
-                           "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, CYCLE_CONFLICT, EVENT_CONFLICT)")),
+                           "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, "
+                           "CYCLE_CONFLICT, EVENT_CONFLICT, CLOCK_AHEAD)")),
         audit_requests(m.Counter("rollertrace_audit_requests_total",
                                  "Compliance operations (verify, report, export, import, backup), by result")),
         archive_records(m.Counter("rollertrace_archive_records_total",

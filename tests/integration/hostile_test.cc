@@ -107,6 +107,59 @@ TEST(Hostile, OversizedFieldsAnAbsurdSequenceAndNoClockAreRefusedAndTheReportSti
   EXPECT_EQ(out.find("\"device_id\""), std::string::npos) << out;
 }
 
+TEST(Hostile, ExportByPeriodTakesWhatHappenedInItAsTheReportCountsIt) {
+  // Seen (issue #14): export --from/--to selected by receive time and exported
+  // no device while the report counted 5 sessions for the same days.
+  Cluster cluster("export_period");
+  cluster.StartIngestd();
+  cluster.Register(Cluster::Roller("EP-1"));
+  cluster.Register(Cluster::Roller("EP-2"));
+  const int64_t day = 24LL * 3600 * 1000, ten_days_ago = Now() - 10 * day;
+  // EP-1 worked offline ten days ago; its session arrives now.
+  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
+  rollertrace::v1::IngestRequest request;
+  *request.add_batches() = One("EP-1", SessionStart("EP-1-s1", "MRN-9", ten_days_ago, /*offline=*/true), 1);
+  grpc::ClientContext ctx;
+  cluster.Authenticate(&ctx);
+  rollertrace::v1::IngestResponse response;
+  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
+  ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+  const std::string from = std::to_string(ten_days_ago - day), to = std::to_string(ten_days_ago + day);
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"report", "--from", from, "--to", to, "--format", "json"}, &out), 0) << out;
+  EXPECT_NE(out.find("\"sessions\": 1"), std::string::npos) << out;
+  ASSERT_EQ(cluster.Rollerctl({"export", "--from", from, "--to", to, "-o", cluster.dir() + "/p.archive"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("devices: EP-1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("chosen: devices registered in the period, rollers with a session started in it"),
+            std::string::npos)
+      << out;
+}
+
+TEST(Hostile, ASessionDatedAheadOfTheClockIsKeptAndFlagged) {
+  // Seen (issue #14): an event dated an hour ahead was stored without a finding.
+  Cluster cluster("clock_ahead");
+  cluster.StartIngestd();
+  cluster.Register(Cluster::Roller("CA-1"));
+  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
+  rollertrace::v1::IngestRequest request;
+  const int64_t hour_ahead = Now() + 3600 * 1000;
+  *request.add_batches() = One("CA-1", SessionStart("CA-1-s1", "MRN-7", hour_ahead), 1);
+  grpc::ClientContext ctx;
+  cluster.Authenticate(&ctx);
+  rollertrace::v1::IngestResponse response;
+  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
+  const auto history = cluster.History("CA-1");
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].event().device_time_unix_ms(), hour_ahead) << "kept as sent";
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"trail", "roller", "CA-1"}, &out), 0) << out;
+  EXPECT_NE(out.find("CLOCK_AHEAD at sequence 1"), std::string::npos) << out;
+  EXPECT_EQ(MetricValue(HttpGet(cluster.ingestd_metrics_port(), "/metrics"),
+                        "rollertrace_findings_total{kind=\"CLOCK_AHEAD\"}"),
+            1);
+}
+
 TEST(Hostile, ABackupGoesOnlyUnderTheBackupRoot) {
   // Seen: Backup {"directory":"../../x"} wrote a checkpoint anywhere ingestd could write.
   Cluster cluster("backup_root");

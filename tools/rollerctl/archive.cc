@@ -80,6 +80,7 @@ int Export(const Context& ctx, const rollertrace::v1::ExportRequest& request, co
   std::string ids;
   for (const auto& id : header.device_ids()) ids += " " + id;
   *ctx.out << "devices:" << (ids.empty() ? " none" : ids) << "\n";
+  if (!header.selection().empty()) *ctx.out << "chosen: " << header.selection() << "\n";
   return 0;
 }
 
