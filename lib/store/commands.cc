@@ -7,10 +7,6 @@
 namespace rollertrace::store {
 namespace {
 
-absl::StatusOr<CommandResult> Run(EventStore& store, const rollertrace::v1::StoreCommand& command) {
-  return store.Execute(command);
-}
-
 void MergeAck(const rollertrace::v1::DeviceAck& from, rollertrace::v1::DeviceAck* into) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const rollertrace::v1::DeviceAck* a : {static_cast<const rollertrace::v1::DeviceAck*>(into), &from}) {
@@ -62,7 +58,7 @@ rollertrace::v1::StoreCommand DecisionCommand(const EventStore& store, const Rec
 absl::StatusOr<rollertrace::v1::Device> Register(EventStore& store, rollertrace::v1::Device device, int64_t now) {
   rollertrace::v1::StoreCommand c = NewCommand(store, now);
   *c.mutable_register_()->mutable_device() = std::move(device);
-  absl::StatusOr<CommandResult> r = Run(store, c);
+  absl::StatusOr<CommandResult> r = store.Execute(c);
   if (!r.ok()) return r.status();
   return r->device;
 }
@@ -72,7 +68,7 @@ absl::StatusOr<rollertrace::v1::Device> Retire(EventStore& store, std::string_vi
   rollertrace::v1::StoreCommand c = NewCommand(store, now);
   c.mutable_retire()->set_device_id(std::string(device_id));
   c.mutable_retire()->set_reason(std::string(reason));
-  absl::StatusOr<CommandResult> r = Run(store, c);
+  absl::StatusOr<CommandResult> r = store.Execute(c);
   if (!r.ok()) return r.status();
   return r->device;
 }
@@ -83,7 +79,7 @@ absl::StatusOr<rollertrace::v1::Device> Unlock(EventStore& store, std::string_vi
   c.mutable_unlock()->set_device_id(std::string(device_id));
   c.mutable_unlock()->set_reason(std::string(reason));
   c.mutable_unlock()->set_by(std::string(by));
-  absl::StatusOr<CommandResult> r = Run(store, c);
+  absl::StatusOr<CommandResult> r = store.Execute(c);
   if (!r.ok()) return r.status();
   if (command != nullptr && !r->commands.empty()) *command = r->commands.front();
   return r->device;
@@ -94,7 +90,7 @@ absl::StatusOr<CommandResult> RecordBiologicalIndicator(EventStore& store,
                                                         int64_t now) {
   rollertrace::v1::StoreCommand c = NewCommand(store, now);
   *c.mutable_biological_indicator() = request;
-  return Run(store, c);
+  return store.Execute(c);
 }
 
 absl::StatusOr<rollertrace::v1::Decision> Authorize(EventStore& store, const rollertrace::v1::AuthorizeRequest& request,
@@ -102,7 +98,7 @@ absl::StatusOr<rollertrace::v1::Decision> Authorize(EventStore& store, const rol
   absl::StatusOr<RecordedDecision> d = store.Decide(request, now);
   if (!d.ok()) return d.status();
   if (d->store) {
-    if (absl::StatusOr<CommandResult> r = Run(store, DecisionCommand(store, *d, now)); !r.ok()) return r.status();
+    if (absl::StatusOr<CommandResult> r = store.Execute(DecisionCommand(store, *d, now)); !r.ok()) return r.status();
   }
   return d->decision;
 }
@@ -112,7 +108,7 @@ absl::Status Import(EventStore& store, const std::vector<std::string>& device_id
   rollertrace::v1::StoreCommand c = NewCommand(store, now);
   for (const auto& id : device_ids) c.mutable_import()->add_device_ids(id);
   for (const auto& r : records) *c.mutable_import()->add_records() = r;
-  return Run(store, c).status();
+  return store.Execute(c).status();
 }
 
 absl::Status WriteCheckpoint(EventStore& store, const Signer& signer, int64_t now) {
@@ -120,7 +116,7 @@ absl::Status WriteCheckpoint(EventStore& store, const Signer& signer, int64_t no
   if (!cp.ok()) return cp.status();
   rollertrace::v1::StoreCommand c = NewCommand(store, now);
   *c.mutable_checkpoint()->mutable_checkpoint() = std::move(*cp);
-  return Run(store, c).status();
+  return store.Execute(c).status();
 }
 
 absl::StatusOr<CommandResult> Append(EventStore& store, std::span<const rollertrace::v1::EventBatch* const> batches,
