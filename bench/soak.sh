@@ -11,6 +11,7 @@
 #   --no-disk do not fill the store's disk (it needs root to mount a tmpfs)
 #   --keep    keep the work directory (logs, stores) for a look afterwards
 # Everything runs on loopback, on ports picked free. ROLLERTRACE_BUILD_DIR: the build (default ./build).
+# Needs python3 (deploy/local/install-deps.sh installs it) for free ports and the verdict.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}

@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev
   mosquitto mosquitto-clients
-  prometheus prometheus-alertmanager curl
+  prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
 )
 
