@@ -9,32 +9,17 @@
 namespace rollertrace::store {
 namespace {
 
-absl::StatusOr<uint64_t> ReadCounter(const ReadView& view, std::string_view key, uint64_t otherwise) {
-  std::string value;
-  absl::StatusOr<bool> found = view.Get(Family::kMeta, key, &value);
-  if (!found.ok()) return found.status();
-  if (!*found) return otherwise;
-  if (value.size() != 8) return ReadView::Corrupt(Family::kMeta, key);
-  return ReadBigEndian64(value);
-}
-
-void PutCounter(WriteTxn& txn, std::string_view key, uint64_t value) {
-  std::string be;
-  AppendBigEndian64(&be, value);
-  txn.Put(Family::kMeta, key, be);
-}
-
 absl::Status ApplyPolicy(WriteTxn& txn, PolicyBook& book, const rollertrace::v1::PolicyCommand& command, int64_t now) {
   absl::StatusOr<rules::Policy> policy = rules::ParsePolicy(command.policy_yaml());
   if (!policy.ok()) return absl::InvalidArgumentError(util::Cat("policy command: ", policy.status().message()));
-  absl::StatusOr<uint64_t> current = ReadCounter(txn, kMetaPolicyVersion, 0);
+  absl::StatusOr<uint64_t> current = txn.ReadCounter(kMetaPolicyVersion, 0);
   if (!current.ok()) return current.status();
   rollertrace::v1::PolicyRecord record;
   record.set_version(*current + 1);
   record.set_policy_yaml(command.policy_yaml());
   record.set_since_unix_ms(now);
   txn.Put(Family::kMeta, PolicyKey(record.version()), record.SerializeAsString());
-  PutCounter(txn, kMetaPolicyVersion, record.version());
+  txn.Put(Family::kMeta, kMetaPolicyVersion, CounterValue(record.version()));
   book.Add(record.version(), std::move(*policy));
   return absl::OkStatus();
 }
@@ -47,7 +32,7 @@ absl::Status PolicyBook::Load(const ReadView& view) {
     policies_.clear();
   }
   Add(0, rules::Policy{});
-  absl::StatusOr<uint64_t> current = ReadCounter(view, kMetaPolicyVersion, 0);
+  absl::StatusOr<uint64_t> current = view.ReadCounter(kMetaPolicyVersion, 0);
   if (!current.ok()) return current.status();
   for (uint64_t v = 1; v <= *current; ++v) {
     rollertrace::v1::PolicyRecord record;

@@ -125,14 +125,9 @@ absl::Status StoreDecision(Context& c, const rollertrace::v1::RecordDecisionComm
   if (!owner.ok()) return owner.status();
   c.txn.PutRecord(*owner, Family::kDecisions, TimedKey(d.device_id(), d.decided_unix_ms(), command.counter()),
                   d.SerializeAsString(), c.now);
-  std::string stored;
-  absl::StatusOr<bool> found = c.txn.Get(Family::kMeta, kMetaDecisionCounter, &stored);
-  if (!found.ok()) return found.status();
-  if (!*found || stored.size() != 8 || ReadBigEndian64(stored) < command.counter()) {
-    std::string be;
-    AppendBigEndian64(&be, command.counter());
-    c.txn.Put(Family::kMeta, kMetaDecisionCounter, be);
-  }
+  absl::StatusOr<uint64_t> stored = c.txn.ReadCounter(kMetaDecisionCounter, 0);
+  if (!stored.ok()) return stored.status();
+  if (*stored < command.counter()) c.txn.Put(Family::kMeta, kMetaDecisionCounter, CounterValue(command.counter()));
   return absl::OkStatus();
 }
 

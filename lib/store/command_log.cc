@@ -12,12 +12,7 @@
 namespace rollertrace::store {
 
 absl::StatusOr<uint64_t> CommandLog::NextIndex() const {
-  std::string value;
-  absl::StatusOr<bool> found = SnapshotView(db_).Get(Family::kMeta, kMetaNextCommand, &value);
-  if (!found.ok()) return found.status();
-  if (!*found) return uint64_t{1};
-  if (value.size() != 8) return ReadView::Corrupt(Family::kMeta, kMetaNextCommand);
-  return ReadBigEndian64(value);
+  return SnapshotView(db_).ReadCounter(kMetaNextCommand, 1);
 }
 
 absl::StatusOr<bool> CommandLog::Complete() const {

@@ -19,6 +19,15 @@ absl::Status ReadView::Corrupt(Family family, std::string_view key) {
   return absl::DataLossError(util::Cat("a ", Info(family).name, " record", who, " is corrupt"));
 }
 
+absl::StatusOr<uint64_t> ReadView::ReadCounter(std::string_view key, uint64_t otherwise) const {
+  std::string value;
+  absl::StatusOr<bool> found = Get(Family::kMeta, key, &value);
+  if (!found.ok()) return found.status();
+  if (!*found) return otherwise;
+  if (value.size() != 8) return Corrupt(Family::kMeta, key);
+  return ReadBigEndian64(value);
+}
+
 absl::Status ReadView::Scan(Family family, std::string_view prefix, const Visitor& visit,
                             std::string_view start) const {
   std::unique_ptr<rocksdb::Iterator> it = Iterate(family);
@@ -132,15 +141,11 @@ absl::Status Db::Migrate(uint32_t from) {
       }
     }
     if (!it->status().ok()) return absl::InternalError(util::Cat("migrate: ", it->status().ToString()));
-    std::string be;
-    AppendBigEndian64(&be, counter);
-    wb.Put(meta, std::string(kMetaDecisionCounter), be);
+    wb.Put(meta, std::string(kMetaDecisionCounter), CounterValue(counter));
     // Its history is not in the command log: a replay of the log cannot rebuild it.
     wb.Put(meta, std::string(kMetaMigratedFrom), "1");
   }
-  std::string next;
-  AppendBigEndian64(&next, 1);
-  wb.Put(meta, std::string(kMetaNextCommand), next);
+  wb.Put(meta, std::string(kMetaNextCommand), CounterValue(1));
   wb.Put(meta, std::string(kMetaFormat), std::to_string(kStoreFormat));
   return Write(&wb, from == 0 ? "create the store" : "migrate the store");
 }

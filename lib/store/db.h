@@ -62,6 +62,8 @@ class ReadView {
     });
   }
   static absl::Status Corrupt(Family family, std::string_view key);
+  // A meta counter (keys.h, CounterValue); `otherwise` when absent.
+  absl::StatusOr<uint64_t> ReadCounter(std::string_view key, uint64_t otherwise) const;
 };
 
 class Db {

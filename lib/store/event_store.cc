@@ -17,10 +17,9 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& 
   {
     SnapshotView view(*store->db_);
     if (absl::Status s = store->policies_.Load(view); !s.ok()) return s;
-    std::string counter;
-    absl::StatusOr<bool> found = view.Get(Family::kMeta, kMetaDecisionCounter, &counter);
-    if (!found.ok()) return found.status();
-    if (*found && counter.size() == 8) store->decision_counter_ = ReadBigEndian64(counter);
+    absl::StatusOr<uint64_t> counter = view.ReadCounter(kMetaDecisionCounter, 0);
+    if (!counter.ok()) return counter.status();
+    store->decision_counter_ = *counter;
   }
   if (options.policy) {
     rollertrace::v1::StoreCommand command;

@@ -136,6 +136,12 @@ std::string CommandKey(uint64_t index) {
   return key;
 }
 
+std::string CounterValue(uint64_t value) {
+  std::string out;
+  AppendBigEndian64(&out, value);
+  return out;
+}
+
 std::string PolicyKey(uint64_t version) {
   std::string key = "policy/";
   AppendBigEndian64(&key, version);

@@ -101,5 +101,7 @@ inline constexpr std::string_view kMetaMigratedFrom = "migrated_from";
 inline constexpr std::string_view kMetaDecisionCounter = "decision_counter";
 inline constexpr std::string_view kMetaPolicyVersion = "policy_version";
 std::string PolicyKey(uint64_t version);
+// A meta counter's value (next_command, decision_counter, policy_version): be64.
+std::string CounterValue(uint64_t value);
 
 }  // namespace rollertrace::store

@@ -90,11 +90,9 @@ absl::StatusOr<bool> WriteTxn::HasDevice(const std::string& device_id) {
 
 absl::StatusOr<uint64_t> WriteTxn::NextCommandIndex() {
   if (next_command_ == 0) {
-    std::string value;
-    absl::StatusOr<bool> found = Get(Family::kMeta, kMetaNextCommand, &value);
-    if (!found.ok()) return found.status();
-    if (*found && value.size() != 8) return Corrupt(Family::kMeta, kMetaNextCommand);
-    next_command_ = *found ? ReadBigEndian64(value) : 1;
+    absl::StatusOr<uint64_t> next = ReadCounter(kMetaNextCommand, 1);
+    if (!next.ok()) return next.status();
+    next_command_ = *next;
   }
   return next_command_;
 }
@@ -164,9 +162,7 @@ absl::Status WriteTxn::Commit(std::string_view what) {
     if (loaded.changed) batch_->Put(db_.handle(Family::kDevices), id, loaded.record.SerializeAsString());
   }
   if (command_index_moved_) {
-    std::string be;
-    AppendBigEndian64(&be, next_command_);
-    Put(Family::kMeta, kMetaNextCommand, be);
+    Put(Family::kMeta, kMetaNextCommand, CounterValue(next_command_));
   }
   if (Count() == 0) return absl::OkStatus();
   if (absl::Status s = db_.Write(batch_->GetWriteBatch(), what); !s.ok()) {

@@ -39,6 +39,21 @@ rollertrace::v1::AuthorizeRequest AskFor(const std::string& roller, int64_t star
   return request;
 }
 
+// Sequence 1 of `id`: session s1 with patient P-1 (a pseudonym already) at kNow.
+rollertrace::v1::EventBatch SessionStart(const std::string& id, rollertrace::v1::Indication indication) {
+  rollertrace::v1::EventBatch b;
+  b.set_device_id(id);
+  auto* e = b.add_events();
+  e->set_device_id(id);
+  e->set_sequence(1);
+  e->set_device_time_unix_ms(kNow);
+  auto* started = e->mutable_session_started();
+  started->set_session_id("s1");
+  started->set_patient_pseudonym("P-1");
+  started->set_indication(indication);
+  return b;
+}
+
 rollertrace::v1::EventBatch Usage(const std::string& id, uint64_t sequence) {
   rollertrace::v1::EventBatch b;
   b.set_device_id(id);
@@ -202,14 +217,7 @@ TEST_F(StorePartsTest, APolicyChangeAppliesToCommandsJudgedAfterItAndIsNamedInTh
   Open(options);
   ASSERT_EQ(store_->policy().first, 1u);
   ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
-  rollertrace::v1::EventBatch start;
-  start.set_device_id("R-1");
-  auto* e = start.add_events();
-  e->set_device_id("R-1");
-  e->set_sequence(1);
-  e->set_device_time_unix_ms(kNow);
-  e->mutable_session_started()->set_session_id("s1");
-  e->mutable_session_started()->set_patient_pseudonym("P-1");
+  const rollertrace::v1::EventBatch start = SessionStart("R-1", rollertrace::v1::INDICATION_UNSPECIFIED);
   const rollertrace::v1::EventBatch* batches[] = {&start};
   ASSERT_TRUE(Append(*store_, batches, kNow).ok());
   EXPECT_EQ(store_->audit().Sessions("R-1")->front().decision().policy_version(), 1u);
@@ -288,16 +296,8 @@ TEST_F(StorePartsTest, ThePeriodReportCountsWarnRuleHits) {
   // Seen (issue #14): the period report had no count of warn-rule hits.
   Open();
   ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
-  rollertrace::v1::EventBatch b;
-  b.set_device_id("R-1");
-  auto* e = b.add_events();
-  e->set_device_id("R-1");
-  e->set_sequence(1);
-  e->set_device_time_unix_ms(kNow);
-  auto* started = e->mutable_session_started();
-  started->set_session_id("s1");
-  started->set_patient_pseudonym("P-1");
-  started->set_indication(rollertrace::v1::INDICATION_SCAR);  // 1.0 mm needles: short for a scar (a warning)
+  // 1.0 mm needles: short for a scar (a warning).
+  const rollertrace::v1::EventBatch b = SessionStart("R-1", rollertrace::v1::INDICATION_SCAR);
   const rollertrace::v1::EventBatch* batches[] = {&b};
   ASSERT_TRUE(Append(*store_, batches, kNow).ok());
   auto report = store_->audit().Report(kNow - 1000, kNow + 1000, kNow + 2000);
