@@ -1,5 +1,6 @@
 #include "agent/fleet.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <thread>
@@ -9,7 +10,10 @@
 
 namespace rollertrace::edge {
 
-Fleet::Fleet(SpoolDb& db, FleetOptions options) : db_(db), options_(std::move(options)) {}
+Fleet::Fleet(SpoolDb& db, FleetOptions options)
+    : db_(db),
+      options_(std::move(options)),
+      connect_gate_(std::make_shared<mqtt::ConnectGate>(std::max(1, options_.max_connecting))) {}
 
 Fleet::~Fleet() { Stop(); }
 
@@ -34,6 +38,7 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   mo.ca_file = options_.mqtt_ca_file;
   mo.client_id = device_id;
   mo.tcp_nodelay = options_.tcp_nodelay;
+  mo.connect_gate = connect_gate_;
   mo.username = options_.mqtt_username;
   mo.password = options_.mqtt_password;
   if (!options_.mqtt_passwords.empty()) {
@@ -67,23 +72,41 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
     (void)client->Publish(status_topic, "online", 1, true);
     agent->OnConnected();
   });
-  members_.emplace(device_id, std::move(m));
+  Member& added = members_.emplace(device_id, std::move(m)).first->second;
+  (kind == codec::TopicKind::kSteriliserCycles ? sterilisers_ : rollers_).push_back(&added);
   return absl::OkStatus();
 }
 
 void Fleet::Start() {
-  for (auto& [id, m] : members_) m.mqtt->Start();
+  // Sterilisers first: the rollers' sessions wait for their cycles.
+  for (const Member* m : sterilisers_) m->mqtt->Start();
+  for (const Member* m : rollers_) m->mqtt->Start();
   pump_ = std::thread([this] { RunPump(); });
 }
 
 void Fleet::Stop() {
   if (stopping_.exchange(true)) return;
   if (pump_.joinable()) pump_.join();
+  // Every connector told first, then the disconnects run side by side: one
+  // after another, a fleet of 10,000 took minutes to stop.
+  std::vector<Member*> members;
   for (auto& [id, m] : members_) {
-    // A clean disconnect sends no will, so say it ourselves.
-    if (m.mqtt->connected()) (void)m.mqtt->Publish(m.status_topic, "offline", 1, true);
-    m.mqtt->Stop();
+    m.mqtt->RequestStop();
+    members.push_back(&m);
   }
+  std::atomic<size_t> next{0};
+  auto stop_some = [&] {
+    for (size_t i = next++; i < members.size(); i = next++) {
+      Member& m = *members[i];
+      // A clean disconnect sends no will, so say it ourselves.
+      if (m.mqtt->connected()) (void)m.mqtt->Publish(m.status_topic, "offline", 1, true);
+      m.mqtt->Stop();
+    }
+  };
+  std::vector<std::thread> stoppers;
+  for (size_t t = 1; t < std::min<size_t>(kStopThreads, members.size()); ++t) stoppers.emplace_back(stop_some);
+  stop_some();
+  for (auto& t : stoppers) t.join();
 }
 
 void Fleet::RunPump() {
@@ -152,52 +175,108 @@ FleetStats Fleet::Stats() const {
 
 size_t Fleet::Pending(codec::TopicKind kind) const {
   size_t pending = 0;
-  for (const auto& [id, m] : members_) {
-    if (m.kind == kind) pending += m.spool->pending_count();
+  for (const Member* m : kind == codec::TopicKind::kSteriliserCycles ? sterilisers_ : rollers_) {
+    pending += m->spool->pending_count();
   }
   return pending;
 }
 
-absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
-                                        const std::atomic<bool>& stop,
-                                        const std::function<void(size_t, size_t)>& progress,
-                                        const std::function<void(const std::string&)>& log) {
+namespace {
+
+// Whether the operator carries out a refused session anyway: a pure function
+// of the seed and the session, so lanes and restarts decide alike.
+bool OperatorOverrides(uint64_t seed, const std::string& session_id, double rate) {
+  if (rate <= 0) return false;
+  uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;
+  for (unsigned char c : session_id) h = (h ^ c) * 0x100000001b3ULL;
+  std::mt19937_64 rng(h);
+  return std::uniform_real_distribution<double>(0, 1)(rng) < rate;
+}
+
+// What the lanes of one PlaySimulation share.
+struct Playback {
+  Playback(Fleet& f, const std::vector<SimEvent>& e, double r, const std::atomic<bool>& s,
+           const std::function<void(const std::string&)>& l)
+      : fleet(f), events(e), rate(r), stop(s), log(l) {}
+  Fleet& fleet;
+  const std::vector<SimEvent>& events;
+  double rate;
+  const std::atomic<bool>& stop;
+  const std::function<void(const std::string&)>& log;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::atomic<bool> failed{false};
+  std::atomic<size_t> done{0};        // source events handled (recorded or skipped)
+  std::atomic<uint64_t> recorded{0};
+  // Device time through which every steriliser event has been recorded;
+  // INT64_MAX once the sterilisers' lane is through.
+  std::atomic<int64_t> cycles_through_ms{INT64_MIN};
+  std::mutex mu;  // guards error and log
+  absl::Status error;
+
+  bool stopped() const { return stop || failed; }
+  void Fail(absl::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (error.ok()) error = std::move(s);
+    failed = true;
+  }
+  void Log(const std::string& line) {
+    if (!log) return;
+    std::lock_guard<std::mutex> lock(mu);
+    log(line);
+  }
+};
+
+// Before a session start, as in a clinic where cycles end hours before
+// sessions: every steriliser event dated before it is recorded (by the
+// sterilisers' lane) and acknowledged (up to 30 s).
+void AwaitCyclesBefore(Playback& p, int64_t start_unix_ms) {
+  while (!p.stopped() && p.cycles_through_ms < start_unix_ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!p.stopped() && p.fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
+         std::chrono::steady_clock::now() < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// Plays one lane's events (indexes into p.events, in source order).
+void PlayLane(Playback& p, const std::vector<size_t>& lane, bool sterilisers) {
   std::map<std::string, uint64_t> seen;  // per device: its events met so far
   std::map<std::string, uint64_t> cursor;
   std::set<std::string> refused_sessions;
-  std::mt19937_64 operator_rng(fleet.options().override_seed);
-  uint64_t recorded = 0;
-  const auto start = std::chrono::steady_clock::now();
-  auto last_progress = start;
-  for (size_t i = 0; i < events.size() && !stop; ++i) {
-    const SimEvent& e = events[i];
+  Fleet& fleet = p.fleet;
+  for (size_t index : lane) {
+    if (p.stopped()) return;
+    const SimEvent& e = p.events[index];
     const std::string& id = e.event.device_id();
     auto [c, inserted] = cursor.try_emplace(id, 0);
     if (inserted) c->second = fleet.SourceCursor(id);
     const uint64_t k = ++seen[id];
+    ++p.done;
+    if (sterilisers) p.cycles_through_ms = e.event.device_time_unix_ms();
     if (k <= c->second) continue;  // recorded by an earlier run
     rollertrace::v1::Event event = e.event;
     if (e.needs_cycles_committed && fleet.options().authorize) {
-      const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (!stop && fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
-             std::chrono::steady_clock::now() < limit) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-      absl::StatusOr<Authorization> auth =
-          fleet.Authorize(id, event.session_started(), event.device_time_unix_ms());
-      if (!auth.ok()) return auth.status();
-      const bool override = !auth->allowed &&
-                            std::uniform_real_distribution<double>(0, 1)(operator_rng) < fleet.options().override_rate;
-      if (!auth->allowed && log) {
+      AwaitCyclesBefore(p, event.device_time_unix_ms());
+      if (p.stopped()) return;
+      absl::StatusOr<Authorization> auth = fleet.Authorize(id, event.session_started(), event.device_time_unix_ms());
+      if (!auth.ok()) return p.Fail(auth.status());
+      const std::string& session_id = event.session_started().session_id();
+      const bool override =
+          !auth->allowed && OperatorOverrides(fleet.options().override_seed, session_id, fleet.options().override_rate);
+      if (!auth->allowed) {
         std::string reasons;
         for (const auto& h : auth->decision.hits()) {
-          if (h.severity() == rollertrace::v1::SEVERITY_DENY) reasons += util::Cat(reasons.empty() ? "" : "; ", h.rule(), " (", h.detail(), ")");
+          if (h.severity() == rollertrace::v1::SEVERITY_DENY) {
+            reasons += util::Cat(reasons.empty() ? "" : "; ", h.rule(), " (", h.detail(), ")");
+          }
         }
-        log(util::Cat(id, " session ", event.session_started().session_id(), " refused", auth->offline ? " offline" : "",
-                      ": ", reasons, override ? " -- the operator carried on anyway" : ""));
+        p.Log(util::Cat(id, " session ", session_id, " refused", auth->offline ? " offline" : "", ": ", reasons,
+                        override ? " -- the operator carried on anyway" : ""));
       }
       if (!auth->allowed && !override) {
-        refused_sessions.insert(event.session_started().session_id());
+        refused_sessions.insert(session_id);
         continue;
       }
       if (override) fleet.CountOverride();
@@ -209,21 +288,61 @@ absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent
                                                                : nullptr;
       if (session != nullptr && refused_sessions.count(*session)) continue;  // it never took place
     }
-    if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return s;
-    ++recorded;
-    if (rate > 0) {
-      const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(recorded / rate));
-      std::this_thread::sleep_until(due);
+    if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return p.Fail(s);
+    const uint64_t n = ++p.recorded;
+    if (p.rate > 0) {
+      std::this_thread::sleep_until(p.start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                  std::chrono::duration<double>(n / p.rate)));
     }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> PlaySimulation(Fleet& fleet, const std::vector<SimEvent>& events, double rate,
+                                        const std::atomic<bool>& stop,
+                                        const std::function<void(size_t, size_t)>& progress,
+                                        const std::function<void(const std::string&)>& log) {
+  // Lane 0 plays every steriliser in source order (its cycles and indicator
+  // results are what session decisions rely on); each roller belongs to one
+  // of the other lanes, which play side by side. A roller's events stay in
+  // order and a session start waits until lane 0 has passed its time, so the
+  // decisions are those of a replay in source order. Side by side, the
+  // rollers' spool writes also share the WAL syncs (RocksDB commits
+  // concurrent writers as one group).
+  const size_t roller_lanes = std::max<size_t>(1, fleet.options().play_lanes);
+  std::vector<std::vector<size_t>> lanes(1 + roller_lanes);
+  std::map<std::string, size_t> lane_of;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const std::string& id = events[i].event.device_id();
+    auto [it, inserted] = lane_of.try_emplace(id, 0);
+    if (inserted && events[i].kind != codec::TopicKind::kSteriliserCycles) {
+      it->second = 1 + (lane_of.size() - 1) % roller_lanes;
+    }
+    lanes[it->second].push_back(i);
+  }
+  Playback p(fleet, events, rate, stop, log);
+  std::vector<std::thread> threads;
+  for (size_t l = 0; l < lanes.size(); ++l) {
+    if (lanes[l].empty() && l != 0) continue;
+    threads.emplace_back([&p, &lanes, l] {
+      PlayLane(p, lanes[l], l == 0);
+      if (l == 0) p.cycles_through_ms = INT64_MAX;
+    });
+  }
+  auto last_progress = std::chrono::steady_clock::now();
+  while (p.done < events.size() && !p.stopped()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto now = std::chrono::steady_clock::now();
     if (progress && now - last_progress > std::chrono::seconds(2)) {
-      progress(i + 1, events.size());
+      progress(p.done, events.size());
       last_progress = now;
     }
   }
-  if (progress) progress(events.size(), events.size());
-  return recorded;
+  for (auto& t : threads) t.join();
+  if (!p.error.ok()) return p.error;
+  if (progress) progress(p.done, events.size());
+  return p.recorded.load();
 }
 
 bool WaitUntilDrained(const Fleet& fleet, const std::atomic<bool>& stop,

@@ -37,6 +37,10 @@ struct FleetOptions {
   // devices (roller-agent), not a fleet of thousands.
   bool tcp_nodelay = false;
   size_t max_batch_events = 100;
+  // PlaySimulation: rollers are played by this many threads side by side.
+  size_t play_lanes = 16;
+  // Devices connecting to the broker at once; the rest wait their turn.
+  int max_connecting = 32;
   std::chrono::milliseconds ack_timeout{3000};
   std::chrono::milliseconds pump_interval{20};
   // Rollers ask before every session and wait this long for the decision
@@ -105,9 +109,12 @@ class Fleet {
   };
   void RunPump();
 
+  static constexpr size_t kStopThreads = 32;
   SpoolDb& db_;
   FleetOptions options_;
+  std::shared_ptr<mqtt::ConnectGate> connect_gate_;
   std::map<std::string, Member> members_;
+  std::vector<const Member*> sterilisers_, rollers_;  // members_ by kind
   std::atomic<uint64_t> recorded_{0};
   std::atomic<uint64_t> overrides_{0};
   std::atomic<bool> stopping_{false};
@@ -116,8 +123,11 @@ class Fleet {
 
 // Replays simulator events into `fleet` at `rate` events per second (0 = as
 // fast as the spool takes them), resuming each device after its source cursor.
-// Before a session start it waits (up to 30 s) until the sterilisers' events
-// are acknowledged, as in a clinic where cycles end hours before sessions,
+// Sterilisers play in source order on one thread, rollers on
+// FleetOptions::play_lanes threads, each roller's events in order.
+// Before a session start it waits until every steriliser event dated before
+// it is recorded and (up to 30 s) acknowledged, as in a clinic where cycles
+// end hours before sessions,
 // then asks for authorisation: a refused session is not carried out (its
 // events are skipped) unless the operator overrides (FleetOptions::override_rate).
 // Returns how many it recorded; stops early when `stop` becomes true.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "agent/fleet.h"
 #include "agent/registration.h"
@@ -91,6 +92,14 @@ int main(int argc, char** argv) {
                  "Share of refused sessions the operator carries out anyway (each becomes a violation)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--lanes", fleet_options.play_lanes,
+                 "Threads that play the rollers' events side by side (sterilisers play on one more)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--max-connecting", fleet_options.max_connecting,
+                 "Devices connecting to the broker at once; the others wait their turn")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {
@@ -154,6 +163,22 @@ int main(int argc, char** argv) {
   rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);
   const std::atomic<bool>& stop = supervisor.stop();
   fleet.Start();
+  // A clinic's devices are online before its day starts: play once every
+  // device is connected (or --duration/SIGTERM cut the wait short).
+  {
+    const auto connect_start = std::chrono::steady_clock::now();
+    auto last_line = connect_start;
+    while (!stop && fleet.Stats().connected < devices.size()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
+        std::cerr << "roller-fleet: connecting: " << fleet.Stats().connected << "/" << devices.size() << std::endl;
+        last_line = std::chrono::steady_clock::now();
+      }
+    }
+    std::cerr << "roller-fleet: " << fleet.Stats().connected << "/" << devices.size() << " devices connected in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - connect_start).count() << " s"
+              << std::endl;
+  }
   auto played = rollertrace::edge::PlaySimulation(fleet, clinic.events(), rate, stop, [&](size_t i, size_t n) {
     std::cerr << "roller-fleet: source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
   }, [](const std::string& line) { std::cerr << "roller-fleet: " << line << std::endl; });
@@ -161,8 +186,11 @@ int main(int argc, char** argv) {
     std::cerr << "roller-fleet: " << played.status().message() << std::endl;
     return 1;
   }
+  // Cut short by --duration or a signal, the fleet has not played its clinic:
+  // never "done", whatever its spool holds.
+  const bool played_all = !stop;
   auto last_line = std::chrono::steady_clock::now();
-  bool drained = rollertrace::edge::WaitUntilDrained(fleet, stop, deadline, [&] {
+  bool drained = played_all && rollertrace::edge::WaitUntilDrained(fleet, stop, deadline, [&] {
     if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
       std::cerr << "roller-fleet: waiting for acks; " << Describe(fleet.Stats()) << std::endl;
       last_line = std::chrono::steady_clock::now();
@@ -170,6 +198,10 @@ int main(int argc, char** argv) {
   });
   supervisor.Stop();
   std::cerr << "roller-fleet: " << (drained ? "done" : "stopped") << "; " << Describe(fleet.Stats()) << std::endl;
+  const auto stop_start = std::chrono::steady_clock::now();
   fleet.Stop();
+  std::cerr << "roller-fleet: disconnected in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_start).count() << " s"
+            << std::endl;
   return drained ? 0 : 3;
 }

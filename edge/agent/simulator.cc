@@ -137,28 +137,35 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
   if (options.sterilisers > 0) {
     std::vector<uint64_t> cycle_numbers(options.sterilisers, 0);
     int next = 0;
-    for (const auto& [day, rollers] : used_on) {
-      const int s = next++ % options.sterilisers;
-      const std::string& id = devices_[options.rollers + s].device_id();
-      const int64_t start = day0 + day * kDay + 7 * kHour + 30 * kMinute;
-      Event& e = add(codec::TopicKind::kSteriliserCycles, id, start + 45 * kMinute);
-      auto* c = e.mutable_sterilisation_cycle();
-      c->set_steriliser_id(id);
-      c->set_cycle_number(++cycle_numbers[s]);
-      c->set_method("steam_prevacuum");
-      c->set_start_unix_ms(start);
-      c->set_end_unix_ms(start + 45 * kMinute);
-      const bool fails = chance(options.failing_cycle_rate);
-      c->set_exposure_temperature_c(fails ? 128.0 + uniform(0, 30) / 10.0 : 134.0 + uniform(0, 15) / 10.0);
-      c->set_exposure_seconds(static_cast<uint32_t>(uniform(180, 240)));
-      c->set_pressure_kpa(210.0 + uniform(0, 100) / 10.0);
-      c->set_loaded_by("tech-a");
-      for (int r : rollers) c->add_load(devices_[r].device_id());
-      c->set_chemical_indicator(rollertrace::v1::INDICATOR_PASS);
-      c->set_air_removal_test(rollertrace::v1::INDICATOR_PASS);
-      c->set_leak_rate_mbar_per_min(uniform(5, 12) / 10.0);
-      c->set_released_by("tech-b");
-      c->set_biological_indicator(rollertrace::v1::INDICATOR_PENDING);
+    // A chamber holds at most kRollersPerLoad pouched rollers: a big clinic's
+    // morning is several loads, spread over its sterilisers.
+    constexpr size_t kRollersPerLoad = 50;
+    for (const auto& [day, used] : used_on) {
+      for (size_t first = 0; first < used.size(); first += kRollersPerLoad) {
+        const int s = next++ % options.sterilisers;
+        const std::string& id = devices_[options.rollers + s].device_id();
+        const int64_t start = day0 + day * kDay + 7 * kHour + 30 * kMinute;
+        Event& e = add(codec::TopicKind::kSteriliserCycles, id, start + 45 * kMinute);
+        auto* c = e.mutable_sterilisation_cycle();
+        c->set_steriliser_id(id);
+        c->set_cycle_number(++cycle_numbers[s]);
+        c->set_method("steam_prevacuum");
+        c->set_start_unix_ms(start);
+        c->set_end_unix_ms(start + 45 * kMinute);
+        const bool fails = chance(options.failing_cycle_rate);
+        c->set_exposure_temperature_c(fails ? 128.0 + uniform(0, 30) / 10.0 : 134.0 + uniform(0, 15) / 10.0);
+        c->set_exposure_seconds(static_cast<uint32_t>(uniform(180, 240)));
+        c->set_pressure_kpa(210.0 + uniform(0, 100) / 10.0);
+        c->set_loaded_by("tech-a");
+        for (size_t i = first; i < std::min(used.size(), first + kRollersPerLoad); ++i) {
+          c->add_load(devices_[used[i]].device_id());
+        }
+        c->set_chemical_indicator(rollertrace::v1::INDICATOR_PASS);
+        c->set_air_removal_test(rollertrace::v1::INDICATOR_PASS);
+        c->set_leak_rate_mbar_per_min(uniform(5, 12) / 10.0);
+        c->set_released_by("tech-b");
+        c->set_biological_indicator(rollertrace::v1::INDICATOR_PENDING);
+      }
     }
   }
 

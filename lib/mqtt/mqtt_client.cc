@@ -95,11 +95,58 @@ void SetNoDelayTowards(int port) {
 
 }  // namespace
 
+bool ConnectGate::Acquire(const std::atomic<bool>& stop) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (free_ > 0 && waiters_.empty()) {
+    --free_;
+    return true;
+  }
+  // Each waiter sleeps on its own condition: a release wakes one thread, not
+  // the thousands in line (a shared one made 10,000 clients connect at 12/s).
+  Waiter self;
+  waiters_.push_back(&self);
+  while (!self.admitted && !stop) self.cv.wait_for(lock, std::chrono::seconds(10));
+  if (self.admitted) {
+    if (!stop) return true;
+    ReleaseLocked();  // admitted just as it gave up: pass the turn on
+    return false;
+  }
+  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
+  return false;
+}
+
+void ConnectGate::Release() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReleaseLocked();
+}
+
+void ConnectGate::ReleaseLocked() {
+  if (waiters_.empty()) {
+    ++free_;
+    return;
+  }
+  Waiter* next = waiters_.front();
+  waiters_.pop_front();
+  next->admitted = true;
+  next->cv.notify_one();
+}
+
+void ConnectGate::Interrupt() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Waiter* w : waiters_) w->cv.notify_one();
+}
+
 MqttClient::MqttClient(MqttOptions options)
     : options_(std::move(options)),
       client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id)) {}
 
-MqttClient::~MqttClient() { Stop(); }
+MqttClient::~MqttClient() {
+  Stop();
+  // Destroying Paho's client fails its pending tokens, whose callbacks reach
+  // into this object: destroy it while every member is still alive (the
+  // callbacks see stopping_ and do nothing).
+  client_.reset();
+}
 
 void MqttClient::Subscribe(std::string filter, int qos) { subscriptions_.emplace_back(std::move(filter), qos); }
 void MqttClient::OnMessage(MessageHandler handler) { on_message_ = std::move(handler); }
@@ -108,7 +155,7 @@ void MqttClient::OnConnectionLost(ConnectedHandler handler) { on_lost_ = std::mo
 
 void MqttClient::Start() {
   client_->set_message_callback([this](::mqtt::const_message_ptr msg) {
-    if (on_message_) on_message_(msg->get_topic(), msg->get_payload_str());
+    if (on_message_ && !stopping_) on_message_(msg->get_topic(), msg->get_payload_str());
   });
   client_->set_connected_handler([this](const std::string&) { HandleConnected(); });
   client_->set_connection_lost_handler([this](const std::string&) {
@@ -118,7 +165,7 @@ void MqttClient::Start() {
       ready_ = false;
     }
     cv_.notify_all();
-    if (on_lost_) on_lost_();
+    if (on_lost_ && !stopping_) on_lost_();
   });
   connector_ = std::thread([this] { RunConnector(); });
 }
@@ -145,6 +192,7 @@ class MqttClient::SubscribeListener : public ::mqtt::iaction_listener {
 };
 
 void MqttClient::HandleConnected() {
+  if (stopping_) return;
   if (options_.tcp_nodelay) SetNoDelayTowards(UriPort(options_.server_uri));
   if (subscriptions_.empty()) {
     FinishConnected();
@@ -163,6 +211,7 @@ void MqttClient::HandleConnected() {
 }
 
 void MqttClient::FinishConnected() {
+  if (stopping_) return;
   {
     // Under mu_, so a waiter cannot miss the change between its check and its wait.
     std::lock_guard<std::mutex> lock(mu_);
@@ -179,7 +228,7 @@ void MqttClient::RunConnector() {
   ::mqtt::connect_options_builder builder;
   builder.clean_session(options_.clean_session)
       .keep_alive_interval(options_.keep_alive)
-      .connect_timeout(std::chrono::seconds(5))
+      .connect_timeout(options_.connect_timeout)
       .max_inflight(1024)
       .automatic_reconnect(false);
   if (!options_.username.empty()) builder.user_name(options_.username).password(options_.password);
@@ -200,12 +249,25 @@ void MqttClient::RunConnector() {
   while (!stopping_) {
     if (!connected_) {
       lock.unlock();
+      const bool gated = options_.connect_gate != nullptr;
+      if (gated && !options_.connect_gate->Acquire(stopping_)) {
+        lock.lock();
+        break;
+      }
       bool ok = false;
       try {
-        ok = client_->connect(opts)->wait_for(std::chrono::seconds(6));
+        ::mqtt::token_ptr attempt = client_->connect(opts);
+        // Never connect again over an attempt still under way: Paho C++
+        // would drop the token Paho C still calls back on (heap corruption
+        // seen with 10,000 clients). Paho C ends every attempt itself after
+        // connect_timeout, so this wait ends.
+        while (!attempt->wait_for(std::chrono::milliseconds(250))) {
+        }
+        ok = attempt->get_return_code() == 0 && client_->is_connected();
       } catch (const ::mqtt::exception&) {
         ok = false;
       }
+      if (gated) options_.connect_gate->Release();
       lock.lock();
       if (!ok) {
         cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
@@ -218,7 +280,8 @@ void MqttClient::RunConnector() {
       connected_ = true;
       cv_.notify_all();
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_.load() || !connected_.load(); });
+    // Woken by a lost connection or Stop(); the timeout is only a safety net.
+    cv_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_.load() || !connected_.load(); });
   }
 }
 
@@ -239,12 +302,24 @@ absl::Status MqttClient::Publish(const std::string& topic, const std::string& pa
   return absl::OkStatus();
 }
 
+void MqttClient::RequestStop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (options_.connect_gate) options_.connect_gate->Interrupt();
+}
+
 void MqttClient::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_.exchange(true)) return;
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
   }
   cv_.notify_all();
+  if (options_.connect_gate) options_.connect_gate->Interrupt();
   if (connector_.joinable()) connector_.join();
   try {
     if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <deque>
 #include <map>
 
 #include "absl/status/status.h"
@@ -31,6 +32,31 @@ struct Will {
   std::string payload;
   int qos = 1;
   bool retained = true;
+};
+
+// Bounds how many clients of a process are connecting at once: Paho C runs
+// every client of a process on one send and one receive thread, so thousands
+// of simultaneous CONNECTs time out and retry over each other (a fleet of
+// 10,000 never settled). Shared by the clients that should wait their turn;
+// turns are given in the order they were asked for.
+class ConnectGate {
+ public:
+  explicit ConnectGate(int slots) : free_(slots) {}
+  // Waits for a slot; false when `stop` was raised first.
+  bool Acquire(const std::atomic<bool>& stop);
+  void Release();
+  // Wakes every waiter to look at its stop flag.
+  void Interrupt();
+
+ private:
+  struct Waiter {
+    std::condition_variable cv;
+    bool admitted = false;
+  };
+  void ReleaseLocked();
+  std::mutex mu_;
+  int free_;
+  std::deque<Waiter*> waiters_;
 };
 
 struct MqttOptions {
@@ -52,6 +78,10 @@ struct MqttOptions {
   // for a fleet of thousands.
   bool tcp_nodelay = false;
   std::chrono::seconds keep_alive{10};
+  // Connect only while holding a slot of this gate (none: no limit).
+  std::shared_ptr<ConnectGate> connect_gate;
+  // How long one connection attempt (TCP, TLS and CONNACK) may take.
+  std::chrono::seconds connect_timeout{5};
   // Longest wait between two connection attempts.
   std::chrono::milliseconds max_backoff{2000};
 };
@@ -101,6 +131,9 @@ class MqttClient {
 
   // Disconnects cleanly (the will is not sent). Idempotent.
   void Stop();
+  // Tells the connector to give up at once without waiting for it: a fleet
+  // calls this on every client before it Stop()s them.
+  void RequestStop();
 
   uint64_t reconnects() const { return reconnects_.load(); }
 
@@ -127,6 +160,7 @@ class MqttClient {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> reconnects_{0};
   bool ever_connected_ = false;
+  bool stopped_ = false;  // Stop() ran; guarded by mu_
   std::thread connector_;
 };
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "codec/limits.h"
 #include "rules/registration.h"
 
 namespace rollertrace::edge {
@@ -77,6 +78,30 @@ TEST(ClinicSimulator, SterilisesEveryRollerOnTheMorningItIsUsed) {
       EXPECT_LT(e.event.device_time_unix_ms() - it->second, 24 * 3600 * 1000) << e.event.device_id();
     }
   }
+}
+
+// A big clinic's morning is many loads: none may exceed what ingestd accepts
+// (a 10,000-roller fleet once sent loads of 1,400 rollers, all refused).
+TEST(ClinicSimulator, SplitsABigClinicsMorningIntoLoadsIngestdAccepts) {
+  SimOptions o = Options(5);
+  o.rollers = 10000;
+  o.sterilisers = 100;
+  o.days = 7;
+  ClinicSimulator sim(o);
+  std::set<std::string> sterilised, used;
+  std::set<std::string> sterilisers_used;
+  for (const auto& e : sim.events()) {
+    if (e.event.has_sterilisation_cycle()) {
+      const auto& load = e.event.sterilisation_cycle().load();
+      EXPECT_LE(load.size(), 50);
+      EXPECT_LE(static_cast<size_t>(load.size()), codec::Limits::kLoadRollers);
+      sterilised.insert(load.begin(), load.end());
+      sterilisers_used.insert(e.event.device_id());
+    }
+    if (e.event.has_session_started()) used.insert(e.event.device_id());
+  }
+  for (const auto& r : used) EXPECT_TRUE(sterilised.count(r)) << r;
+  EXPECT_GT(sterilisers_used.size(), 50u);
 }
 
 }  // namespace
