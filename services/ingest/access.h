@@ -17,6 +17,8 @@ namespace rollertrace::ingest {
 
 enum class Role { kDevice, kAuditor, kAdmin };
 
+const char* RoleName(Role r);
+
 class AccessControl {
  public:
   // Reads "<role> <token>" lines (roles: device, auditor, admin; '#' starts a
@@ -33,6 +35,9 @@ class AccessControl {
   // hash is compared with every known hash in constant time.
   grpc::Status Check(const grpc::ServerContext* context, std::initializer_list<Role> allowed,
                      const char* call) const;
+  // The caller's role (admin when access control is off), or the refusal
+  // Check would give a missing or unknown token.
+  grpc::Status RoleOf(const grpc::ServerContext* context, Role* role) const;
 
  private:
   struct Known {

@@ -433,4 +433,12 @@ grpc::Status ComplianceServiceImpl::Gaps(grpc::ServerContext* context, const rol
   return grpc::Status::OK;
 }
 
+grpc::Status ComplianceServiceImpl::WhoAmI(grpc::ServerContext* context, const rollertrace::v1::WhoAmIRequest*,
+                                           rollertrace::v1::WhoAmIResponse* response) {
+  Role role;
+  if (grpc::Status known = access_.RoleOf(context, &role); !known.ok()) return known;
+  response->set_role(RoleName(role));
+  return grpc::Status::OK;
+}
+
 }  // namespace rollertrace::ingest

@@ -99,6 +99,8 @@ class ComplianceServiceImpl final : public rollertrace::v1::ComplianceService::S
                        rollertrace::v1::HistoryResponse* response) override;
   grpc::Status Gaps(grpc::ServerContext*, const rollertrace::v1::GapsRequest* request,
                     rollertrace::v1::GapsResponse* response) override;
+  grpc::Status WhoAmI(grpc::ServerContext*, const rollertrace::v1::WhoAmIRequest* request,
+                      rollertrace::v1::WhoAmIResponse* response) override;
 
  private:
   store::EventStore& store_;

@@ -1,0 +1,825 @@
+#include "console/console.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "console/html.h"
+#include "rollerctl/format.h"
+#include "rollerctl/report.h"
+#include "util/cat.h"
+#include "util/clock.h"
+
+namespace rollertrace::rollerctl {
+extern const char kChartJs[];  // Chart.js from libjs-chart.js (tools/rollerctl/chartjs.cc)
+}  // namespace rollertrace::rollerctl
+
+namespace rollertrace::console {
+
+extern const char kConsoleJs[];
+extern const char kConsoleCss[];
+
+namespace v1 = rollertrace::v1;
+using util::Cat;
+
+namespace {
+
+constexpr size_t kPerPage = 50;
+constexpr char kCookie[] = "rt_session";
+constexpr char kCsp[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+std::string CookieValue(const httplib::Request& req, const std::string& name) {
+  const std::string header = req.get_header_value("Cookie");
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string part = header.substr(pos, end - pos);
+    part.erase(0, part.find_first_not_of(' '));
+    if (part.rfind(name + "=", 0) == 0) return part.substr(name.size() + 1);
+    pos = end + 1;
+  }
+  return "";
+}
+
+std::string Wear(const v1::DeviceRecord& r) {
+  const auto& d = r.device();
+  if (d.kind() != v1::DEVICE_KIND_ROLLER || d.rated_penetrations() == 0) return "-";
+  const double wear = static_cast<double>(r.state().total_revolutions()) * d.needle_count() / d.rated_penetrations();
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f %%", wear * 100);
+  return buf;
+}
+
+double WearFraction(const v1::DeviceRecord& r) {
+  const auto& d = r.device();
+  if (d.rated_penetrations() == 0) return 0;
+  return static_cast<double>(r.state().total_revolutions()) * d.needle_count() / d.rated_penetrations();
+}
+
+// What a roller is now, for the overview.
+std::string RollerState(const v1::DeviceRecord& r) {
+  if (r.device().lifecycle() == v1::LIFECYCLE_RETIRED) return "retired";
+  if (r.device().lifecycle() == v1::LIFECYCLE_LOCKED) return "locked";
+  if (WearFraction(r) >= 1.0) return "worn";
+  if (!r.state().roller().open_session_id().empty()) return "in use";
+  const auto& use = r.state().roller();
+  if (use.last_session_end_unix_ms() > 0 && use.last_session_end_unix_ms() >= use.last_passing_cycle_end_unix_ms()) {
+    return "due for sterilisation";
+  }
+  return "ready";
+}
+
+std::string RollerLink(const std::string& id) { return "/roller/" + UrlEncode(id); }
+std::string CycleLink(const std::string& steriliser, uint64_t n) {
+  return Cat("/cycle/", UrlEncode(steriliser), "/", n);
+}
+std::string Short(const std::string& pseudonym) { return pseudonym.substr(0, 12); }
+
+std::string Hidden(const std::string& name, const std::string& value) {
+  return "<input type=\"hidden\" name=\"" + Escape(name) + "\" value=\"" + Escape(value) + "\">";
+}
+
+int64_t ParseDateParam(const httplib::Request& req, const std::string& name, int64_t fallback) {
+  if (!req.has_param(name.c_str())) return fallback;
+  const std::string v = req.get_param_value(name.c_str());
+  tm t{};
+  if (v.size() != 10 || strptime(v.c_str(), "%Y-%m-%d", &t) == nullptr) return fallback;
+  return static_cast<int64_t>(mktime(&t)) * 1000;  // midnight in the display zone
+}
+
+std::string DateValue(int64_t unix_ms) {
+  const time_t t = static_cast<time_t>(unix_ms / 1000);
+  tm local{};
+  localtime_r(&t, &local);
+  char buf[16];
+  strftime(buf, sizeof buf, "%Y-%m-%d", &local);
+  return buf;
+}
+
+}  // namespace
+
+// One request: its session (when signed in) and how to call ingestd as its user.
+struct Console::Call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  std::optional<WebSession> session;
+  bool admin() const { return session && session->role == "admin"; }
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (session && !session->token.empty()) ctx->AddMetadata("authorization", "Bearer " + session->token);
+    return ctx;
+  }
+  std::string Param(const char* name) const { return req.has_param(name) ? req.get_param_value(name) : ""; }
+  size_t PageNumber() const {
+    try {
+      return req.has_param("page") ? std::stoul(req.get_param_value("page")) : 0;
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  // The query without page/csv, to build links to other pages of the same list.
+  std::string SelfQuery() const {
+    std::string q;
+    for (const auto& [k, v] : req.params) {
+      if (k == "page" || k == "csv") continue;
+      if (!q.empty()) q += '&';
+      q += UrlEncode(k);
+      q += '=';
+      q += UrlEncode(v);
+    }
+    return q;
+  }
+  // Answers with the CSV of `table` when it was asked for; true if it did.
+  bool Csv(const Table& table) {
+    if (Param("csv") != table.id) return false;
+    res.set_header("Content-Disposition", "attachment; filename=\"" + table.id + ".csv\"");
+    res.set_content(RenderCsv(table), "text/csv; charset=utf-8");
+    return true;
+  }
+  std::string CsrfField() const { return session ? Hidden("csrf", session->csrf) : ""; }
+};
+
+Console::Console(std::shared_ptr<grpc::Channel> ingestd, ConsoleOptions options, metrics::Metrics& metrics)
+    : options_(std::move(options)),
+      registry_(v1::RegistryService::NewStub(ingestd)),
+      compliance_(v1::ComplianceService::NewStub(ingestd)),
+      sessions_(options_.session_ttl),
+      requests_(metrics.Counter("rollertrace_console_requests_total", "Console HTTP requests by page and status")),
+      latency_(metrics.Histogram("rollertrace_console_request_seconds", "Console time to answer, by page")),
+      signed_in_(metrics.Gauge("rollertrace_console_sessions", "Browsers signed in to the console").Add({})) {
+  if (!options_.tls_cert.empty()) {
+    server_ = std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(), options_.tls_key.c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  Route();
+}
+
+Console::~Console() { Stop(); }
+
+absl::Status Console::Bind() {
+  if (!server_->is_valid()) return absl::InvalidArgumentError("cannot load --tls-cert/--tls-key");
+  const auto colon = options_.listen.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError("--listen must be host:port");
+  const std::string host = options_.listen.substr(0, colon);
+  int port = 0;
+  try {
+    port = std::stoi(options_.listen.substr(colon + 1));
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError("--listen must be host:port");
+  }
+  if (port == 0) {
+    port_ = server_->bind_to_any_port(host.c_str());
+  } else if (server_->bind_to_port(host.c_str(), port)) {
+    port_ = port;
+  }
+  if (port_ <= 0) return absl::UnavailableError(Cat("cannot listen on ", options_.listen, " (in use?)"));
+  return absl::OkStatus();
+}
+
+void Console::Serve() { server_->listen_after_bind(); }
+void Console::Stop() {
+  if (server_) server_->stop();
+}
+
+void Console::Handle(const char* page, const httplib::Request& req, httplib::Response& res,
+                     void (Console::*handler)(Call&)) {
+  const auto start = std::chrono::steady_clock::now();
+  res.set_header("Content-Security-Policy", kCsp);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Frame-Options", "DENY");
+  Call c{req, res, sessions_.Find(CookieValue(req, kCookie))};
+  if (!c.session) {
+    if (req.path.rfind("/api/", 0) == 0) {
+      res.status = 401;
+      res.set_content(R"({"error":"not signed in"})", "application/json");
+    } else {
+      res.status = 303;
+      res.set_header("Location", "/login");
+    }
+  } else if (req.method == "POST" && !SameSecret(c.Param("csrf"), c.session->csrf)) {
+    res.status = 403;
+    Page(c, "Refused", "<p class=\"error\">This form is stale or did not come from the console (CSRF token "
+                       "missing or wrong). Go back, reload and try again.</p>");
+  } else {
+    try {
+      (this->*handler)(c);
+    } catch (const std::exception& e) {
+      res.status = 500;
+      Page(c, "Error", "<p class=\"error\">" + Escape(e.what()) + "</p>");
+    }
+  }
+  const std::string code = std::to_string(res.status);
+  requests_.Add({{"page", page}, {"code", code}}).Increment();
+  latency_.Add({{"page", page}}, metrics::Metrics::LatencyBuckets())
+      .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+void Console::Page(Call& c, const std::string& title, const std::string& body) {
+  std::string out = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + Escape(title) +
+                    " · RollerTrace</title><link rel=\"stylesheet\" href=\"/static/console.css\">"
+                    "<script src=\"/static/chart.js\" defer></script>"
+                    "<script src=\"/static/console.js\" defer></script></head><body><header>"
+                    "<strong>RollerTrace</strong><a href=\"/\">Fleet</a><a href=\"/violations\">Violations</a>"
+                    "<a href=\"/patient\">Patient</a><a href=\"/report\">Report</a><a href=\"/verify\">Ledger</a>";
+  if (c.session) {
+    out += "<span class=\"who\">signed in as <b id=\"role\">" + Escape(c.session->role) +
+           "</b> · times in " + Escape(DisplayZone()) +
+           " <form method=\"post\" action=\"/logout\" style=\"display:inline\">" + c.CsrfField() +
+           "<button>Sign out</button></form></span>";
+  }
+  out += "</header><main><h1>" + Escape(title) + "</h1>" + body + "</main></body></html>";
+  c.res.set_content(out, "text/html; charset=utf-8");
+}
+
+void Console::Fail(Call& c, const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::NOT_FOUND: c.res.status = 404; break;
+    case grpc::StatusCode::PERMISSION_DENIED: c.res.status = 403; break;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION: c.res.status = 400; break;
+    case grpc::StatusCode::UNAUTHENTICATED: c.res.status = 401; break;
+    default: c.res.status = 502;
+  }
+  Page(c, "Not possible", "<p class=\"error\" id=\"error\">" + Escape(s.error_message()) + "</p>");
+}
+
+void Console::Route() {
+  auto& s = *server_;
+  s.Get("/static/console.js", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kConsoleJs, "text/javascript; charset=utf-8");
+  });
+  s.Get("/static/console.css", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kConsoleCss, "text/css; charset=utf-8");
+  });
+  s.Get("/static/chart.js", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(rollerctl::kChartJs, "text/javascript; charset=utf-8");
+  });
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+
+  s.Get("/login", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Content-Security-Policy", kCsp);
+    res.set_content(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in · RollerTrace</title>"
+        "<link rel=\"stylesheet\" href=\"/static/console.css\"></head><body><header><strong>RollerTrace</strong>"
+        "</header><main><h1>Sign in</h1><form method=\"post\" action=\"/login\"><p><label>Access token "
+        "(the auditor's or admin's token from ingestd's tokens file)<br><input type=\"password\" name=\"token\" "
+        "id=\"token\" size=\"60\" autocomplete=\"off\" required></label></p><button id=\"sign-in\">Sign in</button>"
+        "</form></main></body></html>",
+        "text/html; charset=utf-8");
+    (void)this;
+  });
+  s.Post("/login", [this](const httplib::Request& req, httplib::Response& res) {
+    res.set_header("Content-Security-Policy", kCsp);
+    const std::string token = req.has_param("token") ? req.get_param_value("token") : "";
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::WhoAmIResponse who;
+    grpc::Status st = compliance_->WhoAmI(&ctx, v1::WhoAmIRequest(), &who);
+    std::string problem;
+    if (!st.ok()) {
+      problem = st.error_code() == grpc::StatusCode::UNAUTHENTICATED ? "That token is not known to ingestd."
+                                                                      : "ingestd: " + st.error_message();
+    } else if (who.role() != "auditor" && who.role() != "admin") {
+      problem = "A " + who.role() + " token cannot sign in to the console.";
+    }
+    requests_.Add({{"page", "login"}, {"code", problem.empty() ? "303" : "401"}}).Increment();
+    if (!problem.empty()) {
+      res.status = 401;
+      res.set_content("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Sign in</title>"
+                      "<link rel=\"stylesheet\" href=\"/static/console.css\"></head><body><main><p class=\"error\" "
+                      "id=\"error\">" + Escape(problem) + "</p><a href=\"/login\">Try again</a></main></body></html>",
+                      "text/html; charset=utf-8");
+      return;
+    }
+    const std::string id = sessions_.Create(token, who.role());
+    signed_in_.Set(static_cast<double>(sessions_.size()));
+    res.set_header("Set-Cookie", Cat(kCookie, "=", id, "; Path=/; HttpOnly; SameSite=Strict",
+                                     options_.tls_cert.empty() ? "" : "; Secure"));
+    res.status = 303;
+    res.set_header("Location", "/");
+  });
+  s.Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
+    Handle("logout", req, res, &Console::SignOut);
+  });
+
+  auto get = [this, &s](const char* pattern, const char* page, void (Console::*h)(Call&)) {
+    s.Get(pattern, [this, page, h](const httplib::Request& req, httplib::Response& res) { Handle(page, req, res, h); });
+  };
+  auto post = [this, &s](const char* pattern, const char* page, void (Console::*h)(Call&)) {
+    s.Post(pattern, [this, page, h](const httplib::Request& req, httplib::Response& res) { Handle(page, req, res, h); });
+  };
+  get("/", "overview", &Console::Overview);
+  get(R"(/roller/([^/]+))", "roller", &Console::Roller);
+  post(R"(/roller/([^/]+)/unlock)", "unlock", &Console::Unlock);
+  post(R"(/roller/([^/]+)/retire)", "retire", &Console::Retire);
+  get("/patient", "patient", &Console::Patient);
+  post("/patient", "patient", &Console::Patient);
+  get(R"(/cycle/([^/]+)/(\d+))", "cycle", &Console::Cycle);
+  post(R"(/cycle/([^/]+)/(\d+)/indicator)", "indicator", &Console::Indicator);
+  get("/violations", "violations", &Console::Violations);
+  get("/report", "report", &Console::Report);
+  get("/verify", "verify", &Console::Verify);
+  get("/api/live", "live", &Console::Live);
+}
+
+void Console::SignOut(Call& c) {
+  sessions_.Remove(CookieValue(c.req, kCookie));
+  signed_in_.Set(static_cast<double>(sessions_.size()));
+  c.res.set_header("Set-Cookie", Cat(kCookie, "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
+  c.res.status = 303;
+  c.res.set_header("Location", "/login");
+}
+
+// Violations and locks since the page was rendered, polled by console.js.
+void Console::Live(Call& c) {
+  int64_t since = 0;
+  try {
+    since = std::stoll(c.Param("since"));
+  } catch (const std::exception&) {
+    since = util::NowUnixMs();
+  }
+  nlohmann::json items = nlohmann::json::array();
+  v1::ViolationsRequest vr;
+  vr.set_from_unix_ms(since);
+  v1::ViolationsResponse violations;
+  auto ctx = c.Context();
+  int64_t next = since;
+  grpc::Status st = compliance_->ListViolations(ctx.get(), vr, &violations);
+  if (!st.ok()) {
+    c.res.status = 502;
+    c.res.set_content(nlohmann::json{{"error", st.error_message()}}.dump(), "application/json");
+    return;
+  }
+  for (const auto& v : violations.violations()) {
+    if (v.detected_unix_ms() < since) continue;
+    items.push_back({{"time", LocalTime(v.detected_unix_ms())}, {"kind", v.locked() ? "violation, locked" : "violation"},
+                     {"device", v.device_id()}, {"rule", v.rule()}, {"detail", v.detail()}});
+    next = std::max(next, v.detected_unix_ms() + 1);
+  }
+  v1::ListDevicesRequest lr;
+  lr.set_kind(v1::DEVICE_KIND_ROLLER);
+  v1::ListDevicesResponse devices;
+  auto ctx2 = c.Context();
+  if (registry_->List(ctx2.get(), lr, &devices).ok()) {
+    for (const auto& d : devices.devices()) {
+      const auto& use = d.state().roller();
+      if (use.locked_unix_ms() >= since && !use.lock_reason().empty()) {
+        items.push_back({{"time", LocalTime(use.locked_unix_ms())}, {"kind", "lock"}, {"device", d.device().device_id()},
+                         {"rule", ""}, {"detail", use.lock_reason()}});
+        next = std::max(next, use.locked_unix_ms() + 1);
+      }
+    }
+  }
+  c.res.set_content(nlohmann::json{{"items", items}, {"next_since", next}, {"checked", LocalTime(util::NowUnixMs())}}
+                        .dump(),
+                    "application/json");
+}
+
+namespace {
+std::string LiveBox(const std::string& title) {
+  return Cat("<section class=\"live\" id=\"live\" data-since=\"", util::NowUnixMs(), "\"><h2>", Escape(title),
+             "</h2><p class=\"meta live-status\">live · waiting</p><table><thead><tr><th>time</th><th>what</th>"
+             "<th>roller</th><th>rule</th><th>detail</th></tr></thead><tbody></tbody></table></section>");
+}
+}  // namespace
+
+void Console::Overview(Call& c) {
+  v1::ListDevicesResponse devices;
+  auto ctx = c.Context();
+  if (grpc::Status st = registry_->List(ctx.get(), v1::ListDevicesRequest(), &devices); !st.ok()) return Fail(c, st);
+  std::map<std::string, size_t> counts;
+  Table rollers{"rollers", {"roller", "state", "why", "patient", "sessions", "wear", "last cycle", "last seen"}, {}};
+  Table sterilisers{"sterilisers", {"steriliser", "model", "events", "last seen"}, {}};
+  const std::string filter = c.Param("state");
+  for (const auto& r : devices.devices()) {
+    const auto& d = r.device();
+    if (d.kind() == v1::DEVICE_KIND_STERILISER) {
+      sterilisers.rows.push_back({d.device_id(), d.model(), std::to_string(r.state().events_stored()),
+                                  LocalTime(r.state().last_receive_unix_ms())});
+      continue;
+    }
+    const std::string state = RollerState(r);
+    ++counts[state];
+    if (!filter.empty() && filter != state) continue;
+    const auto& use = r.state().roller();
+    std::string why = state == "locked" ? use.lock_reason() : state == "retired" ? d.retired_reason() : "";
+    Cell cycle = use.last_cycle().steriliser_id().empty()
+                     ? Cell("-")
+                     : Cell(Cat(use.last_cycle().steriliser_id(), " #", use.last_cycle().cycle_number()),
+                            CycleLink(use.last_cycle().steriliser_id(), use.last_cycle().cycle_number()));
+    rollers.rows.push_back({Cell(d.device_id(), RollerLink(d.device_id())), state, why,
+                            use.bound_patient().empty() ? "-" : Short(use.bound_patient()),
+                            std::to_string(r.state().sessions_started()), Wear(r), cycle,
+                            LocalTime(r.state().last_receive_unix_ms())});
+  }
+  if (c.Csv(rollers) || c.Csv(sterilisers)) return;
+  // Sterilisers' cycles still waiting for a biological indicator (last 90 days).
+  v1::ReportRequest rr;
+  rr.set_from_unix_ms(util::NowUnixMs() - 90LL * 24 * 3600 * 1000);
+  v1::PeriodReport report;
+  auto ctx2 = c.Context();
+  Table pending{"pending-indicators", {"cycle", "ended", "method", "load"}, {}};
+  if (compliance_->Report(ctx2.get(), rr, &report).ok()) {
+    for (const auto& cy : report.pending_indicators()) {
+      pending.rows.push_back({Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
+                                   CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number())),
+                              LocalTime(cy.cycle().end_unix_ms()), cy.cycle().method(),
+                              std::to_string(cy.cycle().load_size()) + " rollers"});
+    }
+  }
+  if (c.Csv(pending)) return;
+  std::string body = "<p id=\"states\">";
+  for (const char* state : {"in use", "ready", "due for sterilisation", "locked", "worn", "retired"}) {
+    body += Cat("<a href=\"/?state=", UrlEncode(state), "\">", Escape(state), ": <b>", counts[state], "</b></a> · ");
+  }
+  body += "<a href=\"/\">all</a></p>";
+  body += LiveBox("Violations and locks since you opened this page");
+  body += "<h2>Rollers" + (filter.empty() ? std::string() : " (" + Escape(filter) + ")") + "</h2>";
+  body += RenderTable(rollers, c.SelfQuery(), c.PageNumber(), kPerPage);
+  body += "<h2>Biological indicators pending</h2>" + RenderTable(pending, c.SelfQuery());
+  body += "<h2>Sterilisers</h2>" + RenderTable(sterilisers, c.SelfQuery());
+  Page(c, "Fleet", body);
+}
+
+void Console::Roller(Call& c) {
+  const std::string id = c.req.matches[1];
+  v1::RollerTrailRequest tr;
+  tr.set_device_id(id);
+  v1::RollerTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetRollerTrail(ctx.get(), tr, &trail); !st.ok()) return Fail(c, st);
+  const auto& r = trail.roller();
+  const auto& d = r.device();
+  const auto& use = r.state().roller();
+  // The timeline: every kind of record of this roller, by time.
+  struct Entry {
+    int64_t t;
+    std::vector<Cell> row;
+  };
+  std::vector<Entry> entries;
+  for (const auto& s : trail.sessions()) {
+    std::string decision = s.decision().decision_id().empty() ? "" : (s.decision().allowed() ? "allowed" : "DENIED");
+    if (s.offline_decision()) decision += " (offline)";
+    entries.push_back({s.start_unix_ms(),
+                       {LocalTime(s.start_unix_ms()), "session",
+                        Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
+                        Cat(s.session_id(), " by ", s.operator_id(), "; ended ", LocalTime(s.end_unix_ms()),
+                            "; wear at start ", static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
+                            s.at_risk() ? "; AT RISK: " + s.at_risk_reason() : ""),
+                        s.cycle().steriliser_id().empty()
+                            ? Cell("no cycle")
+                            : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
+                                   CycleLink(s.cycle().steriliser_id(), s.cycle().cycle_number()))}});
+  }
+  for (const auto& cy : trail.cycles()) {
+    entries.push_back({cy.cycle().end_unix_ms(),
+                       {LocalTime(cy.cycle().end_unix_ms()), "sterilised", "",
+                        Cat(cy.parameters_passed() ? "parameters passed" : "FAILED its parameters", "; BI ",
+                            rollerctl::IndicatorName(cy.biological_indicator())),
+                        Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
+                             CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number()))}});
+  }
+  for (const auto& v : trail.violations()) {
+    entries.push_back({v.detected_unix_ms(),
+                       {LocalTime(v.detected_unix_ms()), "violation " + v.rule(),
+                        v.patient_pseudonym().empty() ? Cell("") : Cell(Short(v.patient_pseudonym())),
+                        v.detail() + (v.locked() ? " (roller locked)" : ""), Cell(v.session_id())}});
+  }
+  for (const auto& l : trail.log()) {
+    entries.push_back({l.unix_ms(), {LocalTime(l.unix_ms()), l.kind(), "", l.reason(), Cell(l.by())}});
+  }
+  for (const auto& f : trail.findings()) {
+    entries.push_back({f.detected_unix_ms(),
+                       {LocalTime(f.detected_unix_ms()), "finding " + f.kind(), "", f.detail(),
+                        Cell(Cat("sequence ", f.sequence()))}});
+  }
+  for (const auto& g : r.state().open_gaps()) {
+    entries.push_back({g.opened_unix_ms(),
+                       {LocalTime(g.opened_unix_ms()), "gap (open)", "", Cat("sequences ", g.first(), "–", g.last()),
+                        ""}});
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.t > b.t; });
+  Table timeline{"timeline", {"time", "what", "patient", "detail", "relies on / by"}, {}};
+  for (auto& e : entries) timeline.rows.push_back(std::move(e.row));
+  if (c.Csv(timeline)) return;
+
+  std::string body = Cat("<dl id=\"summary\"><dt>state</dt><dd id=\"state\">", Escape(RollerState(r)), "</dd>");
+  if (d.lifecycle() == v1::LIFECYCLE_LOCKED) {
+    body += "<dt>locked</dt><dd id=\"lock-reason\">" + Escape(use.lock_reason()) + " since " +
+            Escape(LocalTime(use.locked_unix_ms())) + "</dd>";
+  }
+  body += Cat("<dt>model</dt><dd>", Escape(d.model()), ", ", d.needle_count(), " needles of ", d.needle_length_mm(),
+              " mm</dd><dt>bound patient</dt><dd>", Escape(use.bound_patient().empty() ? "-" : use.bound_patient()),
+              "</dd><dt>sessions</dt><dd>", r.state().sessions_started(), "</dd><dt>wear</dt><dd id=\"wear\">",
+              Escape(Wear(r)), " of rated life</dd><dt>events stored</dt><dd>", r.state().events_stored(),
+              "</dd></dl>");
+  // Wear at each session start against the rated life.
+  nlohmann::json points = nlohmann::json::array();
+  std::vector<const v1::SessionRecord*> sessions;
+  for (const auto& s : trail.sessions()) sessions.push_back(&s);
+  std::sort(sessions.begin(), sessions.end(),
+            [](const auto* a, const auto* b) { return a->start_unix_ms() < b->start_unix_ms(); });
+  for (const auto* s : sessions) points.push_back({{"label", DateValue(s->start_unix_ms())}, {"wear", s->wear_at_start() * 100}});
+  points.push_back({{"label", "now"}, {"wear", WearFraction(r) * 100}});
+  body += "<canvas id=\"wear-chart\"></canvas><script type=\"application/json\" id=\"wear-data\">" +
+          JsonForScript(nlohmann::json{{"points", points}}.dump()) + "</script>";
+  if (c.admin()) {
+    const std::string base = RollerLink(id);
+    if (d.lifecycle() == v1::LIFECYCLE_LOCKED) {
+      body += "<form class=\"action\" id=\"unlock-form\" method=\"post\" action=\"" + Escape(base) + "/unlock\">" +
+              c.CsrfField() +
+              "<b>Unlock</b> (admin): <input name=\"reason\" id=\"unlock-reason\" required minlength=\"5\" "
+              "placeholder=\"why it is safe to use again\" size=\"50\"> <button id=\"unlock\">Unlock</button></form>";
+    }
+    if (d.lifecycle() != v1::LIFECYCLE_RETIRED) {
+      body += "<form class=\"action\" method=\"post\" action=\"" + Escape(base) +
+              "/retire\" data-confirm=\"Retire this roller for good?\">" + c.CsrfField() +
+              "<b>Retire</b> (admin): <input name=\"reason\" required minlength=\"5\" size=\"50\"> "
+              "<button id=\"retire\">Retire</button></form>";
+    }
+  }
+  body += "<h2>Timeline</h2>" + RenderTable(timeline, c.SelfQuery(), c.PageNumber(), kPerPage);
+  body += "<p><a href=\"/violations?device=" + UrlEncode(id) + "\">All violations of this roller</a></p>";
+  Page(c, "Roller " + id, body);
+}
+
+void Console::Unlock(Call& c) {
+  const std::string id = c.req.matches[1];
+  if (!c.admin()) {
+    c.res.status = 403;
+    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may unlock a roller.</p>");
+  }
+  const std::string reason = c.Param("reason");
+  if (reason.size() < 5) {
+    c.res.status = 400;
+    return Page(c, "Unlock " + id, "<p class=\"error\" id=\"error\">An unlock needs a reason (5 characters or more).</p>");
+  }
+  v1::UnlockRequest ur;
+  ur.set_device_id(id);
+  ur.set_reason(reason);
+  ur.set_by("console admin");
+  v1::Device out;
+  auto ctx = c.Context();
+  if (grpc::Status st = registry_->Unlock(ctx.get(), ur, &out); !st.ok()) return Fail(c, st);
+  c.res.status = 303;
+  c.res.set_header("Location", RollerLink(id));
+}
+
+void Console::Retire(Call& c) {
+  const std::string id = c.req.matches[1];
+  if (!c.admin()) {
+    c.res.status = 403;
+    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may retire a roller.</p>");
+  }
+  v1::RetireRequest rr;
+  rr.set_device_id(id);
+  rr.set_reason(c.Param("reason"));
+  v1::Device out;
+  auto ctx = c.Context();
+  if (grpc::Status st = registry_->Retire(ctx.get(), rr, &out); !st.ok()) return Fail(c, st);
+  c.res.status = 303;
+  c.res.set_header("Location", RollerLink(id));
+}
+
+void Console::Patient(Call& c) {
+  const std::string ref = c.req.method == "POST" ? c.Param("ref") : "";
+  const std::string pseudonym = c.Param("pseudonym");
+  std::string body =
+      "<form method=\"post\" action=\"/patient\">" + c.CsrfField() +
+      "<label>Clinic patient reference <input name=\"ref\" id=\"patient-ref\" autocomplete=\"off\" required></label> "
+      "<button id=\"find-patient\">Find</button><p class=\"meta\">The reference is sent to ingestd, which turns it "
+      "into the patient's pseudonym; the console neither stores nor logs it, and it never appears in a URL.</p></form>";
+  if (ref.empty() && pseudonym.empty()) return Page(c, "Patient", body);
+  v1::PatientTrailRequest pr;
+  if (!ref.empty()) {
+    pr.set_patient_ref(ref);
+  } else {
+    pr.set_patient_pseudonym(pseudonym);
+  }
+  v1::PatientTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetPatientTrail(ctx.get(), pr, &trail); !st.ok()) return Fail(c, st);
+  Table sessions{"sessions", {"start", "roller", "session", "operator", "cycle relied on", "decision", "at risk"}, {}};
+  for (const auto& s : trail.sessions()) {
+    sessions.rows.push_back(
+        {LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())), s.session_id(), s.operator_id(),
+         s.cycle().steriliser_id().empty() ? Cell("none")
+                                           : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
+                                                  CycleLink(s.cycle().steriliser_id(), s.cycle().cycle_number())),
+         s.decision().decision_id().empty() ? "-" : (s.decision().allowed() ? "allowed" : "DENIED"),
+         s.at_risk() ? s.at_risk_reason() : ""});
+  }
+  if (c.Csv(sessions)) return;
+  body += "<p>Pseudonym <code id=\"pseudonym\">" + Escape(trail.patient_pseudonym()) + "</code></p>";
+  body += "<h2>Sessions</h2>" + RenderTable(sessions, "pseudonym=" + UrlEncode(trail.patient_pseudonym()),
+                                            c.PageNumber(), kPerPage);
+  Page(c, "Patient " + Short(trail.patient_pseudonym()), body);
+}
+
+void Console::Cycle(Call& c) {
+  const std::string steriliser = c.req.matches[1];
+  uint64_t number = 0;
+  try {
+    number = std::stoull(std::string(c.req.matches[2]));
+  } catch (const std::exception&) {
+  }
+  v1::CycleRequest cr;
+  cr.set_steriliser_id(steriliser);
+  cr.set_cycle_number(number);
+  v1::CycleTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetCycleTrail(ctx.get(), cr, &trail); !st.ok()) return Fail(c, st);
+  const auto& cy = trail.cycle();
+  const auto& p = cy.cycle();
+  std::string body = Cat(
+      "<dl id=\"cycle\"><dt>method</dt><dd>", Escape(p.method()), "</dd><dt>ran</dt><dd>", Escape(LocalTime(p.start_unix_ms())),
+      " – ", Escape(LocalTime(p.end_unix_ms())), "</dd><dt>exposure</dt><dd>", p.exposure_temperature_c(), " °C for ",
+      p.exposure_seconds(), " s</dd><dt>parameters</dt><dd id=\"parameters\" class=\"",
+      cy.parameters_passed() ? "ok\">met the method's minimums" : "deny\">fell short: ", "");
+  for (const auto& reason : cy.failure_reasons()) body += Escape(reason) + "; ";
+  body += Cat("</dd><dt>chemical indicator</dt><dd>", Escape(rollerctl::IndicatorName(p.chemical_indicator())),
+              "</dd><dt>biological indicator</dt><dd id=\"bi\">", Escape(rollerctl::IndicatorLine(cy)),
+              "</dd><dt>loaded by / released by</dt><dd>", Escape(p.loaded_by()), " / ", Escape(p.released_by()),
+              "</dd></dl>");
+  Table load{"load", {"roller"}, {}};
+  for (const auto& r : p.load()) load.rows.push_back({Cell(r, RollerLink(r))});
+  Table sessions{"sessions", {"start", "roller", "patient", "session", "at risk"}, {}};
+  for (const auto& s : trail.sessions()) {
+    sessions.rows.push_back({LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())),
+                             Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
+                             s.session_id(), s.at_risk() ? s.at_risk_reason() : ""});
+  }
+  if (c.Csv(load) || c.Csv(sessions)) return;
+  if (cy.biological_indicator() == v1::INDICATOR_FAIL) {
+    v1::RecallRequest rq;
+    rq.set_steriliser_id(steriliser);
+    rq.set_cycle_number(number);
+    v1::RecallReport recall;
+    auto ctx2 = c.Context();
+    if (compliance_->Recall(ctx2.get(), rq, &recall).ok()) {
+      body += Cat("<section id=\"recall\"><h2 class=\"deny\">Recall</h2><p>Started ", Escape(LocalTime(recall.recalled_unix_ms())),
+                  ": every load since the last negative indicator (cycle #", recall.last_negative_cycle(), "). ",
+                  recall.sessions_at_risk_size(), " sessions, ", recall.patients_size(), " patients at risk; rollers locked: ");
+      for (const auto& r : recall.locked_rollers()) body += "<a href=\"" + Escape(RollerLink(r)) + "\">" + Escape(r) + "</a> ";
+      body += "</p></section>";
+    }
+  }
+  if (c.admin()) {
+    body += "<form class=\"action\" id=\"indicator-form\" method=\"post\" action=\"" +
+            Escape(CycleLink(steriliser, number)) + "/indicator\">" + c.CsrfField() +
+            "<b>Record the lab's biological-indicator result</b> (admin): <select name=\"result\" id=\"bi-result\">"
+            "<option value=\"pass\">pass (negative)</option><option value=\"fail\">fail (positive: starts a recall)"
+            "</option></select> <button id=\"record-bi\">Continue</button></form>";
+  }
+  body += "<h2>Load</h2>" + RenderTable(load, c.SelfQuery());
+  body += "<h2>Sessions that relied on this cycle</h2>" + RenderTable(sessions, c.SelfQuery(), c.PageNumber(), kPerPage);
+  Page(c, Cat("Cycle ", steriliser, " #", number), body);
+}
+
+void Console::Indicator(Call& c) {
+  const std::string steriliser = c.req.matches[1];
+  const uint64_t number = std::stoull(std::string(c.req.matches[2]));
+  if (!c.admin()) {
+    c.res.status = 403;
+    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may record an indicator result.</p>");
+  }
+  const std::string result = c.Param("result");
+  if (result != "pass" && result != "fail") {
+    c.res.status = 400;
+    return Page(c, "Indicator", "<p class=\"error\" id=\"error\">The result must be pass or fail.</p>");
+  }
+  if (c.Param("confirm") != "yes") {
+    // Show what it will do before it does it.
+    v1::CycleRequest cr;
+    cr.set_steriliser_id(steriliser);
+    cr.set_cycle_number(number);
+    v1::CycleTrail trail;
+    auto ctx = c.Context();
+    if (grpc::Status st = compliance_->GetCycleTrail(ctx.get(), cr, &trail); !st.ok()) return Fail(c, st);
+    std::string body = Cat("<p id=\"confirm-text\">Record a <b>", result, "</b> for cycle ", Escape(steriliser), " #",
+                           number, ".");
+    if (result == "fail") {
+      body += Cat(" This starts a recall: the ", trail.sessions_size(),
+                  " sessions that relied on this cycle (and on every cycle of this steriliser since its last negative "
+                  "indicator) are marked at risk and their rollers locked.");
+    }
+    body += "</p><form method=\"post\" id=\"confirm-form\">" + c.CsrfField() + Hidden("result", result) +
+            Hidden("confirm", "yes") + "<button id=\"confirm\">Record " + Escape(result) + "</button> <a href=\"" +
+            Escape(CycleLink(steriliser, number)) + "\">cancel</a></form>";
+    return Page(c, "Confirm", body);
+  }
+  v1::BiologicalIndicatorRequest br;
+  br.set_steriliser_id(steriliser);
+  br.set_cycle_number(number);
+  br.set_result(result == "fail" ? v1::INDICATOR_FAIL : v1::INDICATOR_PASS);
+  br.set_recorded_by("console admin");
+  v1::BiologicalIndicatorResponse out;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->RecordBiologicalIndicator(ctx.get(), br, &out); !st.ok()) return Fail(c, st);
+  c.res.status = 303;
+  c.res.set_header("Location", CycleLink(steriliser, number));
+}
+
+void Console::Violations(Call& c) {
+  v1::ViolationsRequest vr;
+  vr.set_from_unix_ms(ParseDateParam(c.req, "from", 0));
+  const int64_t to = ParseDateParam(c.req, "to", 0);
+  if (to > 0) vr.set_to_unix_ms(to + 24LL * 3600 * 1000);  // through the whole day
+  vr.set_rule(c.Param("rule"));
+  vr.set_device_id(c.Param("device"));
+  if (c.Param("severity") == "deny") vr.set_severity(v1::SEVERITY_DENY);
+  if (c.Param("severity") == "warn") vr.set_severity(v1::SEVERITY_WARN);
+  v1::ViolationsResponse resp;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->ListViolations(ctx.get(), vr, &resp); !st.ok()) return Fail(c, st);
+  std::vector<const v1::Violation*> list;
+  for (const auto& v : resp.violations()) list.push_back(&v);
+  std::stable_sort(list.begin(), list.end(),
+                   [](const auto* a, const auto* b) { return a->detected_unix_ms() > b->detected_unix_ms(); });
+  Table table{"violations", {"detected", "rule", "severity", "roller", "patient", "session", "detail", "locked"}, {}};
+  for (const auto* v : list) {
+    table.rows.push_back({LocalTime(v->detected_unix_ms()), Cell(v->rule(), "/violations?rule=" + UrlEncode(v->rule())),
+                          rollerctl::SeverityName(v->severity()), Cell(v->device_id(), RollerLink(v->device_id())),
+                          v->patient_pseudonym().empty()
+                              ? Cell("-")
+                              : Cell(Short(v->patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(v->patient_pseudonym())),
+                          v->session_id(), v->detail(), v->locked() ? "yes" : ""});
+  }
+  if (c.Csv(table)) return;
+  auto value = [&](const char* name) { return Escape(c.Param(name)); };
+  std::string body =
+      "<form method=\"get\" id=\"filters\">rule <input name=\"rule\" value=\"" + value("rule") +
+      "\" size=\"16\"> roller <input name=\"device\" value=\"" + value("device") +
+      "\" size=\"10\"> severity <select name=\"severity\"><option value=\"\">any</option><option" +
+      (c.Param("severity") == "deny" ? " selected" : "") + ">deny</option><option" +
+      (c.Param("severity") == "warn" ? " selected" : "") + ">warn</option></select> from <input type=\"date\" name=\"from\" value=\"" +
+      value("from") + "\"> to <input type=\"date\" name=\"to\" value=\"" + value("to") +
+      "\"> <button>Filter</button></form>";
+  body += LiveBox("New since you opened this page");
+  body += RenderTable(table, c.SelfQuery(), c.PageNumber(), kPerPage);
+  Page(c, "Violations", body);
+}
+
+void Console::Report(Call& c) {
+  const int64_t now = util::NowUnixMs();
+  const int64_t from = ParseDateParam(c.req, "from", now - 30LL * 24 * 3600 * 1000);
+  const int64_t to = ParseDateParam(c.req, "to", 0);
+  v1::ReportRequest rr;
+  rr.set_from_unix_ms(from);
+  if (to > 0) rr.set_to_unix_ms(to + 24LL * 3600 * 1000);
+  v1::PeriodReport report;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->Report(ctx.get(), rr, &report); !st.ok()) return Fail(c, st);
+  // rollerctl's printable report, whose own two scripts run under a nonce;
+  // everything in it from devices is escaped, so no other script can.
+  std::string html = rollerctl::RenderReportHtml(report);
+  const std::string nonce = RandomToken().substr(0, 32);
+  std::string out;
+  for (size_t pos = 0;;) {
+    const size_t at = html.find("<script>", pos);
+    out += html.substr(pos, at == std::string::npos ? std::string::npos : at - pos);
+    if (at == std::string::npos) break;
+    out += "<script nonce=\"" + nonce + "\">";
+    pos = at + 8;
+  }
+  const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(DateValue(from)) +
+                          " · <a href=\"/report?from=" + UrlEncode(DateValue(now - 7LL * 24 * 3600 * 1000)) +
+                          "\">last 7 days</a> · print this page to PDF from the browser</p>";
+  const size_t body_at = out.find("<body>");
+  if (body_at != std::string::npos) out.insert(body_at + 6, bar);
+  c.res.set_header("Content-Security-Policy",
+                   "default-src 'none'; script-src 'nonce-" + nonce +
+                       "'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'");
+  c.res.set_content(out, "text/html; charset=utf-8");
+}
+
+void Console::Verify(Call& c) {
+  v1::VerifyReport report;
+  auto ctx = c.Context();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  if (grpc::Status st = compliance_->Verify(ctx.get(), v1::VerifyRequest(), &report); !st.ok()) return Fail(c, st);
+  Table breaks{"breaks", {"device", "first broken sequence", "record", "what"}, {}};
+  for (const auto& b : report.breaks()) {
+    breaks.rows.push_back({Cell(b.device_id(), RollerLink(b.device_id())), std::to_string(b.sequence()),
+                           std::to_string(b.chain_index()), b.ShortDebugString()});
+  }
+  if (c.Csv(breaks)) return;
+  std::string body = Cat("<p id=\"verify\" class=\"", report.intact() ? "ok\">Intact" : "deny\">BROKEN",
+                         "</p><p>", report.devices_checked(), " devices and ", report.records_checked(),
+                         " records checked just now against their hash chains.</p>");
+  if (!report.intact()) body += RenderTable(breaks, c.SelfQuery());
+  Page(c, "Ledger verification", body);
+}
+
+}  // namespace rollertrace::console

@@ -1,0 +1,128 @@
+// The web console in a real browser (issue #15): Mosquitto, ingestd, the
+// bridge and rollertrace-console as processes, and the packaged Chromium
+// driven headless by tests/browser/console_browser.js (puppeteer-core). What
+// the browser did is then checked through the gRPC API.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "rollertrace/v1/services.grpc.pb.h"
+#include "support/cluster.h"
+#include "support/devices.h"
+
+namespace rollertrace::testing {
+namespace {
+
+using rollertrace::v1::Event;
+
+TEST(Console, AnAuditorAndAnAdminAnswerTheAuditInTheBrowser) {
+  Cluster cluster("console");
+  cluster.StartAll();
+  const int64_t now = Now();
+  cluster.Register(Cluster::Roller("R-C1"));
+  cluster.Register(Cluster::Roller("X-C1"));
+  cluster.Register(Cluster::Steriliser("S-C1"));
+  {
+    TestDevice s(cluster.mqtt_uri(), "S-C1", "sterilisers");
+    TestDevice r(cluster.mqtt_uri(), "R-C1");
+    TestDevice x(cluster.mqtt_uri(), "X-C1");
+    s.Send({Cycle(1, {"R-C1"}, now - 3 * kHour)});
+    r.Send({SessionStart("R-C1-s1", "P-100", now - 2 * kHour), SessionEnd("R-C1-s1", now - kHour)});
+    // A device that sends markup where text belongs (never sterilised, so it
+    // also makes a violation whose detail and operator carry it).
+    Event hostile = SessionStart("X-C1-s1", "P-300", now - 90 * 60 * 1000);
+    hostile.mutable_session_started()->set_operator_id("<script>window.__xss=1</script>");
+    Event beat;
+    beat.set_device_time_unix_ms(now - 80 * 60 * 1000);
+    beat.mutable_heartbeat()->set_firmware("\"><img src=x onerror=\"window.__xss=2\">");
+    x.Send({hostile, beat});
+  }
+  v1::PatientTrailRequest pr;
+  pr.set_patient_ref("P-100");
+  v1::PatientTrail patient;
+  {
+    grpc::ClientContext ctx;
+    cluster.Authenticate(&ctx);
+    ASSERT_TRUE(v1::ComplianceService::NewStub(cluster.channel())->GetPatientTrail(&ctx, pr, &patient).ok());
+  }
+  ASSERT_FALSE(patient.patient_pseudonym().empty());
+
+  const int port = FreePort();
+  auto console = Process::Start({ROLLERTRACE_CONSOLE, "--listen", "127.0.0.1:" + std::to_string(port), "--ingestd",
+                                 cluster.ingestd_address(), "--metrics", "127.0.0.1:" + std::to_string(FreePort()),
+                                 "--time-zone", "Europe/Berlin"},
+                                cluster.dir() + "/console.log");
+  ASSERT_TRUE(WaitForPort(port, std::chrono::seconds(10))) << ReadFile(cluster.dir() + "/console.log");
+
+  // The violation the browser will watch arrive: the roller on another patient.
+  v1::EventBatch batch;
+  batch.set_device_id("R-C1");
+  Event other = SessionStart("R-C1-s2", "P-200", now);
+  other.set_device_id("R-C1");
+  other.set_sequence(3);
+  *batch.add_events() = other;
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(batch, &json).ok());
+  const std::string payload = cluster.dir() + "/violation.json";
+  std::ofstream(payload) << json;
+
+  const std::string shots = std::string(ROLLERTRACE_ARTIFACTS) + "/console";
+  std::filesystem::create_directories(shots);
+  std::ostringstream scenario;
+  auto q = [](const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  };
+  scenario << "{\"url\":" << q("http://127.0.0.1:" + std::to_string(port))
+           << ",\"admin_token_file\":" << q(cluster.TokenFile("admin"))
+           << ",\"auditor_token_file\":" << q(cluster.TokenFile("auditor")) << ",\"screenshots\":" << q(shots)
+           << ",\"roller\":\"R-C1\",\"hostile_roller\":\"X-C1\",\"session_id\":\"R-C1-s1\",\"patient_ref\":\"P-100\""
+           << ",\"pseudonym\":" << q(patient.patient_pseudonym()) << ",\"cycle_path\":\"/cycle/S-C1/1\""
+           << ",\"unlock_reason\":\"re-sterilised and checked by the lead nurse\""
+           << ",\"violation_rule\":\"SINGLE_PATIENT\",\"violation_command\":[" << q(ROLLERTRACE_MOSQUITTO_PUB)
+           << ",\"-h\",\"127.0.0.1\",\"-p\"," << q(std::to_string(cluster.mqtt_port()))
+           << ",\"-q\",\"1\",\"-t\",\"rollers/R-C1/events/json\",\"-f\"," << q(payload) << "]}";
+  const std::string scenario_file = cluster.dir() + "/scenario.json";
+  std::ofstream(scenario_file) << scenario.str();
+
+  auto browser = Process::Start({ROLLERTRACE_NODE, std::string(ROLLERTRACE_SOURCE_DIR) + "/tests/browser/console_browser.js",
+                                 scenario_file},
+                                cluster.dir() + "/browser.log");
+  const int rc = browser->Wait(std::chrono::seconds(180));
+  const std::string log = ReadFile(cluster.dir() + "/browser.log");
+  ASSERT_EQ(rc, 0) << log << "\nconsole log:\n" << ReadFile(cluster.dir() + "/console.log");
+  EXPECT_NE(log.find("\"ok\":true"), std::string::npos) << log;
+
+  // What the browser did, as the API sees it.
+  const v1::DeviceRecord roller = cluster.Device("R-C1");
+  // Unlocked by the admin after the recall, then locked again by the violation
+  // the browser watched arrive.
+  EXPECT_NE(roller.state().roller().lock_reason().find("SINGLE_PATIENT"), std::string::npos)
+      << roller.ShortDebugString();
+  EXPECT_EQ(roller.state().roller().unlock_reason(), "re-sterilised and checked by the lead nurse");
+  EXPECT_NE(roller.device().lifecycle(), v1::LIFECYCLE_RETIRED) << "the auditor's retire was refused";
+  v1::CycleRequest cr;
+  cr.set_steriliser_id("S-C1");
+  cr.set_cycle_number(1);
+  v1::CycleRecord cycle;
+  grpc::ClientContext ctx;
+  cluster.Authenticate(&ctx);
+  ASSERT_TRUE(v1::ComplianceService::NewStub(cluster.channel())->GetCycle(&ctx, cr, &cycle).ok());
+  EXPECT_EQ(cycle.lab_biological_indicator(), v1::INDICATOR_FAIL);
+  // The console kept no patient reference: not in its log.
+  EXPECT_EQ(ReadFile(cluster.dir() + "/console.log").find("P-100"), std::string::npos);
+  for (const char* shot : {"01-fleet", "02-roller", "03-patient", "05-recall", "07-violation-live", "11-auditor"}) {
+    EXPECT_TRUE(std::filesystem::file_size(shots + "/" + shot + ".png") > 1000) << shot;
+  }
+}
+
+}  // namespace
+}  // namespace rollertrace::testing
