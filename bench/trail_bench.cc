@@ -157,7 +157,7 @@ void RollerTrail(benchmark::State& state) {
   std::mt19937 rng(1);
   size_t events = 0;
   for (auto _ : state) {
-    auto trail = g_store->audit().RollerTrail(Roller(static_cast<int>(rng() % g_rollers)));
+    auto trail = g_store->audit().RollerTrail(Roller(static_cast<int>(rng() % g_rollers)), 10000);
     if (!trail.ok()) {
       state.SkipWithError(std::string(trail.status().message()).c_str());
       return;

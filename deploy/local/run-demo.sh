@@ -78,6 +78,8 @@ pick_port grpc_port 50051
 pick_port ingest_metrics 9464
 pick_port bridge_metrics 9465
 pick_port fleet_metrics 9467
+pick_port console_port 8080
+pick_port console_metrics 9468
 
 pids=()
 cleanup() {  # SIGTERM in reverse start order; SIGKILL what is still there after 10 s
@@ -123,6 +125,12 @@ step "Starting mqtt-bridge (metrics :$bridge_metrics)"
   --metrics "127.0.0.1:$bridge_metrics" --token-file "$run_dir/token-device" >"$run_dir/bridge.log" 2>&1 &
 pids+=($!)
 wait_port "$bridge_metrics" bridge $!
+
+step "Starting the web console on http://127.0.0.1:$console_port/ (metrics :$console_metrics)"
+"$bin/services/console/rollertrace-console" --listen "127.0.0.1:$console_port" --ingestd "127.0.0.1:$grpc_port" \
+  --metrics "127.0.0.1:$console_metrics" --time-zone "${ROLLERTRACE_TIME_ZONE:-UTC}" >"$run_dir/console.log" 2>&1 &
+pids+=($!)
+wait_port "$console_port" console $!
 
 step "Running a simulated clinic: $rollers rollers, 2 sterilisers, $days days (at most ${duration}s)"
 set +e
@@ -176,6 +184,8 @@ metric_lines "$bridge_metrics" '^rollertrace_bridge_(messages_received_total|mes
 
 step "Where to look next"
 cat <<INFO
+  Console:   http://127.0.0.1:$console_port/ — sign in with the token in $run_dir/token-auditor
+             (or token-admin to record indicator results, unlock and retire); --keep keeps it running
   Metrics:   ingestd http://127.0.0.1:$ingest_metrics/metrics   mqtt-bridge http://127.0.0.1:$bridge_metrics/metrics
              roller-fleet http://127.0.0.1:$fleet_metrics/metrics (while it runs)
   Prometheus: prometheus --config.file=deploy/prometheus/prometheus.yml (alert rules in deploy/prometheus/)

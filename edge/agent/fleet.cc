@@ -230,7 +230,7 @@ struct Playback {
 // sessions: every steriliser event dated before it is recorded (by the
 // sterilisers' lane) and acknowledged (up to 30 s).
 void AwaitCyclesBefore(Playback& p, int64_t start_unix_ms) {
-  while (!p.stopped() && p.cycles_through_ms < start_unix_ms) {
+  while (!p.stopped() && p.cycles_through_ms <= start_unix_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -254,8 +254,10 @@ void PlayLane(Playback& p, const std::vector<size_t>& lane, bool sterilisers) {
     if (inserted) c->second = fleet.SourceCursor(id);
     const uint64_t k = ++seen[id];
     ++p.done;
-    if (sterilisers) p.cycles_through_ms = e.event.device_time_unix_ms();
-    if (k <= c->second) continue;  // recorded by an earlier run
+    if (k <= c->second) {  // recorded by an earlier run
+      if (sterilisers) p.cycles_through_ms = e.event.device_time_unix_ms();
+      continue;
+    }
     rollertrace::v1::Event event = e.event;
     if (e.needs_cycles_committed && fleet.options().authorize) {
       AwaitCyclesBefore(p, event.device_time_unix_ms());
@@ -289,6 +291,8 @@ void PlayLane(Playback& p, const std::vector<size_t>& lane, bool sterilisers) {
       if (session != nullptr && refused_sessions.count(*session)) continue;  // it never took place
     }
     if (absl::Status s = fleet.Record(id, std::move(event), k).status(); !s.ok()) return p.Fail(s);
+    // Only once it is spooled may a session that relies on it go ahead.
+    if (sterilisers) p.cycles_through_ms = e.event.device_time_unix_ms();
     const uint64_t n = ++p.recorded;
     if (p.rate > 0) {
       std::this_thread::sleep_until(p.start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(

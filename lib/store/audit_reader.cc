@@ -158,10 +158,14 @@ absl::StatusOr<rollertrace::v1::RecallReport> AuditReader::GetRecall(std::string
   return r;
 }
 
-absl::StatusOr<std::vector<rollertrace::v1::Violation>> AuditReader::ListViolations(const ViolationFilter& f) const {
+absl::StatusOr<ViolationPage> AuditReader::ListViolations(const ViolationFilter& f) const {
   SnapshotView view(db_);
-  std::vector<rollertrace::v1::Violation> out;
+  ViolationPage page;
+  std::vector<rollertrace::v1::Violation>& out = page.violations;
+  std::string last_key;
+  bool more = false;
   auto keep = [&](std::string_view key, std::string_view value) -> absl::StatusOr<bool> {
+    if (!f.after_key.empty() && key <= f.after_key) return true;
     auto parts = DecodeTimeKey(key);
     if (!parts) return ReadView::Corrupt(Family::kViolations, key);
     if (f.to_unix_ms > 0 && parts->unix_ms >= f.to_unix_ms) return f.device_id.empty() ? false : true;
@@ -171,34 +175,45 @@ absl::StatusOr<std::vector<rollertrace::v1::Violation>> AuditReader::ListViolati
     if (!f.rule.empty() && v.rule() != f.rule) return true;
     if (!f.device_id.empty() && v.device_id() != f.device_id) return true;
     if (f.severity != rollertrace::v1::SEVERITY_UNSPECIFIED && v.severity() != f.severity) return true;
+    if (f.limit > 0 && out.size() == f.limit) {
+      more = true;  // one more matches: the page is full
+      return false;
+    }
     out.push_back(std::move(v));
+    last_key = std::string(key);
     return true;
   };
   if (f.device_id.empty()) {
-    absl::Status s = view.Scan(Family::kViolations, {}, keep, TimeKeyStart(f.from_unix_ms));
+    std::string start = TimeKeyStart(f.from_unix_ms);
+    if (!f.after_key.empty() && f.after_key > start) start = f.after_key;
+    absl::Status s = view.Scan(Family::kViolations, {}, keep, start);
     if (!s.ok()) return s;
-    return out;
+  } else {
+    // One roller: its index, then each violation by its key; in detection order.
+    std::vector<std::string> keys;
+    absl::Status s = view.Scan(Family::kDeviceViolations, DevicePrefix(f.device_id),
+                               [&](std::string_view, std::string_view violation_key) -> absl::StatusOr<bool> {
+                                 keys.emplace_back(violation_key);
+                                 return true;
+                               });
+    if (!s.ok()) return s;
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& key : keys) {
+      std::string value;
+      absl::StatusOr<bool> found = view.Get(Family::kViolations, key, &value);
+      if (!found.ok()) return found.status();
+      if (!*found) continue;
+      absl::StatusOr<bool> k = keep(key, value);
+      if (!k.ok()) return k.status();
+      if (!*k && more) break;
+    }
   }
-  // One roller: its index, then each violation by its key; in detection order.
-  std::vector<std::string> keys;
-  absl::Status s = view.Scan(Family::kDeviceViolations, DevicePrefix(f.device_id),
-                             [&](std::string_view, std::string_view violation_key) -> absl::StatusOr<bool> {
-                               keys.emplace_back(violation_key);
-                               return true;
-                             });
-  if (!s.ok()) return s;
-  std::sort(keys.begin(), keys.end());
-  for (const std::string& key : keys) {
-    std::string value;
-    absl::StatusOr<bool> found = view.Get(Family::kViolations, key, &value);
-    if (!found.ok()) return found.status();
-    if (!*found) continue;
-    if (absl::StatusOr<bool> k = keep(key, value); !k.ok()) return k.status();
-  }
-  return out;
+  if (more) page.next_key = last_key;
+  return page;
 }
 
-absl::StatusOr<rollertrace::v1::RollerTrail> AuditReader::RollerTrail(std::string_view device_id) const {
+absl::StatusOr<rollertrace::v1::RollerTrail> AuditReader::RollerTrail(std::string_view device_id,
+                                                                     size_t events_limit) const {
   SnapshotView view(db_);
   rollertrace::v1::RollerTrail trail;
   absl::StatusOr<DeviceRecord> record = audit::Device(view, device_id);
@@ -234,8 +249,13 @@ absl::StatusOr<rollertrace::v1::RollerTrail> AuditReader::RollerTrail(std::strin
   absl::StatusOr<std::vector<rollertrace::v1::Finding>> findings = audit::Findings(view, device_id);
   if (!findings.ok()) return findings.status();
   for (auto& f : *findings) *trail.add_findings() = std::move(f);
+  if (events_limit == 0) return trail;
   s = view.ScanRecords<rollertrace::v1::StoredEvent>(
       Family::kEvents, prefix, [&](std::string_view, rollertrace::v1::StoredEvent& e) -> absl::StatusOr<bool> {
+        if (static_cast<size_t>(trail.events_size()) == events_limit) {
+          trail.set_next_event_sequence(e.event().sequence());
+          return false;
+        }
         *trail.add_events() = std::move(e);
         return true;
       });

@@ -21,6 +21,16 @@ struct ViolationFilter {
   std::string rule;
   std::string device_id;
   rollertrace::v1::Severity severity = rollertrace::v1::SEVERITY_UNSPECIFIED;
+  // Paging: at most `limit` (0: no limit), after the violation whose key is
+  // `after_key` (empty: from the start).
+  size_t limit = 0;
+  std::string after_key;
+};
+
+// One page of violations; next_key is empty on the last page.
+struct ViolationPage {
+  std::vector<rollertrace::v1::Violation> violations;
+  std::string next_key;
 };
 
 class AuditReader {
@@ -39,9 +49,10 @@ class AuditReader {
   absl::StatusOr<std::vector<rollertrace::v1::SessionRecord>> Sessions(std::string_view device_id) const;
   absl::StatusOr<rollertrace::v1::CycleRecord> GetCycle(std::string_view steriliser_id, uint64_t cycle) const;
   absl::StatusOr<rollertrace::v1::RecallReport> GetRecall(std::string_view steriliser_id, uint64_t cycle) const;
-  absl::StatusOr<std::vector<rollertrace::v1::Violation>> ListViolations(const ViolationFilter& filter) const;
-  // Trails, read from key ranges and indexes only.
-  absl::StatusOr<rollertrace::v1::RollerTrail> RollerTrail(std::string_view device_id) const;
+  absl::StatusOr<ViolationPage> ListViolations(const ViolationFilter& filter) const;
+  // Trails, read from key ranges and indexes only; at most events_limit of
+  // the roller's raw events (from its first).
+  absl::StatusOr<rollertrace::v1::RollerTrail> RollerTrail(std::string_view device_id, size_t events_limit = 0) const;
   // REQUIRES: a pseudonym (the service pseudonymises a clinic reference first).
   absl::StatusOr<rollertrace::v1::PatientTrail> PatientTrail(std::string_view patient_pseudonym) const;
   absl::StatusOr<rollertrace::v1::CycleTrail> CycleTrail(std::string_view steriliser_id, uint64_t cycle) const;

@@ -740,15 +740,23 @@ void Console::Violations(Call& c) {
   vr.set_device_id(c.Param("device"));
   if (c.Param("severity") == "deny") vr.set_severity(v1::SEVERITY_DENY);
   if (c.Param("severity") == "warn") vr.set_severity(v1::SEVERITY_WARN);
-  v1::ViolationsResponse resp;
-  auto ctx = c.Context();
-  if (grpc::Status st = compliance_->ListViolations(ctx.get(), vr, &resp); !st.ok()) return Fail(c, st);
-  std::vector<const v1::Violation*> list;
-  for (const auto& v : resp.violations()) list.push_back(&v);
-  std::stable_sort(list.begin(), list.end(),
-                   [](const auto* a, const auto* b) { return a->detected_unix_ms() > b->detected_unix_ms(); });
+  // A page at a time from ingestd, oldest first; the CSV takes every page.
+  const bool csv = c.Param("csv") == "violations";
+  vr.set_limit(csv ? 10000 : kPerPage);
+  vr.set_page_token(c.Param("after"));
+  std::vector<v1::Violation> list;
+  std::string next;
+  do {
+    v1::ViolationsResponse resp;
+    auto ctx = c.Context();
+    if (grpc::Status st = compliance_->ListViolations(ctx.get(), vr, &resp); !st.ok()) return Fail(c, st);
+    for (auto& v : *resp.mutable_violations()) list.push_back(std::move(v));
+    next = resp.next_page_token();
+    vr.set_page_token(next);
+  } while (csv && !next.empty());
   Table table{"violations", {"detected", "rule", "severity", "roller", "patient", "session", "detail", "locked"}, {}};
-  for (const auto* v : list) {
+  for (const auto& vv : list) {
+    const v1::Violation* v = &vv;
     table.rows.push_back({LocalTime(v->detected_unix_ms()), Cell(v->rule(), "/violations?rule=" + UrlEncode(v->rule())),
                           rollerctl::SeverityName(v->severity()), Cell(v->device_id(), RollerLink(v->device_id())),
                           v->patient_pseudonym().empty()
@@ -767,7 +775,18 @@ void Console::Violations(Call& c) {
       value("from") + "\"> to <input type=\"date\" name=\"to\" value=\"" + value("to") +
       "\"> <button>Filter</button></form>";
   body += LiveBox("New since you opened this page");
-  body += RenderTable(table, c.SelfQuery(), c.PageNumber(), kPerPage);
+  std::string query;
+  for (const char* name : {"rule", "device", "severity", "from", "to"}) {
+    if (!c.Param(name).empty()) query += Cat(query.empty() ? "" : "&", name, "=", UrlEncode(c.Param(name)));
+  }
+  body += RenderTable(table, query.empty() ? "" : query);
+  body += "<p class=\"pages\">";
+  if (!c.Param("after").empty()) body += "<a href=\"/violations?" + Escape(query) + "\">← first page</a> ";
+  if (!next.empty()) {
+    body += "<a rel=\"next\" id=\"next-page\" href=\"/violations?" + Escape(query + (query.empty() ? "" : "&") +
+            "after=" + UrlEncode(next)) + "\">next " + std::to_string(kPerPage) + " →</a>";
+  }
+  body += "</p>";
   Page(c, "Violations", body);
 }
 

@@ -201,7 +201,13 @@ void GroupCommitter::HoldBack(std::deque<Pending>& group, std::vector<rollertrac
 
 bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions) {
   if (guard_ != nullptr) {
-    if (absl::Status writable = guard_->Writable(); !writable.ok()) {
+    // What the group will write: each event is stored as a record, in the
+    // command log, in indexes and the chains; the WAL holds it all first.
+    uint64_t bytes = 0;
+    for (const auto& p : group) {
+      for (const auto& c : p.commands) bytes += c.ByteSizeLong();
+    }
+    if (absl::Status writable = guard_->Writable(kWriteAmplification * bytes); !writable.ok()) {
       HoldBack(group, decisions, writable);
       return false;
     }

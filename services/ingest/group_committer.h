@@ -74,6 +74,9 @@ class GroupCommitter {
   void RemoveCommandSink(uint64_t id);
 
  private:
+  // Bytes written to the store's disk per byte of command, at most (records,
+  // command log, indexes, chains; the WAL first): what a group must find free.
+  static constexpr uint64_t kWriteAmplification = 4;
   struct Pending {
     std::chrono::steady_clock::time_point received;
     std::vector<rollertrace::v1::StoreCommand> commands;  // one per valid batch, stamped at Submit

@@ -3,10 +3,12 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "codec/codec.h"
+#include "codec/limits.h"
 #include "util/cat.h"
 
 namespace rollertrace::ingest {
@@ -14,6 +16,34 @@ namespace {
 
 // The most one Import holds in memory while it checks the archive.
 constexpr size_t kMaxImportBytes = size_t{1} << 30;
+// Violations a page when the caller does not say.
+constexpr size_t kViolationsPage = 1000;
+
+// Page tokens are store keys, as hex so that they survive any transport.
+std::string ToHex(const std::string& bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+std::optional<std::string> FromHex(const std::string& hex) {
+  if (hex.size() % 2 != 0 || hex.size() > 2 * codec::Limits::kIdBytes * 4) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -348,9 +378,16 @@ grpc::Status ComplianceServiceImpl::ListViolations(grpc::ServerContext* context,
   f.rule = request->rule();
   f.device_id = request->device_id();
   f.severity = request->severity();
-  absl::StatusOr<std::vector<rollertrace::v1::Violation>> v = store_.audit().ListViolations(f);
+  f.limit = std::min<size_t>(request->limit() == 0 ? kViolationsPage : request->limit(), codec::Limits::kHistoryPage);
+  if (!request->page_token().empty()) {
+    std::optional<std::string> key = FromHex(request->page_token());
+    if (!key) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token is not one this server gave");
+    f.after_key = std::move(*key);
+  }
+  absl::StatusOr<store::ViolationPage> v = store_.audit().ListViolations(f);
   if (!v.ok()) return ToGrpc(v.status());
-  for (auto& x : *v) *response->add_violations() = std::move(x);
+  for (auto& x : v->violations) *response->add_violations() = std::move(x);
+  if (!v->next_key.empty()) response->set_next_page_token(ToHex(v->next_key));
   return grpc::Status::OK;
 }
 
@@ -367,7 +404,8 @@ grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext* context,
                                                    const rollertrace::v1::RollerTrailRequest* request,
                                                    rollertrace::v1::RollerTrail* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kAuditor, Role::kAdmin}, "GetRollerTrail"); !denied.ok()) return denied;
-  absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.audit().RollerTrail(request->device_id());
+  absl::StatusOr<rollertrace::v1::RollerTrail> t = store_.audit().RollerTrail(
+      request->device_id(), std::min<size_t>(request->events_limit(), codec::Limits::kHistoryPage));
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
   return grpc::Status::OK;

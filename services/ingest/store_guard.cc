@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "util/cat.h"
@@ -32,7 +33,7 @@ bool StoreGuard::FreeBytes(uint64_t* free) const {
   return true;
 }
 
-absl::Status StoreGuard::CheckLocked(uint64_t free) {
+absl::Status StoreGuard::CheckLocked(uint64_t free, uint64_t bytes_needed) {
   if (!failed_.empty()) {
     return absl::UnavailableError(util::Cat("store ", store_.path(), ": a write failed (", failed_,
                                             "); nothing was stored, send it again"));
@@ -40,6 +41,13 @@ absl::Status StoreGuard::CheckLocked(uint64_t free) {
   if (free < reserve_) {
     return absl::ResourceExhaustedError(util::Cat("store ", store_.path(), ": ", free >> 20, " MiB free, reserve ",
                                                   reserve_ >> 20, " MiB; nothing was stored, send it again"));
+  }
+  if (free - reserve_ < bytes_needed) {
+    return absl::ResourceExhaustedError(util::Cat("store ", store_.path(), ": this write needs about ",
+                                                  (bytes_needed >> 20) + 1, " MiB above the reserve of ", reserve_ >> 20,
+                                                  " MiB and ", free >> 20,
+                                                  " MiB are free; nothing was stored, send it again in smaller parts "
+                                                  "or once space is back"));
   }
   return absl::OkStatus();
 }
@@ -57,34 +65,39 @@ void StoreGuard::Publish(bool writable, uint64_t free) {
   }
 }
 
-absl::Status StoreGuard::Writable() {
+absl::Status StoreGuard::Writable(uint64_t bytes_needed) {
   uint64_t free = UINT64_MAX;
   const bool known = FreeBytes(&free);
   std::lock_guard<std::mutex> lock(mu_);
-  absl::Status s = CheckLocked(known ? free : UINT64_MAX);
+  absl::Status s = CheckLocked(known ? free : UINT64_MAX, bytes_needed);
   Publish(s.ok(), known ? free : 0);
   if (!s.ok()) refused_.Increment();
   return s;
 }
 
 void StoreGuard::WriteFailed(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  failed_ = std::string(status.message());
-  Publish(false, 0);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_ = std::string(status.message());
+    Publish(false, 0);
+  }
+  // Debian's RocksDB (7.8) must not touch a WAL again after a write to it
+  // failed: its next write, its Resume() and even its Close() abort on an
+  // assertion (fixed upstream in 2024, facebook/rocksdb#12448). So ingestd
+  // does not try: it leaves at once, without closing the store, as a crash
+  // would; what was acknowledged is synced in the WAL, the failed group was
+  // not acknowledged, and a restart (systemd Restart=on-failure) reopens the
+  // store and takes writes again once space is back.
+  std::cerr << "ingestd: a write to the store failed (" << status.message()
+            << "); nothing of it was acknowledged. Exiting with " << kExitStoreFailed
+            << " so that a restart reopens the store cleanly." << std::endl;
+  std::_Exit(kExitStoreFailed);
 }
 
 void StoreGuard::Tick() {
   uint64_t free = UINT64_MAX;
   const bool known = FreeBytes(&free);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!failed_.empty() && (!known || free >= reserve_)) {
-    // Space is back: let RocksDB leave its error state (it may not be in one).
-    if (absl::Status r = store_.Resume(); r.ok()) {
-      failed_.clear();
-    } else {
-      failed_ = std::string(r.message());
-    }
-  }
   Publish(CheckLocked(known ? free : UINT64_MAX).ok(), known ? free : 0);
 }
 

@@ -1,8 +1,8 @@
 // StoreGuard: whether ingestd's store may take writes now (docs/ARCHITECTURE.md,
 // "A full disk"). Below the reserve of free space on the store's file system,
-// or after a write failed, nothing is applied; reads go on. It recovers by
-// itself: Tick() re-checks, and calls RocksDB's Resume() after a failed write
-// once space is back. Thread-safe.
+// nothing is applied; reads go on; Tick() re-checks, so it recovers by itself.
+// A write that RocksDB itself fails ends the process (kExitStoreFailed): see
+// WriteFailed. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -23,18 +23,24 @@ class StoreGuard {
 
   // OK when the store takes writes; else ResourceExhausted or Unavailable
   // naming why ("store /var/lib/rollertrace: 12 MiB free, reserve 256 MiB").
-  absl::Status Writable();
-  // A write of the store failed (a store error, not a refused command).
-  void WriteFailed(const absl::Status& status);
-  // Re-checks and, when a write had failed and space is back, resumes the store.
+  // `bytes_needed`: about what the write at hand will put on disk, which must
+  // fit above the reserve (Debian's RocksDB aborts the process when a WAL
+  // write runs out of space, so it must never be let try).
+  absl::Status Writable(uint64_t bytes_needed = 0);
+  // A write of the store failed (a store error, not a refused command): logs
+  // and exits with kExitStoreFailed at once, without closing the store.
+  [[noreturn]] void WriteFailed(const absl::Status& status);
+  // Re-checks the free space.
   void Tick();
+  // The exit code after a failed store write (EX_TEMPFAIL: restart me).
+  static constexpr int kExitStoreFailed = 75;
   // How long a refused sender should wait before sending again.
   static constexpr uint32_t kRetryAfterMs = 1000;
 
  private:
   // Free bytes of the store's file system; false when statvfs fails.
   bool FreeBytes(uint64_t* free) const;
-  absl::Status CheckLocked(uint64_t free);
+  absl::Status CheckLocked(uint64_t free, uint64_t bytes_needed = 0);
   void Publish(bool writable, uint64_t free);
 
   store::EventStore& store_;

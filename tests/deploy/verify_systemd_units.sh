@@ -8,7 +8,8 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 for unit in "$src"/deploy/systemd/*.service; do
   sed -e "s#/usr/local/bin/ingestd#$build/services/ingest/ingestd#" \
-      -e "s#/usr/local/bin/mqtt-bridge#$build/services/bridge/mqtt-bridge#" "$unit" >"$dir/$(basename "$unit")"
+      -e "s#/usr/local/bin/mqtt-bridge#$build/services/bridge/mqtt-bridge#" \
+      -e "s#/usr/local/bin/rollertrace-console#$build/services/console/rollertrace-console#" "$unit" >"$dir/$(basename "$unit")"
 done
 # The hardening a careful operator expects (issue #10) stays in every unit.
 for unit in "$src"/deploy/systemd/*.service; do

@@ -131,6 +131,7 @@ void Cluster::KillIngestd() {
   ingestd_->Wait(std::chrono::seconds(10));
 }
 void Cluster::StopIngestd() { ingestd_->Stop(); }
+int Cluster::WaitIngestdExit(std::chrono::milliseconds timeout) { return ingestd_->Wait(timeout); }
 
 void Cluster::KillBridge() {
   bridge_->Signal(SIGKILL);

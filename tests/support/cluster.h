@@ -36,6 +36,8 @@ class Cluster {
   void KillBridge();
   // SIGTERM: a clean shutdown.
   void StopIngestd();
+  // Waits for ingestd to exit by itself; its exit code, or -1 after `timeout`.
+  int WaitIngestdExit(std::chrono::milliseconds timeout);
 
   std::string mqtt_uri() const;
   std::string ingestd_address() const;

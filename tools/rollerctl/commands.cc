@@ -353,9 +353,16 @@ int Recall(const Context& ctx, const CycleName& cycle) {
 
 int Violations(const Context& ctx, const rollertrace::v1::ViolationsRequest& filter) {
   auto stub = ComplianceService::NewStub(ctx.channel);
+  // Every page, one after another.
   rollertrace::v1::ViolationsResponse response;
-  grpc::Status s = stub->ListViolations(Call(ctx).get(), filter, &response);
-  if (!s.ok()) return Fail(ctx, s);
+  rollertrace::v1::ViolationsRequest page = filter;
+  do {
+    rollertrace::v1::ViolationsResponse part;
+    grpc::Status s = stub->ListViolations(Call(ctx).get(), page, &part);
+    if (!s.ok()) return Fail(ctx, s);
+    for (auto& v : *part.mutable_violations()) *response.add_violations() = std::move(v);
+    page.set_page_token(part.next_page_token());
+  } while (!page.page_token().empty());
   if (ctx.json) {
     PrintJson(ctx, response);
     return 0;
@@ -405,10 +412,22 @@ int RollerTrail(const Context& ctx, const std::string& device_id, bool with_even
   auto stub = ComplianceService::NewStub(ctx.channel);
   rollertrace::v1::RollerTrailRequest request;
   request.set_device_id(device_id);
+  if (with_events) request.set_events_limit(10000);
   rollertrace::v1::RollerTrail t;
   grpc::Status s = stub->GetRollerTrail(Call(ctx).get(), request, &t);
   if (!s.ok()) return Fail(ctx, s);
-  if (!with_events) t.clear_events();
+  // The rest of a long roller's events, a page at a time.
+  for (uint64_t next = t.next_event_sequence(); with_events && next != 0;) {
+    rollertrace::v1::HistoryRequest hr;
+    hr.set_device_id(device_id);
+    hr.set_from_sequence(next);
+    rollertrace::v1::HistoryResponse page;
+    grpc::Status hs = stub->History(Call(ctx).get(), hr, &page);
+    if (!hs.ok()) return Fail(ctx, hs);
+    for (auto& e : *page.mutable_events()) *t.add_events() = std::move(e);
+    next = page.next_sequence();
+  }
+  t.set_next_event_sequence(0);
   if (ctx.json) {
     PrintJson(ctx, t);
     return 0;

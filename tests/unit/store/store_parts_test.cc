@@ -307,6 +307,76 @@ TEST_F(StorePartsTest, ThePeriodReportCountsWarnRuleHits) {
   EXPECT_TRUE(found) << report->ShortDebugString();
 }
 
+// Issue #14: audit answers were one message however long; violations now page.
+TEST_F(StorePartsTest, ViolationsPageInDetectionOrderWithNothingLostOrRepeated) {
+  Open();
+  std::vector<rollertrace::v1::EventBatch> batches;
+  for (int i = 1; i <= 7; ++i) {
+    const std::string id = "R-" + std::to_string(i);
+    ASSERT_TRUE(Register(*store_, Roller(id), kNow - 1000).ok());
+    batches.push_back(SessionStart(id, rollertrace::v1::INDICATION_SCAR));  // never sterilised: violations
+  }
+  for (const auto& b : batches) {
+    const rollertrace::v1::EventBatch* one[] = {&b};
+    ASSERT_TRUE(Append(*store_, one, kNow).ok());
+  }
+  auto all = store_->audit().ListViolations({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_GE(all->violations.size(), 7u);
+  EXPECT_TRUE(all->next_key.empty());
+  for (const std::string device : {"", "R-3"}) {
+    std::vector<std::string> paged;
+    ViolationFilter f;
+    f.device_id = device;
+    f.limit = 2;
+    int pages = 0;
+    do {
+      auto page = store_->audit().ListViolations(f);
+      ASSERT_TRUE(page.ok()) << page.status();
+      ASSERT_LE(page->violations.size(), 2u);
+      for (const auto& v : page->violations) paged.push_back(v.SerializeAsString());
+      f.after_key = page->next_key;
+      ASSERT_LT(++pages, 100);
+    } while (!f.after_key.empty());
+    std::vector<std::string> expected;
+    for (const auto& v : all->violations) {
+      if (device.empty() || v.device_id() == device) expected.push_back(v.SerializeAsString());
+    }
+    EXPECT_EQ(paged, expected) << "device filter '" << device << "'";
+    if (device.empty()) {
+      EXPECT_GE(pages, 4);
+    }
+  }
+}
+
+// A trail carries the roller's raw events only when asked, at most as many as asked.
+TEST_F(StorePartsTest, ARollerTrailCarriesAtMostTheEventsAskedFor) {
+  Open();
+  ASSERT_TRUE(Register(*store_, Roller("R-1"), kNow - 1000).ok());
+  rollertrace::v1::EventBatch b = SessionStart("R-1", rollertrace::v1::INDICATION_SCAR);
+  for (uint64_t seq = 2; seq <= 5; ++seq) {
+    auto* e = b.add_events();
+    e->set_device_id("R-1");
+    e->set_sequence(seq);
+    e->set_device_time_unix_ms(kNow + static_cast<int64_t>(seq));
+    e->mutable_usage_sample()->set_session_id("s1");
+    e->mutable_usage_sample()->set_revolutions(10);
+  }
+  const rollertrace::v1::EventBatch* one[] = {&b};
+  ASSERT_TRUE(Append(*store_, one, kNow).ok());
+  auto none = store_->audit().RollerTrail("R-1");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->events_size(), 0);
+  auto some = store_->audit().RollerTrail("R-1", 3);
+  ASSERT_TRUE(some.ok());
+  ASSERT_EQ(some->events_size(), 3);
+  EXPECT_EQ(some->next_event_sequence(), 4u);
+  auto every = store_->audit().RollerTrail("R-1", 10);
+  ASSERT_TRUE(every.ok());
+  EXPECT_EQ(every->events_size(), 5);
+  EXPECT_EQ(every->next_event_sequence(), 0u);
+}
+
 TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
   rules::Policy p;
   p.session_limit = 3;

@@ -1,0 +1,208 @@
+#include "codec/fast_json.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+// GCC 12 sees dangling pointers and uninitialised tape references in
+// simdjson's inlined DOM iterators that are not there (false positives); only here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <simdjson.h>
+
+namespace rollertrace::codec {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+// An integer given as a JSON number (integral) or as a string of digits.
+template <typename T>
+bool Integer(simdjson::dom::element v, T* out) {
+  if constexpr (std::is_signed_v<T>) {
+    int64_t x;
+    if (v.is_int64()) {
+      x = v.get_int64().value_unsafe();
+    } else if (v.is_string()) {
+      std::string_view s = v.get_string().value_unsafe();
+      if (s.empty() || s.size() > 20) return false;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+      if (ec != std::errc() || end != s.data() + s.size()) return false;
+    } else {
+      return false;
+    }
+    if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max()) return false;
+    *out = static_cast<T>(x);
+  } else {
+    uint64_t x;
+    if (v.is_uint64()) {
+      x = v.get_uint64().value_unsafe();
+    } else if (v.is_string()) {
+      std::string_view s = v.get_string().value_unsafe();
+      if (s.empty() || s.size() > 20 || s[0] == '-' || s[0] == '+') return false;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+      if (ec != std::errc() || end != s.data() + s.size()) return false;
+    } else {
+      return false;
+    }
+    if (x > std::numeric_limits<T>::max()) return false;
+    *out = static_cast<T>(x);
+  }
+  return true;
+}
+
+bool Number(simdjson::dom::element v, double* out) {
+  if (v.is_int64()) {
+    *out = static_cast<double>(v.get_int64().value_unsafe());
+  } else if (v.is_uint64()) {
+    *out = static_cast<double>(v.get_uint64().value_unsafe());
+  } else if (v.is_double()) {
+    *out = v.get_double().value_unsafe();
+  } else {
+    return false;  // "NaN", "Infinity" and numbers in strings: protobuf's
+  }
+  return std::isfinite(*out);
+}
+
+bool Fill(simdjson::dom::object object, Message* m, int depth);
+
+// A message's fields by both the names protobuf's JSON parser takes: the
+// JSON name (lowerCamelCase) and the proto name. Built once per thread and type.
+const FieldDescriptor* FieldNamed(const Descriptor* d, std::string_view name) {
+  thread_local std::unordered_map<const Descriptor*, std::unordered_map<std::string, const FieldDescriptor*>> cache;
+  auto [it, inserted] = cache.try_emplace(d);
+  if (inserted) {
+    for (int i = 0; i < d->field_count(); ++i) {
+      it->second.emplace(d->field(i)->json_name(), d->field(i));
+      it->second.emplace(d->field(i)->name(), d->field(i));
+    }
+  }
+  auto f = it->second.find(std::string(name));
+  return f == it->second.end() ? nullptr : f->second;
+}
+
+// One value of field f: set (singular) or added (repeated).
+bool Value(simdjson::dom::element v, const FieldDescriptor* f, Message* m, int depth) {
+  const Reflection* r = m->GetReflection();
+  const bool add = f->is_repeated();
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t x;
+      if (!Integer(v, &x)) return false;
+      add ? r->AddInt32(m, f, x) : r->SetInt32(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t x;
+      if (!Integer(v, &x)) return false;
+      add ? r->AddInt64(m, f, x) : r->SetInt64(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t x;
+      if (!Integer(v, &x)) return false;
+      add ? r->AddUInt32(m, f, x) : r->SetUInt32(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t x;
+      if (!Integer(v, &x)) return false;
+      add ? r->AddUInt64(m, f, x) : r->SetUInt64(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double x;
+      if (!Number(v, &x)) return false;
+      add ? r->AddDouble(m, f, x) : r->SetDouble(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_FLOAT: {
+      double x;
+      if (!Number(v, &x) || std::fabs(x) > std::numeric_limits<float>::max()) return false;
+      add ? r->AddFloat(m, f, static_cast<float>(x)) : r->SetFloat(m, f, static_cast<float>(x));
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      if (!v.is_bool()) return false;
+      const bool x = v.get_bool().value_unsafe();
+      add ? r->AddBool(m, f, x) : r->SetBool(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_STRING: {
+      if (f->type() == FieldDescriptor::TYPE_BYTES || !v.is_string()) return false;  // base64: protobuf's
+      std::string x(v.get_string().value_unsafe());
+      add ? r->AddString(m, f, std::move(x)) : r->SetString(m, f, std::move(x));
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      if (!v.is_string()) return false;
+      const auto* e = f->enum_type()->FindValueByName(std::string(v.get_string().value_unsafe()));
+      if (e == nullptr) return false;
+      add ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      simdjson::dom::object object;
+      if (v.get_object().get(object) != simdjson::SUCCESS) return false;
+      Message* sub = add ? r->AddMessage(m, f) : r->MutableMessage(m, f);
+      return Fill(object, sub, depth + 1);
+    }
+  }
+  return false;
+}
+
+bool Fill(simdjson::dom::object object, Message* m, int depth) {
+  // protobuf's parser limits nesting at 100; device messages are shallow.
+  if (depth > 32) return false;
+  const Descriptor* d = m->GetDescriptor();
+  if (d->well_known_type() != Descriptor::WELLKNOWNTYPE_UNSPECIFIED) return false;
+  const Reflection* r = m->GetReflection();
+  std::vector<const FieldDescriptor*> seen;
+  for (auto [key, value] : object) {
+    const FieldDescriptor* f = FieldNamed(d, key);
+    if (f == nullptr || f->is_map()) return false;
+    for (const FieldDescriptor* s : seen) {
+      if (s == f) return false;
+    }
+    seen.push_back(f);
+    if (value.is_null()) {
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated()) return false;
+      continue;
+    }
+    if (const auto* oneof = f->real_containing_oneof(); oneof != nullptr && r->HasOneof(*m, oneof)) return false;
+    if (f->is_repeated()) {
+      simdjson::dom::array items;
+      if (value.get_array().get(items) != simdjson::SUCCESS) return false;
+      for (simdjson::dom::element item : items) {
+        if (item.is_null() || !Value(item, f, m, depth)) return false;
+      }
+    } else if (!Value(value, f, m, depth)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool FastJsonToMessage(std::string_view json, Message* message) {
+  thread_local simdjson::dom::parser parser;
+  message->Clear();
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(root) != simdjson::SUCCESS) return false;
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) return false;
+  return Fill(object, message, 0);
+}
+
+}  // namespace rollertrace::codec
+
+#pragma GCC diagnostic pop
