@@ -12,7 +12,7 @@ packages=(
   mosquitto mosquitto-clients
   prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
-  libcpp-httplib-dev nodejs npm
+  libcpp-httplib-dev libsimdjson-dev nodejs npm
 )
 
 missing=()

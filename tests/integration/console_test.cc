@@ -124,5 +124,37 @@ TEST(Console, AnAuditorAndAnAdminAnswerTheAuditInTheBrowser) {
   }
 }
 
+// Under TLS the session cookie is Secure as well; plain HTTP is not answered.
+TEST(Console, ServesHttpsWithASecureSessionCookie) {
+  Cluster cluster("console-tls");
+  cluster.StartIngestd();
+  MakeTestCertificate(cluster.dir());
+  const int port = FreePort();
+  auto console = Process::Start({ROLLERTRACE_CONSOLE, "--listen", "127.0.0.1:" + std::to_string(port), "--ingestd",
+                                 cluster.ingestd_address(), "--metrics", "127.0.0.1:" + std::to_string(FreePort()),
+                                 "--tls-cert", cluster.dir() + "/cert.pem", "--tls-key", cluster.dir() + "/key.pem"},
+                                cluster.dir() + "/console.log");
+  ASSERT_TRUE(WaitForPort(port, std::chrono::seconds(10))) << ReadFile(cluster.dir() + "/console.log");
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  auto curl = [&](const std::vector<std::string>& args, std::string* out) {
+    std::vector<std::string> argv = {ROLLERTRACE_CURL, "-sS", "--max-time", "10", "--cacert", cluster.dir() + "/cert.pem"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto p = Process::Start(argv, cluster.dir() + "/curl.log");
+    const int rc = p->Wait(std::chrono::seconds(20));
+    *out = ReadFile(cluster.dir() + "/curl.log");
+    return rc;
+  };
+  std::string out;
+  ASSERT_EQ(curl({url + "/login"}, &out), 0) << out;
+  EXPECT_NE(out.find("Sign in"), std::string::npos) << out;
+  const std::string token = ReadFile(cluster.TokenFile("auditor"));
+  ASSERT_EQ(curl({"-i", "--data-urlencode", "token=" + token.substr(0, token.find('\n')), url + "/login"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("HTTP/1.1 303"), std::string::npos) << out;
+  EXPECT_NE(out.find("HttpOnly; SameSite=Strict; Secure"), std::string::npos) << out;
+  std::string plain;
+  EXPECT_NE(curl({"http://127.0.0.1:" + std::to_string(port) + "/login"}, &plain), 0) << plain;
+}
+
 }  // namespace
 }  // namespace rollertrace::testing
