@@ -42,7 +42,7 @@ cookie = r.getheader("Set-Cookie").split(";")[0]
 rng = random.Random(1)
 pages = {
     "roller": lambda: "/roller/R-%d" % (100000 + rng.randrange(rollers)),
-    "patient": lambda: "/patient?pseudonym=" + urllib.parse.quote("p-%d0c1d2e3f4a5b6c7d8e9f" % (7000000 + rng.randrange(rollers))),
+    "patient": lambda: "/patient?pseudonym=" + urllib.parse.quote("p-%056x%08x" % (0, 7000000 + rng.randrange(rollers))),
     "violations": lambda: "/violations",
 }
 for name, path in pages.items():

@@ -37,7 +37,13 @@ rollertrace::store::EventStore* g_store = nullptr;
 
 std::string Roller(int i) { return "R-" + std::to_string(100000 + i); }
 std::string Steriliser(int i) { return "S-" + std::to_string(1000 + i); }
-std::string Patient(int i) { return "p-" + std::to_string(7'000'000 + i) + "0c1d2e3f4a5b6c7d8e9f"; }
+// Shaped like ingestd's pseudonyms ("p-" and 64 hex digits), so the console and
+// rollerctl take them.
+std::string Patient(int i) {
+  char hex[65];
+  snprintf(hex, sizeof hex, "%056x%08x", 0, 7'000'000 + i);
+  return std::string("p-") + hex;
+}
 
 // Usage samples per session for the store to reach g_events.
 int SamplesPerSession() {

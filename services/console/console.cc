@@ -159,6 +159,9 @@ Console::Console(std::shared_ptr<grpc::Channel> ingestd, ConsoleOptions options,
   } else {
     server_ = std::make_unique<httplib::Server>();
   }
+  // Headers and body go out as separate writes: without this, Nagle's
+  // algorithm holds the body for the client's delayed ACK (40 ms a page).
+  server_->set_tcp_nodelay(true);
   Route();
 }
 
@@ -327,6 +330,7 @@ void Console::Route() {
   post("/patient", "patient", &Console::Patient);
   get(R"(/cycle/([^/]+)/(\d+))", "cycle", &Console::Cycle);
   post(R"(/cycle/([^/]+)/(\d+)/indicator)", "indicator", &Console::Indicator);
+  get(R"(/gaps/([^/]+))", "gaps", &Console::Gaps);
   get("/violations", "violations", &Console::Violations);
   get("/report", "report", &Console::Report);
   get("/verify", "verify", &Console::Verify);
@@ -400,13 +404,15 @@ void Console::Overview(Call& c) {
   if (grpc::Status st = registry_->List(ctx.get(), v1::ListDevicesRequest(), &devices); !st.ok()) return Fail(c, st);
   std::map<std::string, size_t> counts;
   Table rollers{"rollers", {"roller", "state", "why", "patient", "sessions", "wear", "last cycle", "last seen"}, {}};
-  Table sterilisers{"sterilisers", {"steriliser", "model", "events", "last seen"}, {}};
+  Table sterilisers{"sterilisers", {"steriliser", "model", "events", "last seen", "record"}, {}};
   const std::string filter = c.Param("state");
   for (const auto& r : devices.devices()) {
     const auto& d = r.device();
     if (d.kind() == v1::DEVICE_KIND_STERILISER) {
       sterilisers.rows.push_back({d.device_id(), d.model(), std::to_string(r.state().events_stored()),
-                                  LocalTime(r.state().last_receive_unix_ms())});
+                                  LocalTime(r.state().last_receive_unix_ms()),
+                                  Cell(r.state().open_gaps_size() ? Cat(r.state().open_gaps_size(), " open gaps") : "complete",
+                                       "/gaps/" + UrlEncode(d.device_id()))});
       continue;
     }
     const std::string state = RollerState(r);
@@ -485,7 +491,10 @@ void Console::Roller(Call& c) {
   for (const auto& cy : trail.cycles()) {
     entries.push_back({cy.cycle().end_unix_ms(),
                        {LocalTime(cy.cycle().end_unix_ms()), "sterilised", "",
-                        Cat(cy.parameters_passed() ? "parameters passed" : "FAILED its parameters", "; BI ",
+                        Cat(cy.cycle().method(), " ", cy.cycle().exposure_temperature_c(), " °C for ",
+                            cy.cycle().exposure_seconds(), " s: ",
+                            cy.parameters_passed() ? "parameters passed" : "FAILED its parameters", "; chemical ",
+                            rollerctl::IndicatorName(cy.cycle().chemical_indicator()), "; BI ",
                             rollerctl::IndicatorName(cy.biological_indicator())),
                         Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
                              CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number()))}});
@@ -550,8 +559,43 @@ void Console::Roller(Call& c) {
     }
   }
   body += "<h2>Timeline</h2>" + RenderTable(timeline, c.SelfQuery(), c.PageNumber(), kPerPage);
-  body += "<p><a href=\"/violations?device=" + UrlEncode(id) + "\">All violations of this roller</a></p>";
+  body += "<p><a href=\"/violations?device=" + UrlEncode(id) + "\">All violations of this roller</a> · <a href=\"" +
+          Escape("/gaps/" + UrlEncode(id)) + "\">Is its record complete?</a></p>";
   Page(c, "Roller " + id, body);
+}
+
+// Whether a device's record is complete: every sequence gap, when it opened,
+// and whether late events closed it.
+void Console::Gaps(Call& c) {
+  const std::string id = c.req.matches[1];
+  v1::GapsRequest gr;
+  gr.set_device_id(id);
+  v1::GapsResponse gaps;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->Gaps(ctx.get(), gr, &gaps); !st.ok()) return Fail(c, st);
+  v1::GetDeviceRequest dr;
+  dr.set_device_id(id);
+  v1::DeviceRecord device;
+  auto ctx2 = c.Context();
+  if (grpc::Status st = registry_->Get(ctx2.get(), dr, &device); !st.ok()) return Fail(c, st);
+  Table table{"gaps", {"missing sequences", "opened", "closed"}, {}};
+  size_t open = 0;
+  for (const auto& g : gaps.gaps()) {
+    if (g.closed_unix_ms() == 0) ++open;
+    table.rows.push_back({Cat(g.first(), "–", g.last()), LocalTime(g.opened_unix_ms()),
+                          g.closed_unix_ms() == 0 ? "STILL OPEN" : LocalTime(g.closed_unix_ms())});
+  }
+  if (c.Csv(table)) return;
+  std::string body = Cat("<p id=\"completeness\" class=\"", open == 0 ? "ok" : "deny", "\">",
+                         open == 0 ? "Complete" : Cat(open, " gaps still open"), "</p><p>",
+                         device.state().events_stored(), " events stored, contiguous through sequence ",
+                         device.state().contiguous_through(), " of ", device.state().highest_sequence(), "; ",
+                         gaps.gaps_size(), " gaps ever opened.</p>");
+  body += RenderTable(table, c.SelfQuery(), c.PageNumber(), kPerPage);
+  if (device.device().kind() == v1::DEVICE_KIND_ROLLER) {
+    body += "<p><a href=\"" + Escape(RollerLink(id)) + "\">← the roller's page</a></p>";
+  }
+  Page(c, "Record of " + id, body);
 }
 
 void Console::Unlock(Call& c) {

@@ -58,6 +58,7 @@ class Console {
   void Report(Call& c);
   void Verify(Call& c);
   void Live(Call& c);
+  void Gaps(Call& c);
   void Unlock(Call& c);
   void Retire(Call& c);
   void Indicator(Call& c);

@@ -121,12 +121,20 @@ async function text(page, selector) {
     check(await page.$$eval('main img', imgs => imgs.length) === 0, 'no element was injected by a device string');
     await shot(page, '08-hostile');
 
+    // Is a device's record complete? Every gap, open or closed.
+    await page.goto(base + '/gaps/' + encodeURIComponent(scenario.roller));
+    check((await text(page, '#completeness')) === 'Complete', "the roller's record is complete");
+    await page.goto(base + '/gaps/' + encodeURIComponent(scenario.hostile_roller));
+    check((await text(page, '#completeness')).includes('1 gaps still open'), 'an open gap is shown');
+    check((await page.content()).includes(scenario.gap), 'the missing sequences are named');
+    await shot(page, '09-gaps');
+
     await page.goto(base + '/report');
     check((await page.content()).includes('RollerTrace'), 'the period report opens');
-    await shot(page, '09-report');
+    await shot(page, '10-report');
     await page.goto(base + '/verify');
     check((await text(page, '#verify')) === 'Intact', 'the ledger verifies intact');
-    await shot(page, '10-verify');
+    await shot(page, '11-verify');
 
     // An auditor sees no admin actions, and the server refuses them anyway.
     await Promise.all([page.waitForNavigation(), page.click('header form button')]);
@@ -149,7 +157,7 @@ async function text(page, selector) {
       return r.status;
     }, '/roller/' + encodeURIComponent(scenario.roller));
     check(forged === 403, 'a POST without the CSRF token is refused');
-    await shot(page, '11-auditor');
+    await shot(page, '12-auditor');
     check(dialogs.length === 0, 'no dialog was opened by page content');
     console.log(JSON.stringify({ok: true, checks: done}));
   } catch (e) {

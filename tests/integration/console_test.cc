@@ -35,11 +35,24 @@ TEST(Console, AnAuditorAndAnAdminAnswerTheAuditInTheBrowser) {
     // A device that sends markup where text belongs (never sterilised, so it
     // also makes a violation whose detail and operator carry it).
     Event hostile = SessionStart("X-C1-s1", "P-300", now - 90 * 60 * 1000);
-    hostile.mutable_session_started()->set_operator_id("<script>window.__xss=1</script>");
+    hostile.mutable_session_started()->set_operator_id(
+        "<script>window.__xss=1</script>\"><img src=x onerror=\"window.__xss=3\">");
     Event beat;
     beat.set_device_time_unix_ms(now - 80 * 60 * 1000);
     beat.mutable_heartbeat()->set_firmware("\"><img src=x onerror=\"window.__xss=2\">");
     x.Send({hostile, beat});
+  }
+  // X-C1's sequences 3 and 4 never arrive: an open gap.
+  {
+    v1::EventBatch late;
+    late.set_device_id("X-C1");
+    Event e;
+    e.set_device_id("X-C1");
+    e.set_sequence(5);
+    e.set_device_time_unix_ms(now - 60 * 60 * 1000);
+    e.mutable_heartbeat()->set_battery_fraction(0.5);
+    *late.add_events() = e;
+    cluster.Publish("rollers/X-C1/events", late.SerializeAsString());
   }
   v1::PatientTrailRequest pr;
   pr.set_patient_ref("P-100");
@@ -84,7 +97,7 @@ TEST(Console, AnAuditorAndAnAdminAnswerTheAuditInTheBrowser) {
   scenario << "{\"url\":" << q("http://127.0.0.1:" + std::to_string(port))
            << ",\"admin_token_file\":" << q(cluster.TokenFile("admin"))
            << ",\"auditor_token_file\":" << q(cluster.TokenFile("auditor")) << ",\"screenshots\":" << q(shots)
-           << ",\"roller\":\"R-C1\",\"hostile_roller\":\"X-C1\",\"session_id\":\"R-C1-s1\",\"patient_ref\":\"P-100\""
+           << ",\"roller\":\"R-C1\",\"hostile_roller\":\"X-C1\",\"gap\":\"3–4\",\"session_id\":\"R-C1-s1\",\"patient_ref\":\"P-100\""
            << ",\"pseudonym\":" << q(patient.patient_pseudonym()) << ",\"cycle_path\":\"/cycle/S-C1/1\""
            << ",\"unlock_reason\":\"re-sterilised and checked by the lead nurse\""
            << ",\"violation_rule\":\"SINGLE_PATIENT\",\"violation_command\":[" << q(ROLLERTRACE_MOSQUITTO_PUB)
@@ -119,7 +132,7 @@ TEST(Console, AnAuditorAndAnAdminAnswerTheAuditInTheBrowser) {
   EXPECT_EQ(cycle.lab_biological_indicator(), v1::INDICATOR_FAIL);
   // The console kept no patient reference: not in its log.
   EXPECT_EQ(ReadFile(cluster.dir() + "/console.log").find("P-100"), std::string::npos);
-  for (const char* shot : {"01-fleet", "02-roller", "03-patient", "05-recall", "07-violation-live", "11-auditor"}) {
+  for (const char* shot : {"01-fleet", "02-roller", "03-patient", "05-recall", "07-violation-live", "09-gaps", "12-auditor"}) {
     EXPECT_TRUE(std::filesystem::file_size(shots + "/" + shot + ".png") > 1000) << shot;
   }
 }
