@@ -87,11 +87,18 @@ void DeviceAgent::NoteLocked(const rollertrace::v1::Event& e) {
   if (e.has_session_started()) {
     ++cache_.sessions_started;
     if (bound_patient_ref_.empty()) bound_patient_ref_ = e.session_started().patient_ref();
+    open_session_patient_ref_ = e.session_started().patient_ref();
     use->set_last_session_start_unix_ms(t);
   } else if (e.has_usage_sample()) {
     cache_.total_revolutions += e.usage_sample().revolutions();
   } else if (e.has_session_ended()) {
     use->set_last_session_end_unix_ms(t);
+    // The bound patient's own session, or one whose start this process never
+    // saw (after a restart): counted as the patient's, the stricter reading.
+    if (open_session_patient_ref_.empty() || open_session_patient_ref_ == bound_patient_ref_) {
+      use->set_bound_patient_last_session_end_unix_ms(t);
+    }
+    open_session_patient_ref_.clear();
   } else if (e.has_wear_measured()) {
     use->set_measured_wear(std::max(use->measured_wear(), e.wear_measured().wear_fraction()));
   }

@@ -113,6 +113,7 @@ class DeviceAgent {
   uint64_t next_correlation_ = 1;
   rules::RollerFacts cache_;  // the server's last snapshot plus our own events since
   std::string bound_patient_ref_;
+  std::string open_session_patient_ref_;  // of the session this device has open; empty when unknown
   bool cache_patient_bound_ = false;  // from the server's last snapshot
   bool locked_ = false;
   std::string lock_reason_;

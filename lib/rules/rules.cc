@@ -109,6 +109,17 @@ double Wear(const RollerFacts& roller) {
   return std::max(computed, roller.use.measured_wear());
 }
 
+int64_t PatientsPreviousEnd(const rollertrace::v1::RollerUse& use, const SessionRequest& request) {
+  // Not known whose the roller's sessions were: the roller's last one.
+  if (use.bound_patient().empty()) return use.last_session_end_unix_ms();
+  // Another patient than the bound one has no course on this roller
+  // (SINGLE_PATIENT refuses it): there is no previous session of theirs to time.
+  if (request.patient_pseudonym != use.bound_patient()) return 0;
+  // A store from before this field was kept: the roller's last session.
+  if (use.bound_patient_last_session_end_unix_ms() == 0) return use.last_session_end_unix_ms();
+  return use.bound_patient_last_session_end_unix_ms();
+}
+
 Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRequest& request) {
   constexpr auto kDeny = rollertrace::v1::SEVERITY_DENY;
   constexpr auto kWarn = rollertrace::v1::SEVERITY_WARN;
@@ -167,9 +178,10 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
   if (wear >= policy.worn_fraction) {
     Hit(&d, kWorn, kDeny, util::Cat("wear ", Percent(wear), " has reached ", Percent(policy.worn_fraction)));
   }
-  if (use.last_session_end_unix_ms() > 0 && start - use.last_session_end_unix_ms() < policy.min_session_interval_ms) {
+  const int64_t previous_end = PatientsPreviousEnd(use, request);
+  if (previous_end > 0 && start - previous_end < policy.min_session_interval_ms) {
     Hit(&d, kSessionTooSoon, kDeny,
-        util::Cat("previous session ended ", Days(start - use.last_session_end_unix_ms()), " ago, the minimum is ",
+        util::Cat("the patient's previous session ended ", Days(start - previous_end), " ago, the minimum is ",
                   Days(policy.min_session_interval_ms)));
   }
   const double needle = request.needle_length_mm > 0 ? request.needle_length_mm : dev.needle_length_mm();
@@ -198,8 +210,8 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
       Hit(&d, kAnaesthesiaTime, kWarn, util::Cat("anaesthetic applied ", (start - a) / kMinuteMs, " min before start"));
     }
   }
-  if (use.last_session_end_unix_ms() > 0 && start - use.last_session_end_unix_ms() > policy.course_gap_ms) {
-    Hit(&d, kCourseGap, kWarn, util::Cat(Days(start - use.last_session_end_unix_ms()), " since the previous session"));
+  if (previous_end > 0 && start - previous_end > policy.course_gap_ms) {
+    Hit(&d, kCourseGap, kWarn, util::Cat(Days(start - previous_end), " since the patient's previous session"));
   }
   if (use.has_last_cycle() && (use.last_cycle().biological_indicator() == rollertrace::v1::INDICATOR_PENDING ||
                                use.last_cycle().biological_indicator() == rollertrace::v1::INDICATOR_UNSPECIFIED)) {

@@ -67,6 +67,10 @@ struct JudgedTime {
 };
 JudgedTime JudgeTime(const Policy& policy, int64_t device_unix_ms, int64_t receive_unix_ms);
 
+// When the requesting patient's own previous session with the roller ended
+// (SESSION_TOO_SOON, COURSE_GAP); 0 when there is none to time against.
+int64_t PatientsPreviousEnd(const rollertrace::v1::RollerUse& use, const SessionRequest& request);
+
 // The request for a session as a device describes it; `patient` is how the
 // caller compares patients (ingestd: the pseudonym; an offline agent: the
 // clinic's reference, which it has).

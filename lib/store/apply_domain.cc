@@ -111,6 +111,7 @@ absl::Status SessionEnded(Context& c, const Event& event, int64_t at, DeviceReco
     if (*found) {
       session.set_end_unix_ms(at);
       c.txn.PutRecord(&record, Family::kSessions, key, session.SerializeAsString(), c.now);
+      if (session.patient_pseudonym() == use->bound_patient()) use->set_bound_patient_last_session_end_unix_ms(at);
     }
   }
   use->set_last_session_end_unix_ms(at);

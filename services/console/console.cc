@@ -93,14 +93,6 @@ int64_t ParseDateParam(const httplib::Request& req, const std::string& name, int
   return static_cast<int64_t>(mktime(&t)) * 1000;  // midnight in the display zone
 }
 
-std::string DateValue(int64_t unix_ms) {
-  const time_t t = static_cast<time_t>(unix_ms / 1000);
-  tm local{};
-  localtime_r(&t, &local);
-  char buf[16];
-  strftime(buf, sizeof buf, "%Y-%m-%d", &local);
-  return buf;
-}
 
 }  // namespace
 
@@ -539,7 +531,7 @@ void Console::Roller(Call& c) {
   for (const auto& s : trail.sessions()) sessions.push_back(&s);
   std::sort(sessions.begin(), sessions.end(),
             [](const auto* a, const auto* b) { return a->start_unix_ms() < b->start_unix_ms(); });
-  for (const auto* s : sessions) points.push_back({{"label", DateValue(s->start_unix_ms())}, {"wear", s->wear_at_start() * 100}});
+  for (const auto* s : sessions) points.push_back({{"label", LocalDate(s->start_unix_ms())}, {"wear", s->wear_at_start() * 100}});
   points.push_back({{"label", "now"}, {"wear", WearFraction(r) * 100}});
   body += "<canvas id=\"wear-chart\"></canvas><script type=\"application/json\" id=\"wear-data\">" +
           JsonForScript(nlohmann::json{{"points", points}}.dump()) + "</script>";
@@ -598,12 +590,22 @@ void Console::Gaps(Call& c) {
   Page(c, "Record of " + id, body);
 }
 
+bool Console::RefuseUnlessAdmin(Call& c, const char* what) {
+  if (c.admin()) return false;
+  c.res.status = 403;
+  Page(c, "Refused", Cat("<p class=\"error\" id=\"error\">Only an admin may ", what, ".</p>"));
+  return true;
+}
+
+void Console::Done(Call& c, const grpc::Status& st, const std::string& next) {
+  if (!st.ok()) return Fail(c, st);
+  c.res.status = 303;
+  c.res.set_header("Location", next);
+}
+
 void Console::Unlock(Call& c) {
   const std::string id = c.req.matches[1];
-  if (!c.admin()) {
-    c.res.status = 403;
-    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may unlock a roller.</p>");
-  }
+  if (RefuseUnlessAdmin(c, "unlock a roller")) return;
   const std::string reason = c.Param("reason");
   if (reason.size() < 5) {
     c.res.status = 400;
@@ -615,25 +617,18 @@ void Console::Unlock(Call& c) {
   ur.set_by("console admin");
   v1::Device out;
   auto ctx = c.Context();
-  if (grpc::Status st = registry_->Unlock(ctx.get(), ur, &out); !st.ok()) return Fail(c, st);
-  c.res.status = 303;
-  c.res.set_header("Location", RollerLink(id));
+  Done(c, registry_->Unlock(ctx.get(), ur, &out), RollerLink(id));
 }
 
 void Console::Retire(Call& c) {
   const std::string id = c.req.matches[1];
-  if (!c.admin()) {
-    c.res.status = 403;
-    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may retire a roller.</p>");
-  }
+  if (RefuseUnlessAdmin(c, "retire a roller")) return;
   v1::RetireRequest rr;
   rr.set_device_id(id);
   rr.set_reason(c.Param("reason"));
   v1::Device out;
   auto ctx = c.Context();
-  if (grpc::Status st = registry_->Retire(ctx.get(), rr, &out); !st.ok()) return Fail(c, st);
-  c.res.status = 303;
-  c.res.set_header("Location", RollerLink(id));
+  Done(c, registry_->Retire(ctx.get(), rr, &out), RollerLink(id));
 }
 
 void Console::Patient(Call& c) {
@@ -734,10 +729,7 @@ void Console::Cycle(Call& c) {
 void Console::Indicator(Call& c) {
   const std::string steriliser = c.req.matches[1];
   const uint64_t number = std::stoull(std::string(c.req.matches[2]));
-  if (!c.admin()) {
-    c.res.status = 403;
-    return Page(c, "Refused", "<p class=\"error\" id=\"error\">Only an admin may record an indicator result.</p>");
-  }
+  if (RefuseUnlessAdmin(c, "record an indicator result")) return;
   const std::string result = c.Param("result");
   if (result != "pass" && result != "fail") {
     c.res.status = 400;
@@ -770,9 +762,7 @@ void Console::Indicator(Call& c) {
   br.set_recorded_by("console admin");
   v1::BiologicalIndicatorResponse out;
   auto ctx = c.Context();
-  if (grpc::Status st = compliance_->RecordBiologicalIndicator(ctx.get(), br, &out); !st.ok()) return Fail(c, st);
-  c.res.status = 303;
-  c.res.set_header("Location", CycleLink(steriliser, number));
+  Done(c, compliance_->RecordBiologicalIndicator(ctx.get(), br, &out), CycleLink(steriliser, number));
 }
 
 void Console::Violations(Call& c) {
@@ -856,8 +846,8 @@ void Console::Report(Call& c) {
     out += "<script nonce=\"" + nonce + "\">";
     pos = at + 8;
   }
-  const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(DateValue(from)) +
-                          " · <a href=\"/report?from=" + UrlEncode(DateValue(now - 7LL * 24 * 3600 * 1000)) +
+  const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(LocalDate(from)) +
+                          " · <a href=\"/report?from=" + UrlEncode(LocalDate(now - 7LL * 24 * 3600 * 1000)) +
                           "\">last 7 days</a> · print this page to PDF from the browser</p>";
   const size_t body_at = out.find("<body>");
   if (body_at != std::string::npos) out.insert(body_at + 6, bar);

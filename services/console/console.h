@@ -48,6 +48,10 @@ class Console {
               void (Console::*handler)(Call&));
   void Page(Call& c, const std::string& title, const std::string& body);
   void Fail(Call& c, const grpc::Status& s);
+  // Answers 403 and returns true when the user is not an admin.
+  bool RefuseUnlessAdmin(Call& c, const char* what);
+  // After an action: its error, or a redirect to `next`.
+  void Done(Call& c, const grpc::Status& st, const std::string& next);
 
   void SignOut(Call& c);
   void Overview(Call& c);

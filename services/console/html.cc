@@ -5,24 +5,11 @@
 #include <filesystem>
 
 #include "util/cat.h"
+#include "util/html.h"
 
 namespace rollertrace::console {
 
-std::string Escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+std::string Escape(const std::string& text) { return util::HtmlEscape(text); }
 
 std::string UrlEncode(const std::string& text) {
   static const char* kHex = "0123456789ABCDEF";
@@ -76,15 +63,19 @@ bool SetDisplayZone(const std::string& zone) {
 
 const std::string& DisplayZone() { return Zone(); }
 
-std::string LocalTime(int64_t unix_ms) {
-  if (unix_ms == 0) return "-";
+namespace {
+std::string Local(int64_t unix_ms, const char* format) {
   const time_t t = static_cast<time_t>(unix_ms / 1000);
   tm local{};
   localtime_r(&t, &local);
   char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", &local);
+  strftime(buf, sizeof buf, format, &local);
   return buf;
 }
+}  // namespace
+
+std::string LocalTime(int64_t unix_ms) { return unix_ms == 0 ? "-" : Local(unix_ms, "%Y-%m-%d %H:%M:%S %Z"); }
+std::string LocalDate(int64_t unix_ms) { return Local(unix_ms, "%Y-%m-%d"); }
 
 std::string RenderTable(const Table& table, const std::string& self_query, size_t page, size_t per_page) {
   std::string out;

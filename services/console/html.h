@@ -22,6 +22,8 @@ bool SetDisplayZone(const std::string& zone);
 const std::string& DisplayZone();
 // "2026-12-02 09:30:05 CET"; "-" for 0.
 std::string LocalTime(int64_t unix_ms);
+// "2026-12-02" in the display zone (form values, chart labels).
+std::string LocalDate(int64_t unix_ms);
 
 // One cell: text, and a link when href is set.
 struct Cell {

@@ -93,6 +93,26 @@ TEST_F(RulesTest, RefusesASecondPatient) {
   EXPECT_TRUE(same.allowed()) << Rules(same);
 }
 
+// Issue #14: after a session carried out on another patient (a SINGLE_PATIENT
+// violation, which locks the roller), the bound patient's next session was
+// refused as SESSION_TOO_SOON because of the other patient's session.
+TEST_F(RulesTest, AnotherPatientsSessionDoesNotMakeTheBoundPatientTooSoon) {
+  SetUpDevices("TS-1");
+  const int64_t now = Now();
+  Session("TS-1-s1", "MRN-500", now - 10 * kDay, 1);
+  Session("TS-1-s2", "MRN-501", now - kDay, 2);  // carried out on another patient
+  std::string out;
+  ASSERT_EQ(cluster_->Rollerctl({"unlock", "TS-1", "--by", "lead nurse", "--reason", "checked: wrong patient entered, roller ok"}, &out), 0)
+      << out;
+  steriliser_->Send({Cycle(3, {"TS-1"}, now - 2 * kHour)});
+  v1::Decision same = MustAuthorize("MRN-500", now);
+  EXPECT_FALSE(Has(same, "SESSION_TOO_SOON")) << Rules(same);
+  EXPECT_TRUE(same.allowed()) << Rules(same);
+  // Their own session a day ago would have been too soon.
+  v1::Decision other = MustAuthorize("MRN-501", now);
+  EXPECT_TRUE(Has(other, "SINGLE_PATIENT")) << Rules(other);
+}
+
 TEST_F(RulesTest, RefusesTheFifthSession) {
   SetUpDevices("SL-1");
   const int64_t now = Now();

@@ -8,6 +8,7 @@
 
 #include "rollerctl/format.h"
 #include "util/cat.h"
+#include "util/html.h"
 
 namespace rollertrace::rollerctl {
 
@@ -208,20 +209,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
   return out;
 }
 
-std::string Html(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
+std::string Html(std::string_view text) { return util::HtmlEscape(text); }
 
 std::string Csv(const std::string& field) {
   if (field.find_first_of(",\"\n\r") == std::string::npos) return field;

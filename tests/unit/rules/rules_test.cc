@@ -166,6 +166,21 @@ INSTANTIATE_TEST_SUITE_P(
                r.use.set_last_session_start_unix_ms(kNow - 7 * kDayMs);
              },
              kSessionTooSoon, false},
+        // Issue #14: after a session on another patient (a SINGLE_PATIENT violation),
+        // the bound patient was refused as "too soon" because of that session.
+        Case{"AnotherPatientsRecentSessionIsNotThePatientsPrevious",
+             [](R& r, S&) {
+               r.use.set_bound_patient_last_session_end_unix_ms(kNow - 10 * kDayMs);
+               r.use.set_last_session_start_unix_ms(kNow - 2 * kDayMs - kHour);
+               r.use.set_last_session_end_unix_ms(kNow - 2 * kDayMs);
+             },
+             nullptr, true},
+        Case{"ThePatientsOwnRecentSessionIsTooSoon",
+             [](R& r, S&) {
+               r.use.set_bound_patient_last_session_end_unix_ms(kNow - 2 * kDayMs);
+               r.use.set_last_session_end_unix_ms(kNow - 2 * kDayMs);
+             },
+             kSessionTooSoon, false},
         Case{"NeedleLongerThanAnyRoller",
              [](R&, S& s) {
                s.indication = rollertrace::v1::INDICATION_ACNE;
