@@ -12,8 +12,13 @@ packages=(
   mosquitto mosquitto-clients
   prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
-  libcpp-httplib-dev libsimdjson-dev nodejs npm
+  libcpp-httplib-dev libsimdjson-dev
 )
+# Node.js and npm drive Chromium in the console's browser tests. A machine may
+# have them from elsewhere (NodeSource's nodejs bundles npm and conflicts with
+# Debian's): only what is missing comes from Debian.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -79,7 +79,8 @@ std::string RollerLink(const std::string& id) { return "/roller/" + UrlEncode(id
 std::string CycleLink(const std::string& steriliser, uint64_t n) {
   return Cat("/cycle/", UrlEncode(steriliser), "/", n);
 }
-std::string Short(const std::string& pseudonym) { return pseudonym.substr(0, 12); }
+// As rollerctl shows them: "p-" and 16 hex digits (the full one on the patient's page).
+std::string Short(const std::string& pseudonym) { return pseudonym.substr(0, 18); }
 
 std::string Hidden(const std::string& name, const std::string& value) {
   return "<input type=\"hidden\" name=\"" + Escape(name) + "\" value=\"" + Escape(value) + "\">";

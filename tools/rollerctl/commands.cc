@@ -338,7 +338,7 @@ int Recall(const Context& ctx, const CycleName& cycle) {
   }
   Table sessions({"ROLLER", "SESSION", "STARTED", "PATIENT", "OPERATOR", "CYCLE"});
   for (const auto& x : r.sessions_at_risk()) {
-    sessions.Add({x.device_id(), x.session_id(), FormatTime(x.start_unix_ms()), x.patient_pseudonym(),
+    sessions.Add({x.device_id(), x.session_id(), FormatTime(x.start_unix_ms()), ShortPseudonym(x.patient_pseudonym()),
                   x.operator_id(), util::Cat(x.cycle().steriliser_id(), ":", x.cycle().cycle_number())});
   }
   out << "\nSessions at risk:\n";
@@ -396,7 +396,7 @@ std::string DecisionLine(const rollertrace::v1::Decision& d) {
 }
 
 std::string SessionLine(const rollertrace::v1::SessionRecord& s) {
-  return util::Cat("session ", s.session_id(), " of ", s.device_id(), ": patient ", s.patient_pseudonym().substr(0, 18),
+  return util::Cat("session ", s.session_id(), " of ", s.device_id(), ": patient ", ShortPseudonym(s.patient_pseudonym()),
                    ", operator ", s.operator_id(), ", ", s.needle_length_mm(), " mm, wear at start ",
                    Percent1(s.wear_at_start()), ", relied on cycle ",
                    s.cycle().steriliser_id().empty() ? std::string("none")
@@ -516,8 +516,8 @@ int CycleTrail(const Context& ctx, const CycleName& cycle) {
            << "):\n";
   Table table({"STARTED", "ROLLER", "SESSION", "PATIENT", "OPERATOR", "AT RISK"});
   for (const auto& x : t.sessions()) {
-    table.Add({FormatTime(x.start_unix_ms()), x.device_id(), x.session_id(), x.patient_pseudonym(), x.operator_id(),
-               x.at_risk() ? "YES" : "no"});
+    table.Add({FormatTime(x.start_unix_ms()), x.device_id(), x.session_id(), ShortPseudonym(x.patient_pseudonym()),
+               x.operator_id(), x.at_risk() ? "YES" : "no"});
   }
   table.Print(*ctx.out);
   if (t.findings_size() > 0) {

@@ -20,6 +20,10 @@ std::string FormatTime(int64_t unix_ms) {
   return out.str();
 }
 
+std::string ShortPseudonym(const std::string& pseudonym) {
+  return pseudonym.size() > 18 ? pseudonym.substr(0, 18) + "…" : pseudonym;
+}
+
 int64_t ParseTime(const std::string& text) {
   if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 15) {
     return std::stoll(text);
@@ -143,7 +147,7 @@ std::string DescribeEvent(const rollertrace::v1::Event& e) {
   switch (e.body_case()) {
     case rollertrace::v1::Event::kSessionStarted: {
       const auto& s = e.session_started();
-      out << "session " << s.session_id() << " started: patient " << s.patient_pseudonym().substr(0, 14)
+      out << "session " << s.session_id() << " started: patient " << ShortPseudonym(s.patient_pseudonym())
           << ", operator " << s.operator_id() << ", "
           << EnumTail(rollertrace::v1::Indication_Name(s.indication()), 11) << ", "
           << EnumTail(rollertrace::v1::Area_Name(s.area()), 5) << ", " << std::setprecision(2)

@@ -12,6 +12,9 @@ namespace rollertrace::rollerctl {
 
 // "2026-11-25 16:53:13 UTC"; "-" for 0.
 std::string FormatTime(int64_t unix_ms);
+// A pseudonym in a table or a line of text: "p-" and its first 16 hex digits,
+// then "…". Full where it is handed on (patients to follow up, JSON, CSV).
+std::string ShortPseudonym(const std::string& pseudonym);
 // "2026-11-25", "2026-11-25T16:53:13Z" or unix milliseconds; -1 if none of them.
 int64_t ParseTime(const std::string& text);
 // "25 Nov 2026".

@@ -33,9 +33,7 @@ std::string Fixed(double v, int digits) {
   return out.str();
 }
 
-std::string Short(const std::string& pseudonym) {
-  return pseudonym.size() > 18 ? pseudonym.substr(0, 18) + "…" : pseudonym;
-}
+std::string Short(const std::string& pseudonym) { return ShortPseudonym(pseudonym); }
 
 std::string CycleLabel(const rollertrace::v1::SterilisationCycle& c) {
   return util::Cat(c.steriliser_id(), "#", c.cycle_number());
