@@ -237,15 +237,12 @@ CycleVerdict EvaluateCycle(const Policy& policy, const rollertrace::v1::Sterilis
     bool met = false;
     for (const auto& m : it->second) {
       met = met || (cycle.exposure_temperature_c() >= m.temperature_c && cycle.exposure_seconds() >= m.hold_seconds);
+      v.minimums += util::Cat(v.minimums.empty() ? "" : " or ", m.temperature_c, " °C for ", Minutes(m.hold_seconds));
     }
     if (!met) {
-      std::string need;
-      for (const auto& m : it->second) {
-        need += util::Cat(need.empty() ? "" : " or ", m.temperature_c, " °C for ", Minutes(m.hold_seconds));
-      }
       v.reasons.push_back(util::Cat("exposure ", cycle.exposure_temperature_c(), " °C for ",
-                                    Minutes(cycle.exposure_seconds()), " is short of ", cycle.method(), " (", need,
-                                    ")"));
+                                    Minutes(cycle.exposure_seconds()), " is short of ", cycle.method(), " (",
+                                    v.minimums, ")"));
     }
   }
   if (cycle.chemical_indicator() != rollertrace::v1::INDICATOR_PASS) {

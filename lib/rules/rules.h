@@ -92,6 +92,7 @@ Decision Decide(const Policy& policy, const RollerFacts& roller, const SessionRe
 struct CycleVerdict {
   bool parameters_passed = false;
   std::vector<std::string> reasons;  // why it failed; empty when it passed
+  std::string minimums;              // the method's, as text; empty when the method is unknown
 };
 
 // A cycle passes its parameters if its exposure meets one of its method's

@@ -174,6 +174,7 @@ absl::Status Cycle(Context& c, const Event& event, DeviceRecord& record) {
   *cr.mutable_cycle() = cycle;
   cr.set_parameters_passed(verdict.parameters_passed);
   for (auto& r : verdict.reasons) cr.add_failure_reasons(r);
+  cr.set_method_minimums(verdict.minimums);
   cr.set_received_unix_ms(c.now);
   cr.set_device_biological_indicator(cycle.biological_indicator());
   cr.set_biological_indicator(

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -685,7 +686,9 @@ void Console::Cycle(Call& c) {
   std::string body = Cat(
       "<dl id=\"cycle\"><dt>method</dt><dd>", Escape(p.method()), "</dd><dt>ran</dt><dd>", Escape(LocalTime(p.start_unix_ms())),
       " – ", Escape(LocalTime(p.end_unix_ms())), "</dd><dt>exposure</dt><dd>", p.exposure_temperature_c(), " °C for ",
-      p.exposure_seconds(), " s</dd><dt>parameters</dt><dd id=\"parameters\" class=\"",
+      p.exposure_seconds(), " s</dd><dt>the method's minimums</dt><dd id=\"minimums\">",
+      Escape(cy.method_minimums().empty() ? "not recorded" : cy.method_minimums()),
+      "</dd><dt>parameters</dt><dd id=\"parameters\" class=\"",
       cy.parameters_passed() ? "ok\">met the method's minimums" : "deny\">fell short: ", "");
   for (const auto& reason : cy.failure_reasons()) body += Escape(reason) + "; ";
   body += Cat("</dd><dt>chemical indicator</dt><dd>", Escape(rollerctl::IndicatorName(p.chemical_indicator())),
@@ -835,6 +838,34 @@ void Console::Report(Call& c) {
   v1::PeriodReport report;
   auto ctx = c.Context();
   if (grpc::Status st = compliance_->Report(ctx.get(), rr, &report); !st.ok()) return Fail(c, st);
+  // The same report as data: JSON (the protobuf mapping) or one of its CSV tables.
+  if (c.Param("format") == "json") {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    print.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(report, &json, print);
+    c.res.set_header("Content-Disposition", "attachment; filename=\"report.json\"");
+    c.res.set_content(json, "application/json");
+    return;
+  }
+  const std::map<std::string, std::string> csv = rollerctl::RenderReportCsv(report);
+  if (!c.Param("csv").empty()) {
+    auto it = csv.find(c.Param("csv"));
+    if (it == csv.end()) {
+      c.res.status = 404;
+      return Page(c, "Report", "<p class=\"error\" id=\"error\">No such table in the report.</p>");
+    }
+    c.res.set_header("Content-Disposition", "attachment; filename=\"" + it->first + "\"");
+    c.res.set_content(it->second, "text/csv; charset=utf-8");
+    return;
+  }
+  std::string period = "from=" + UrlEncode(LocalDate(from));
+  if (to > 0) period += "&to=" + UrlEncode(LocalDate(to));
+  std::string downloads = "<a href=\"/report?" + Escape(period) + "&amp;format=json\">JSON</a>";
+  for (const auto& [name, text] : csv) {
+    downloads += " · <a href=\"/report?" + Escape(period) + "&amp;csv=" + Escape(UrlEncode(name)) + "\">" + Escape(name) +
+                 "</a>";
+  }
   // rollerctl's printable report, whose own two scripts run under a nonce;
   // everything in it from devices is escaped, so no other script can.
   std::string html = rollerctl::RenderReportHtml(report);
@@ -849,12 +880,13 @@ void Console::Report(Call& c) {
   }
   const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(LocalDate(from)) +
                           " · <a href=\"/report?from=" + UrlEncode(LocalDate(now - 7LL * 24 * 3600 * 1000)) +
-                          "\">last 7 days</a> · print this page to PDF from the browser</p>";
+                          "\">last 7 days</a> · print this page to PDF from the browser · download: " + downloads +
+                          "</p>";
   const size_t body_at = out.find("<body>");
   if (body_at != std::string::npos) out.insert(body_at + 6, bar);
   c.res.set_header("Content-Security-Policy",
                    "default-src 'none'; script-src 'nonce-" + nonce +
-                       "'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'");
+                       "'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'");
   c.res.set_content(out, "text/html; charset=utf-8");
 }
 

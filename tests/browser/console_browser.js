@@ -81,6 +81,7 @@ async function text(page, selector) {
     // The cycle: record a failed biological indicator, confirm, follow the recall.
     await page.goto(base + scenario.cycle_path);
     check((await text(page, '#parameters')).includes("met the method's minimums"), 'the cycle met its minimums');
+    check((await text(page, '#minimums')).includes('134 °C for 3 min'), "the method's minimums are shown");
     await page.select('#bi-result', 'fail');
     await Promise.all([page.waitForNavigation(), page.click('#record-bi')]);
     check((await text(page, '#confirm-text')).includes('starts a recall'), 'a failing result says it starts a recall');
@@ -131,6 +132,14 @@ async function text(page, selector) {
 
     await page.goto(base + '/report');
     check((await page.content()).includes('RollerTrace'), 'the period report opens');
+    const reportData = await page.evaluate(async () => {
+      const j = await fetch('/report?format=json');
+      const links = [...document.querySelectorAll('a')].filter(a => a.href.includes('csv=')).map(a => a.href);
+      const c = links.length ? await fetch(links[0]) : null;
+      return {json: await j.json(), csvType: c ? c.headers.get('content-type') : ''};
+    });
+    check(reportData.json.summary !== undefined || Object.keys(reportData.json).length > 0, 'the report downloads as JSON');
+    check(reportData.csvType.startsWith('text/csv'), 'the report tables download as CSV');
     await shot(page, '10-report');
     await page.goto(base + '/verify');
     check((await text(page, '#verify')) === 'Intact', 'the ledger verifies intact');

@@ -291,6 +291,14 @@ TEST(EvaluateCycle, AHoldShortByASecondReadsShort) {
   EXPECT_NE(v.reasons[0].find("134 °C for 3 min"), std::string::npos) << v.reasons[0];
 }
 
+// The console shows what a cycle was judged against, passing or not (issue #15).
+TEST(EvaluateCycle, NamesTheMethodsMinimumsEvenWhenItPasses) {
+  const CycleVerdict v = EvaluateCycle(Policy{}, Cycle("steam_prevacuum", 135, 240));
+  ASSERT_TRUE(v.parameters_passed);
+  EXPECT_NE(v.minimums.find("134 °C for 3 min"), std::string::npos) << v.minimums;
+  EXPECT_TRUE(EvaluateCycle(Policy{}, Cycle("microwave", 135, 240)).minimums.empty());
+}
+
 TEST(EvaluateCycle, NeedsAPassingChemicalIndicatorAndAKnownMethod) {
   Policy p;
   auto c = Cycle("steam_prevacuum", 135, 240);
