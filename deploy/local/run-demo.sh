@@ -163,8 +163,10 @@ step "The recall it started (rollerctl recall S-01:3)"
 ctl recall S-01:3 || true
 step "Rollers now (locked ones are refused until an administrator runs rollerctl unlock)"
 ctl list --kind roller
-step "One roller's whole trail (rollerctl trail roller R-0008)"
-ctl trail roller R-0008
+# One of the simulated rollers (R-0008, or the last when there are fewer).
+demo_roller=$(printf 'R-%04d' $(( rollers < 8 ? rollers : 8 )))
+step "One roller's whole trail (rollerctl trail roller $demo_roller)"
+ctl trail roller "$demo_roller"
 step "The period's compliance report (rollerctl report --from $(date -u -d "-$days days" +%F))"
 report_from=$(date -u -d "-$days days" +%F)
 ctl report --from "$report_from" || true
@@ -172,8 +174,8 @@ ctl report --from "$report_from" --format html -o "$run_dir/report.html" || true
 ctl report --from "$report_from" --format csv -o "$run_dir/report-csv" || true
 step "Nothing was changed afterwards (rollerctl verify)"
 ctl verify || true
-step "An archive of roller R-0008 and an online backup (rollerctl export, rollerctl backup)"
-ctl export --device R-0008 -o "$run_dir/R-0008.archive" || true
+step "An archive of roller $demo_roller and an online backup (rollerctl export, rollerctl backup)"
+ctl export --device "$demo_roller" -o "$run_dir/$demo_roller.archive" || true
 ctl backup "$run_dir/backup" || true
 
 metric_lines() { curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | grep -v '^#' || true; }
