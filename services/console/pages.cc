@@ -1,0 +1,456 @@
+// The console's pages: each reads ingestd with the signed-in user's token.
+#include "console/console_internal.h"
+
+#include <algorithm>
+#include <map>
+#include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
+
+#include "rollerctl/format.h"
+#include "rollerctl/report.h"
+#include "util/cat.h"
+#include "util/clock.h"
+
+namespace rollertrace::console {
+
+namespace v1 = rollertrace::v1;
+using util::Cat;
+using namespace internal;  // NOLINT: the console's own helpers
+
+void Console::Overview(Call& c) {
+  v1::ListDevicesResponse devices;
+  auto ctx = c.Context();
+  if (grpc::Status st = registry_->List(ctx.get(), v1::ListDevicesRequest(), &devices); !st.ok()) return Fail(c, st);
+  std::map<std::string, size_t> counts;
+  Table rollers{"rollers", {"roller", "state", "why", "patient", "sessions", "wear", "last cycle", "last seen"}, {}};
+  Table sterilisers{"sterilisers", {"steriliser", "model", "events", "last seen", "record"}, {}};
+  const std::string filter = c.Param("state");
+  for (const auto& r : devices.devices()) {
+    const auto& d = r.device();
+    if (d.kind() == v1::DEVICE_KIND_STERILISER) {
+      sterilisers.rows.push_back({d.device_id(), d.model(), std::to_string(r.state().events_stored()),
+                                  LocalTime(r.state().last_receive_unix_ms()),
+                                  Cell(r.state().open_gaps_size() ? Cat(r.state().open_gaps_size(), " open gaps") : "complete",
+                                       "/gaps/" + UrlEncode(d.device_id()))});
+      continue;
+    }
+    const std::string state = RollerState(r);
+    ++counts[state];
+    if (!filter.empty() && filter != state) continue;
+    const auto& use = r.state().roller();
+    std::string why = state == "locked" ? use.lock_reason() : state == "retired" ? d.retired_reason() : "";
+    Cell cycle = use.last_cycle().steriliser_id().empty()
+                     ? Cell("-")
+                     : Cell(Cat(use.last_cycle().steriliser_id(), " #", use.last_cycle().cycle_number()),
+                            CycleLink(use.last_cycle().steriliser_id(), use.last_cycle().cycle_number()));
+    rollers.rows.push_back({Cell(d.device_id(), RollerLink(d.device_id())), state, why,
+                            use.bound_patient().empty() ? "-" : Short(use.bound_patient()),
+                            std::to_string(r.state().sessions_started()), Wear(r), cycle,
+                            LocalTime(r.state().last_receive_unix_ms())});
+  }
+  if (c.Csv(rollers) || c.Csv(sterilisers)) return;
+  // Sterilisers' cycles still waiting for a biological indicator (last 90 days).
+  v1::ReportRequest rr;
+  rr.set_from_unix_ms(util::NowUnixMs() - 90LL * 24 * 3600 * 1000);
+  v1::PeriodReport report;
+  auto ctx2 = c.Context();
+  Table pending{"pending-indicators", {"cycle", "ended", "method", "load"}, {}};
+  if (compliance_->Report(ctx2.get(), rr, &report).ok()) {
+    for (const auto& cy : report.pending_indicators()) {
+      pending.rows.push_back({Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
+                                   CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number())),
+                              LocalTime(cy.cycle().end_unix_ms()), cy.cycle().method(),
+                              std::to_string(cy.cycle().load_size()) + " rollers"});
+    }
+  }
+  if (c.Csv(pending)) return;
+  std::string body = "<p id=\"states\">";
+  for (const char* state : {"in use", "ready", "due for sterilisation", "locked", "worn", "retired"}) {
+    body += Cat("<a href=\"/?state=", UrlEncode(state), "\">", Escape(state), ": <b>", counts[state], "</b></a> · ");
+  }
+  body += "<a href=\"/\">all</a></p>";
+  body += LiveBox("Violations and locks since you opened this page");
+  body += "<h2>Rollers" + (filter.empty() ? std::string() : " (" + Escape(filter) + ")") + "</h2>";
+  body += RenderTable(rollers, c.SelfQuery(), c.PageNumber(), kPerPage);
+  body += "<h2>Biological indicators pending</h2>" + RenderTable(pending, c.SelfQuery());
+  body += "<h2>Sterilisers</h2>" + RenderTable(sterilisers, c.SelfQuery());
+  Page(c, "Fleet", body);
+}
+
+void Console::Roller(Call& c) {
+  const std::string id = c.req.matches[1];
+  v1::RollerTrailRequest tr;
+  tr.set_device_id(id);
+  v1::RollerTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetRollerTrail(ctx.get(), tr, &trail); !st.ok()) return Fail(c, st);
+  const auto& r = trail.roller();
+  const auto& d = r.device();
+  const auto& use = r.state().roller();
+  // The timeline: every kind of record of this roller, by time.
+  struct Entry {
+    int64_t t;
+    std::vector<Cell> row;
+  };
+  std::vector<Entry> entries;
+  for (const auto& s : trail.sessions()) {
+    std::string decision = s.decision().decision_id().empty() ? "" : (s.decision().allowed() ? "allowed" : "DENIED");
+    if (s.offline_decision()) decision += " (offline)";
+    entries.push_back({s.start_unix_ms(),
+                       {LocalTime(s.start_unix_ms()), "session",
+                        Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
+                        Cat(s.session_id(), " by ", s.operator_id(), "; ended ", LocalTime(s.end_unix_ms()),
+                            "; wear at start ", static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
+                            s.at_risk() ? "; AT RISK: " + s.at_risk_reason() : ""),
+                        s.cycle().steriliser_id().empty()
+                            ? Cell("no cycle")
+                            : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
+                                   CycleLink(s.cycle().steriliser_id(), s.cycle().cycle_number()))}});
+  }
+  for (const auto& cy : trail.cycles()) {
+    entries.push_back({cy.cycle().end_unix_ms(),
+                       {LocalTime(cy.cycle().end_unix_ms()), "sterilised", "",
+                        Cat(cy.cycle().method(), " ", cy.cycle().exposure_temperature_c(), " °C for ",
+                            cy.cycle().exposure_seconds(), " s: ",
+                            cy.parameters_passed() ? "parameters passed" : "FAILED its parameters", "; chemical ",
+                            rollerctl::IndicatorName(cy.cycle().chemical_indicator()), "; BI ",
+                            rollerctl::IndicatorName(cy.biological_indicator())),
+                        Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
+                             CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number()))}});
+  }
+  for (const auto& v : trail.violations()) {
+    entries.push_back({v.detected_unix_ms(),
+                       {LocalTime(v.detected_unix_ms()), "violation " + v.rule(),
+                        v.patient_pseudonym().empty() ? Cell("") : Cell(Short(v.patient_pseudonym())),
+                        v.detail() + (v.locked() ? " (roller locked)" : ""), Cell(v.session_id())}});
+  }
+  for (const auto& l : trail.log()) {
+    entries.push_back({l.unix_ms(), {LocalTime(l.unix_ms()), l.kind(), "", l.reason(), Cell(l.by())}});
+  }
+  for (const auto& f : trail.findings()) {
+    entries.push_back({f.detected_unix_ms(),
+                       {LocalTime(f.detected_unix_ms()), "finding " + f.kind(), "", f.detail(),
+                        Cell(Cat("sequence ", f.sequence()))}});
+  }
+  for (const auto& g : r.state().open_gaps()) {
+    entries.push_back({g.opened_unix_ms(),
+                       {LocalTime(g.opened_unix_ms()), "gap (open)", "", Cat("sequences ", g.first(), "–", g.last()),
+                        ""}});
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.t > b.t; });
+  Table timeline{"timeline", {"time", "what", "patient", "detail", "relies on / by"}, {}};
+  for (auto& e : entries) timeline.rows.push_back(std::move(e.row));
+  if (c.Csv(timeline)) return;
+
+  std::string body = Cat("<dl id=\"summary\"><dt>state</dt><dd id=\"state\">", Escape(RollerState(r)), "</dd>");
+  if (d.lifecycle() == v1::LIFECYCLE_LOCKED) {
+    body += "<dt>locked</dt><dd id=\"lock-reason\">" + Escape(use.lock_reason()) + " since " +
+            Escape(LocalTime(use.locked_unix_ms())) + "</dd>";
+  }
+  body += Cat("<dt>model</dt><dd>", Escape(d.model()), ", ", d.needle_count(), " needles of ", d.needle_length_mm(),
+              " mm</dd><dt>bound patient</dt><dd>", Escape(use.bound_patient().empty() ? "-" : use.bound_patient()),
+              "</dd><dt>sessions</dt><dd>", r.state().sessions_started(), "</dd><dt>wear</dt><dd id=\"wear\">",
+              Escape(Wear(r)), " of rated life</dd><dt>events stored</dt><dd>", r.state().events_stored(),
+              "</dd></dl>");
+  // Wear at each session start against the rated life.
+  nlohmann::json points = nlohmann::json::array();
+  std::vector<const v1::SessionRecord*> sessions;
+  for (const auto& s : trail.sessions()) sessions.push_back(&s);
+  std::sort(sessions.begin(), sessions.end(),
+            [](const auto* a, const auto* b) { return a->start_unix_ms() < b->start_unix_ms(); });
+  for (const auto* s : sessions) points.push_back({{"label", LocalDate(s->start_unix_ms())}, {"wear", s->wear_at_start() * 100}});
+  points.push_back({{"label", "now"}, {"wear", WearFraction(r) * 100}});
+  body += "<canvas id=\"wear-chart\"></canvas><script type=\"application/json\" id=\"wear-data\">" +
+          JsonForScript(nlohmann::json{{"points", points}}.dump()) + "</script>";
+  if (c.admin()) {
+    const std::string base = RollerLink(id);
+    if (d.lifecycle() == v1::LIFECYCLE_LOCKED) {
+      body += "<form class=\"action\" id=\"unlock-form\" method=\"post\" action=\"" + Escape(base) + "/unlock\">" +
+              c.CsrfField() +
+              "<b>Unlock</b> (admin): <input name=\"reason\" id=\"unlock-reason\" required minlength=\"5\" "
+              "placeholder=\"why it is safe to use again\" size=\"50\"> <button id=\"unlock\">Unlock</button></form>";
+    }
+    if (d.lifecycle() != v1::LIFECYCLE_RETIRED) {
+      body += "<form class=\"action\" method=\"post\" action=\"" + Escape(base) +
+              "/retire\" data-confirm=\"Retire this roller for good?\">" + c.CsrfField() +
+              "<b>Retire</b> (admin): <input name=\"reason\" required minlength=\"5\" size=\"50\"> "
+              "<button id=\"retire\">Retire</button></form>";
+    }
+  }
+  body += "<h2>Timeline</h2>" + RenderTable(timeline, c.SelfQuery(), c.PageNumber(), kPerPage);
+  body += "<p><a href=\"/violations?device=" + UrlEncode(id) + "\">All violations of this roller</a> · <a href=\"" +
+          Escape("/gaps/" + UrlEncode(id)) + "\">Is its record complete?</a></p>";
+  Page(c, "Roller " + id, body);
+}
+
+// Whether a device's record is complete: every sequence gap, when it opened,
+// and whether late events closed it.
+void Console::Gaps(Call& c) {
+  const std::string id = c.req.matches[1];
+  v1::GapsRequest gr;
+  gr.set_device_id(id);
+  v1::GapsResponse gaps;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->Gaps(ctx.get(), gr, &gaps); !st.ok()) return Fail(c, st);
+  v1::GetDeviceRequest dr;
+  dr.set_device_id(id);
+  v1::DeviceRecord device;
+  auto ctx2 = c.Context();
+  if (grpc::Status st = registry_->Get(ctx2.get(), dr, &device); !st.ok()) return Fail(c, st);
+  Table table{"gaps", {"missing sequences", "opened", "closed"}, {}};
+  size_t open = 0;
+  for (const auto& g : gaps.gaps()) {
+    if (g.closed_unix_ms() == 0) ++open;
+    table.rows.push_back({Cat(g.first(), "–", g.last()), LocalTime(g.opened_unix_ms()),
+                          g.closed_unix_ms() == 0 ? "STILL OPEN" : LocalTime(g.closed_unix_ms())});
+  }
+  if (c.Csv(table)) return;
+  std::string body = Cat("<p id=\"completeness\" class=\"", open == 0 ? "ok" : "deny", "\">",
+                         open == 0 ? "Complete" : Cat(open, " gaps still open"), "</p><p>",
+                         device.state().events_stored(), " events stored, contiguous through sequence ",
+                         device.state().contiguous_through(), " of ", device.state().highest_sequence(), "; ",
+                         gaps.gaps_size(), " gaps ever opened.</p>");
+  body += RenderTable(table, c.SelfQuery(), c.PageNumber(), kPerPage);
+  if (device.device().kind() == v1::DEVICE_KIND_ROLLER) {
+    body += "<p><a href=\"" + Escape(RollerLink(id)) + "\">← the roller's page</a></p>";
+  }
+  Page(c, "Record of " + id, body);
+}
+
+void Console::Patient(Call& c) {
+  const std::string ref = c.req.method == "POST" ? c.Param("ref") : "";
+  const std::string pseudonym = c.Param("pseudonym");
+  std::string body =
+      "<form method=\"post\" action=\"/patient\">" + c.CsrfField() +
+      "<label>Clinic patient reference <input name=\"ref\" id=\"patient-ref\" autocomplete=\"off\" required></label> "
+      "<button id=\"find-patient\">Find</button><p class=\"meta\">The reference is sent to ingestd, which turns it "
+      "into the patient's pseudonym; the console neither stores nor logs it, and it never appears in a URL.</p></form>";
+  if (ref.empty() && pseudonym.empty()) return Page(c, "Patient", body);
+  v1::PatientTrailRequest pr;
+  if (!ref.empty()) {
+    pr.set_patient_ref(ref);
+  } else {
+    pr.set_patient_pseudonym(pseudonym);
+  }
+  v1::PatientTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetPatientTrail(ctx.get(), pr, &trail); !st.ok()) return Fail(c, st);
+  Table sessions{"sessions", {"start", "roller", "session", "operator", "cycle relied on", "decision", "at risk"}, {}};
+  for (const auto& s : trail.sessions()) {
+    sessions.rows.push_back(
+        {LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())), s.session_id(), s.operator_id(),
+         s.cycle().steriliser_id().empty() ? Cell("none")
+                                           : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
+                                                  CycleLink(s.cycle().steriliser_id(), s.cycle().cycle_number())),
+         s.decision().decision_id().empty() ? "-" : (s.decision().allowed() ? "allowed" : "DENIED"),
+         s.at_risk() ? s.at_risk_reason() : ""});
+  }
+  if (c.Csv(sessions)) return;
+  body += "<p>Pseudonym <code id=\"pseudonym\">" + Escape(trail.patient_pseudonym()) + "</code></p>";
+  body += "<h2>Sessions</h2>" + RenderTable(sessions, "pseudonym=" + UrlEncode(trail.patient_pseudonym()),
+                                            c.PageNumber(), kPerPage);
+  Page(c, "Patient " + Short(trail.patient_pseudonym()), body);
+}
+
+void Console::Cycle(Call& c) {
+  const std::string steriliser = c.req.matches[1];
+  uint64_t number = 0;
+  try {
+    number = std::stoull(std::string(c.req.matches[2]));
+  } catch (const std::exception&) {
+  }
+  v1::CycleRequest cr;
+  cr.set_steriliser_id(steriliser);
+  cr.set_cycle_number(number);
+  v1::CycleTrail trail;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->GetCycleTrail(ctx.get(), cr, &trail); !st.ok()) return Fail(c, st);
+  const auto& cy = trail.cycle();
+  const auto& p = cy.cycle();
+  std::string body = Cat(
+      "<dl id=\"cycle\"><dt>method</dt><dd>", Escape(p.method()), "</dd><dt>ran</dt><dd>", Escape(LocalTime(p.start_unix_ms())),
+      " – ", Escape(LocalTime(p.end_unix_ms())), "</dd><dt>exposure</dt><dd>", p.exposure_temperature_c(), " °C for ",
+      p.exposure_seconds(), " s</dd><dt>the method's minimums</dt><dd id=\"minimums\">",
+      Escape(cy.method_minimums().empty() ? "not recorded" : cy.method_minimums()),
+      "</dd><dt>parameters</dt><dd id=\"parameters\" class=\"",
+      cy.parameters_passed() ? "ok\">met the method's minimums" : "deny\">fell short: ", "");
+  for (const auto& reason : cy.failure_reasons()) body += Escape(reason) + "; ";
+  body += Cat("</dd><dt>chemical indicator</dt><dd>", Escape(rollerctl::IndicatorName(p.chemical_indicator())),
+              "</dd><dt>biological indicator</dt><dd id=\"bi\">", Escape(rollerctl::IndicatorLine(cy)),
+              "</dd><dt>loaded by / released by</dt><dd>", Escape(p.loaded_by()), " / ", Escape(p.released_by()),
+              "</dd></dl>");
+  Table load{"load", {"roller"}, {}};
+  for (const auto& r : p.load()) load.rows.push_back({Cell(r, RollerLink(r))});
+  Table sessions{"sessions", {"start", "roller", "patient", "session", "at risk"}, {}};
+  for (const auto& s : trail.sessions()) {
+    sessions.rows.push_back({LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())),
+                             Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
+                             s.session_id(), s.at_risk() ? s.at_risk_reason() : ""});
+  }
+  if (c.Csv(load) || c.Csv(sessions)) return;
+  if (cy.biological_indicator() == v1::INDICATOR_FAIL) {
+    v1::RecallRequest rq;
+    rq.set_steriliser_id(steriliser);
+    rq.set_cycle_number(number);
+    v1::RecallReport recall;
+    auto ctx2 = c.Context();
+    if (compliance_->Recall(ctx2.get(), rq, &recall).ok()) {
+      body += Cat("<section id=\"recall\"><h2 class=\"deny\">Recall</h2><p>Started ", Escape(LocalTime(recall.recalled_unix_ms())),
+                  ": every load since the last negative indicator (cycle #", recall.last_negative_cycle(), "). ",
+                  recall.sessions_at_risk_size(), " sessions, ", recall.patients_size(), " patients at risk; rollers locked: ");
+      for (const auto& r : recall.locked_rollers()) body += "<a href=\"" + Escape(RollerLink(r)) + "\">" + Escape(r) + "</a> ";
+      body += "</p></section>";
+    }
+  }
+  if (c.admin()) {
+    body += "<form class=\"action\" id=\"indicator-form\" method=\"post\" action=\"" +
+            Escape(CycleLink(steriliser, number)) + "/indicator\">" + c.CsrfField() +
+            "<b>Record the lab's biological-indicator result</b> (admin): <select name=\"result\" id=\"bi-result\">"
+            "<option value=\"pass\">pass (negative)</option><option value=\"fail\">fail (positive: starts a recall)"
+            "</option></select> <button id=\"record-bi\">Continue</button></form>";
+  }
+  body += "<h2>Load</h2>" + RenderTable(load, c.SelfQuery());
+  body += "<h2>Sessions that relied on this cycle</h2>" + RenderTable(sessions, c.SelfQuery(), c.PageNumber(), kPerPage);
+  Page(c, Cat("Cycle ", steriliser, " #", number), body);
+}
+
+void Console::Violations(Call& c) {
+  v1::ViolationsRequest vr;
+  vr.set_from_unix_ms(ParseDateParam(c.req, "from", 0));
+  const int64_t to = ParseDateParam(c.req, "to", 0);
+  if (to > 0) vr.set_to_unix_ms(to + 24LL * 3600 * 1000);  // through the whole day
+  vr.set_rule(c.Param("rule"));
+  vr.set_device_id(c.Param("device"));
+  if (c.Param("severity") == "deny") vr.set_severity(v1::SEVERITY_DENY);
+  if (c.Param("severity") == "warn") vr.set_severity(v1::SEVERITY_WARN);
+  // A page at a time from ingestd, oldest first; the CSV takes every page.
+  const bool csv = c.Param("csv") == "violations";
+  vr.set_limit(csv ? 10000 : kPerPage);
+  vr.set_page_token(c.Param("after"));
+  std::vector<v1::Violation> list;
+  std::string next;
+  do {
+    v1::ViolationsResponse resp;
+    auto ctx = c.Context();
+    if (grpc::Status st = compliance_->ListViolations(ctx.get(), vr, &resp); !st.ok()) return Fail(c, st);
+    for (auto& v : *resp.mutable_violations()) list.push_back(std::move(v));
+    next = resp.next_page_token();
+    vr.set_page_token(next);
+  } while (csv && !next.empty());
+  Table table{"violations", {"detected", "rule", "severity", "roller", "patient", "session", "detail", "locked"}, {}};
+  for (const auto& vv : list) {
+    const v1::Violation* v = &vv;
+    table.rows.push_back({LocalTime(v->detected_unix_ms()), Cell(v->rule(), "/violations?rule=" + UrlEncode(v->rule())),
+                          rollerctl::SeverityName(v->severity()), Cell(v->device_id(), RollerLink(v->device_id())),
+                          v->patient_pseudonym().empty()
+                              ? Cell("-")
+                              : Cell(Short(v->patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(v->patient_pseudonym())),
+                          v->session_id(), v->detail(), v->locked() ? "yes" : ""});
+  }
+  if (c.Csv(table)) return;
+  auto value = [&](const char* name) { return Escape(c.Param(name)); };
+  std::string body =
+      "<form method=\"get\" id=\"filters\">rule <input name=\"rule\" value=\"" + value("rule") +
+      "\" size=\"16\"> roller <input name=\"device\" value=\"" + value("device") +
+      "\" size=\"10\"> severity <select name=\"severity\"><option value=\"\">any</option><option" +
+      (c.Param("severity") == "deny" ? " selected" : "") + ">deny</option><option" +
+      (c.Param("severity") == "warn" ? " selected" : "") + ">warn</option></select> from <input type=\"date\" name=\"from\" value=\"" +
+      value("from") + "\"> to <input type=\"date\" name=\"to\" value=\"" + value("to") +
+      "\"> <button>Filter</button></form>";
+  body += LiveBox("New since you opened this page");
+  std::string query;
+  for (const char* name : {"rule", "device", "severity", "from", "to"}) {
+    if (!c.Param(name).empty()) query += Cat(query.empty() ? "" : "&", name, "=", UrlEncode(c.Param(name)));
+  }
+  body += RenderTable(table, query.empty() ? "" : query);
+  body += "<p class=\"pages\">";
+  if (!c.Param("after").empty()) body += "<a href=\"/violations?" + Escape(query) + "\">← first page</a> ";
+  if (!next.empty()) {
+    body += "<a rel=\"next\" id=\"next-page\" href=\"/violations?" + Escape(query + (query.empty() ? "" : "&") +
+            "after=" + UrlEncode(next)) + "\">next " + std::to_string(kPerPage) + " →</a>";
+  }
+  body += "</p>";
+  Page(c, "Violations", body);
+}
+
+void Console::Report(Call& c) {
+  const int64_t now = util::NowUnixMs();
+  const int64_t from = ParseDateParam(c.req, "from", now - 30LL * 24 * 3600 * 1000);
+  const int64_t to = ParseDateParam(c.req, "to", 0);
+  v1::ReportRequest rr;
+  rr.set_from_unix_ms(from);
+  if (to > 0) rr.set_to_unix_ms(to + 24LL * 3600 * 1000);
+  v1::PeriodReport report;
+  auto ctx = c.Context();
+  if (grpc::Status st = compliance_->Report(ctx.get(), rr, &report); !st.ok()) return Fail(c, st);
+  // The same report as data: JSON (the protobuf mapping) or one of its CSV tables.
+  if (c.Param("format") == "json") {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    print.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(report, &json, print);
+    c.res.set_header("Content-Disposition", "attachment; filename=\"report.json\"");
+    c.res.set_content(json, "application/json");
+    return;
+  }
+  const std::map<std::string, std::string> csv = rollerctl::RenderReportCsv(report);
+  if (!c.Param("csv").empty()) {
+    auto it = csv.find(c.Param("csv"));
+    if (it == csv.end()) {
+      c.res.status = 404;
+      return Page(c, "Report", "<p class=\"error\" id=\"error\">No such table in the report.</p>");
+    }
+    c.res.set_header("Content-Disposition", "attachment; filename=\"" + it->first + "\"");
+    c.res.set_content(it->second, "text/csv; charset=utf-8");
+    return;
+  }
+  std::string period = "from=" + UrlEncode(LocalDate(from));
+  if (to > 0) period += "&to=" + UrlEncode(LocalDate(to));
+  std::string downloads = "<a href=\"/report?" + Escape(period) + "&amp;format=json\">JSON</a>";
+  for (const auto& [name, text] : csv) {
+    downloads += " · <a href=\"/report?" + Escape(period) + "&amp;csv=" + Escape(UrlEncode(name)) + "\">" + Escape(name) +
+                 "</a>";
+  }
+  // rollerctl's printable report, whose own two scripts run under a nonce;
+  // everything in it from devices is escaped, so no other script can.
+  std::string html = rollerctl::RenderReportHtml(report);
+  const std::string nonce = RandomToken().substr(0, 32);
+  std::string out;
+  for (size_t pos = 0;;) {
+    const size_t at = html.find("<script>", pos);
+    out += html.substr(pos, at == std::string::npos ? std::string::npos : at - pos);
+    if (at == std::string::npos) break;
+    out += "<script nonce=\"" + nonce + "\">";
+    pos = at + 8;
+  }
+  const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(LocalDate(from)) +
+                          " · <a href=\"/report?from=" + UrlEncode(LocalDate(now - 7LL * 24 * 3600 * 1000)) +
+                          "\">last 7 days</a> · print this page to PDF from the browser · download: " + downloads +
+                          "</p>";
+  const size_t body_at = out.find("<body>");
+  if (body_at != std::string::npos) out.insert(body_at + 6, bar);
+  c.res.set_header("Content-Security-Policy",
+                   "default-src 'none'; script-src 'nonce-" + nonce +
+                       "'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'");
+  c.res.set_content(out, "text/html; charset=utf-8");
+}
+
+void Console::Verify(Call& c) {
+  v1::VerifyReport report;
+  auto ctx = c.Context();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  if (grpc::Status st = compliance_->Verify(ctx.get(), v1::VerifyRequest(), &report); !st.ok()) return Fail(c, st);
+  Table breaks{"breaks", {"device", "first broken sequence", "record", "what"}, {}};
+  for (const auto& b : report.breaks()) {
+    breaks.rows.push_back({Cell(b.device_id(), RollerLink(b.device_id())), std::to_string(b.sequence()),
+                           std::to_string(b.chain_index()), b.ShortDebugString()});
+  }
+  if (c.Csv(breaks)) return;
+  std::string body = Cat("<p id=\"verify\" class=\"", report.intact() ? "ok\">Intact" : "deny\">BROKEN",
+                         "</p><p>", report.devices_checked(), " devices and ", report.records_checked(),
+                         " records checked just now against their hash chains.</p>");
+  if (!report.intact()) body += RenderTable(breaks, c.SelfQuery());
+  Page(c, "Ledger verification", body);
+}
+
+}  // namespace rollertrace::console
