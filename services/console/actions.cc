@@ -62,7 +62,7 @@ void Console::Retire(Call& c) {
 
 void Console::Indicator(Call& c) {
   const std::string steriliser = c.req.matches[1];
-  const uint64_t number = std::stoull(std::string(c.req.matches[2]));
+  const uint64_t number = CycleNumber(c);
   if (RefuseUnlessAdmin(c, "record an indicator result")) return;
   const std::string result = c.Param("result");
   if (result != "pass" && result != "fail") {
@@ -71,12 +71,8 @@ void Console::Indicator(Call& c) {
   }
   if (c.Param("confirm") != "yes") {
     // Show what it will do before it does it.
-    v1::CycleRequest cr;
-    cr.set_steriliser_id(steriliser);
-    cr.set_cycle_number(number);
     v1::CycleTrail trail;
-    auto ctx = c.Context();
-    if (grpc::Status st = compliance_->GetCycleTrail(ctx.get(), cr, &trail); !st.ok()) return Fail(c, st);
+    if (grpc::Status st = ReadCycleTrail(c, steriliser, number, &trail); !st.ok()) return Fail(c, st);
     std::string body = Cat("<p id=\"confirm-text\">Record a <b>", result, "</b> for cycle ", Escape(steriliser), " #",
                            number, ".");
     if (result == "fail") {

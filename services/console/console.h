@@ -50,6 +50,10 @@ class Console {
   void Fail(Call& c, const grpc::Status& s);
   // Answers 403 and returns true when the user is not an admin.
   bool RefuseUnlessAdmin(Call& c, const char* what);
+  // The cycle number of a /cycle/{steriliser}/{n} path (0 when out of range).
+  static uint64_t CycleNumber(const Call& c);
+  grpc::Status ReadCycleTrail(const Call& c, const std::string& steriliser, uint64_t number,
+                              rollertrace::v1::CycleTrail* trail);
   // After an action: its error, or a redirect to `next`.
   void Done(Call& c, const grpc::Status& st, const std::string& next);
 

@@ -254,17 +254,9 @@ void Console::Patient(Call& c) {
 
 void Console::Cycle(Call& c) {
   const std::string steriliser = c.req.matches[1];
-  uint64_t number = 0;
-  try {
-    number = std::stoull(std::string(c.req.matches[2]));
-  } catch (const std::exception&) {
-  }
-  v1::CycleRequest cr;
-  cr.set_steriliser_id(steriliser);
-  cr.set_cycle_number(number);
+  const uint64_t number = CycleNumber(c);
   v1::CycleTrail trail;
-  auto ctx = c.Context();
-  if (grpc::Status st = compliance_->GetCycleTrail(ctx.get(), cr, &trail); !st.ok()) return Fail(c, st);
+  if (grpc::Status st = ReadCycleTrail(c, steriliser, number, &trail); !st.ok()) return Fail(c, st);
   const auto& cy = trail.cycle();
   const auto& p = cy.cycle();
   std::string body = Cat(
@@ -451,6 +443,23 @@ void Console::Verify(Call& c) {
                          " records checked just now against their hash chains.</p>");
   if (!report.intact()) body += RenderTable(breaks, c.SelfQuery());
   Page(c, "Ledger verification", body);
+}
+
+uint64_t Console::CycleNumber(const Call& c) {
+  try {
+    return std::stoull(std::string(c.req.matches[2]));
+  } catch (const std::exception&) {
+    return 0;  // no such cycle: ingestd says so
+  }
+}
+
+grpc::Status Console::ReadCycleTrail(const Call& c, const std::string& steriliser, uint64_t number,
+                                     v1::CycleTrail* trail) {
+  v1::CycleRequest cr;
+  cr.set_steriliser_id(steriliser);
+  cr.set_cycle_number(number);
+  auto ctx = c.Context();
+  return compliance_->GetCycleTrail(ctx.get(), cr, trail);
 }
 
 }  // namespace rollertrace::console
