@@ -13,12 +13,16 @@ packages=(
   prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
   libcpp-httplib-dev libsimdjson-dev
+  nats-server libnats-dev
 )
 # Node.js and npm drive Chromium in the console's browser tests. A machine may
 # have them from elsewhere (NodeSource's nodejs bundles npm and conflicts with
 # Debian's): only what is missing comes from Debian.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+# kubectl checks the cluster manifests (deploy/k8s); another kubectl (Google's
+# packages) owns /usr/bin/kubectl and conflicts with Debian's.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do

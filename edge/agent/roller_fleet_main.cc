@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
                  "session, heavy wear)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--clinic", sim.clinic, "Clinic the devices are registered to")->capture_default_str();
   app.add_option("--roller-prefix", sim.roller_prefix, "Roller ids are this plus a number")->capture_default_str();
   app.add_option("--steriliser-prefix", sim.steriliser_prefix, "Steriliser ids are this plus a number")
       ->capture_default_str();

@@ -1,5 +1,6 @@
 #include "store/event_store.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "store/keys.h"
@@ -22,20 +23,31 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& 
     store->decision_counter_ = *counter;
   }
   if (options.policy) {
-    rollertrace::v1::StoreCommand command;
-    command.mutable_policy()->set_policy_yaml(rules::FormatPolicy(*options.policy));
-    const auto [version, current] = store->policy();
-    if (version == 0 || rules::FormatPolicy(*current) != command.policy().policy_yaml()) {
-      command.set_policy_version(version);
-      command.set_judged_unix_ms(options.opened_unix_ms != 0
-                                     ? options.opened_unix_ms
-                                     : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
-      if (absl::StatusOr<CommandResult> r = store->Execute(command); !r.ok()) return r.status();
-    }
+    const int64_t now = options.opened_unix_ms != 0 ? options.opened_unix_ms
+                                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          std::chrono::system_clock::now().time_since_epoch())
+                                                          .count();
+    if (absl::Status s = store->AdoptPolicy(*options.policy, now); !s.ok()) return s;
   }
   return store;
+}
+
+absl::Status EventStore::ResumeCounters() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  absl::StatusOr<uint64_t> counter = SnapshotView(*db_).ReadCounter(kMetaDecisionCounter, 0);
+  if (!counter.ok()) return counter.status();
+  decision_counter_ = std::max(decision_counter_.load(), *counter);
+  return absl::OkStatus();
+}
+
+absl::Status EventStore::AdoptPolicy(const rules::Policy& policy, int64_t now_unix_ms) {
+  rollertrace::v1::StoreCommand command;
+  command.mutable_policy()->set_policy_yaml(rules::FormatPolicy(policy));
+  const auto [version, current] = this->policy();
+  if (version != 0 && rules::FormatPolicy(*current) == command.policy().policy_yaml()) return absl::OkStatus();
+  command.set_policy_version(version);
+  command.set_judged_unix_ms(now_unix_ms);
+  return Execute(command).status();
 }
 
 absl::StatusOr<CommandResult> EventStore::Execute(const rollertrace::v1::StoreCommand& command) {

@@ -61,6 +61,13 @@ class EventStore {
   absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> ExecuteGroup(
       std::span<const rollertrace::v1::StoreCommand> commands);
 
+  // After commands were replayed into an open store (a shard catching up
+  // with its stream): new decisions continue after the replayed ones.
+  absl::Status ResumeCounters();
+  // Makes `policy` the one new commands are judged under: a policy command
+  // judged at `now_unix_ms`, unless it is the current one already.
+  absl::Status AdoptPolicy(const rules::Policy& policy, int64_t now_unix_ms);
+
   // The rules' answer for a session about to start, from what is committed
   // (never waits behind a write); store it with a decision command.
   absl::StatusOr<RecordedDecision> Decide(const rollertrace::v1::AuthorizeRequest& request, int64_t now_unix_ms) const;

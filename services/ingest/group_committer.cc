@@ -1,6 +1,8 @@
 #include "ingest/group_committer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <iostream>
 #include <map>
 #include <set>
@@ -302,6 +304,9 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
   metrics_.gaps.Increment(static_cast<double>(result->gaps_opened));
 
   std::map<std::string, const rollertrace::v1::DeviceAck*> acks;
+  // Cluster mode: answered once the replicated log holds the group too (and
+  // everything before it, which a repeated event's ack relies on).
+  auto answers = durability_ != nullptr ? std::make_shared<std::vector<Pending>>() : nullptr;
   for (const auto& ack : result->acks) acks[ack.device_id()] = &ack;
   std::vector<std::set<std::string>> devices_of(group.size());
   for (size_t k = 0; k < batches.size(); ++k) devices_of[owner[k]].insert(batches[k]->device_id());
@@ -315,9 +320,32 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
     if (p.bridge_received_unix_ms > 0 && now >= p.bridge_received_unix_ms) {
       metrics_.latency_bridge.Observe((now - p.bridge_received_unix_ms) / 1000.0);
     }
-    p.promise.set_value(std::move(p.response));
+    if (answers) {
+      answers->push_back(std::move(p));
+    } else {
+      p.promise.set_value(std::move(p.response));
+    }
+  }
+  if (answers && !answers->empty()) {
+    durability_->WhenDurable(durability_->LogEnd(), [answers](bool durable) {
+      for (auto& p : *answers) {
+        if (!durable) {
+          // Committed here, not confirmed by the replicated log: no ack, the
+          // device sends it again (a repeat is acknowledged, not stored twice).
+          p.response.clear_acks();
+          p.response.set_unavailable("ingestd is stopping before the replicated log confirmed this; send it again");
+          p.response.set_retry_after_ms(StoreGuard::kRetryAfterMs);
+        }
+        p.promise.set_value(std::move(p.response));
+      }
+    });
   }
   return true;
+}
+
+absl::Status GroupCommitter::AwaitDurable() {
+  if (durability_ == nullptr) return absl::OkStatus();
+  return durability_->AwaitDurable(durability_->LogEnd(), std::chrono::seconds(10));
 }
 
 }  // namespace rollertrace::ingest

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ingest/durability.h"
 #include "ingest/ingest_metrics.h"
 #include "ingest/store_guard.h"
 #include "pseudonym/pseudonymizer.h"
@@ -62,6 +63,15 @@ class GroupCommitter {
   // writes that do not go through the queue (registrations, unlocks, …).
   absl::Status StoreWritable() { return guard_ != nullptr ? guard_->Writable() : absl::OkStatus(); }
 
+  // Cluster mode: requests are answered only once `durability` holds their
+  // commands too (it must outlive this object). Set before the first request.
+  void SetDurability(Durability* durability) { durability_ = durability; }
+  // For the writes that do not go through the queue: OK once everything the
+  // store has committed is durable (at once without durability).
+  absl::Status AwaitDurable();
+  // The largest command the store takes now (0: no bound beyond the store's).
+  size_t MaxCommandBytes() const { return durability_ != nullptr ? durability_->MaxCommandBytes() : 0; }
+
   // Commands for devices (locks, unlocks, recalls). Handed at once to one of
   // the command sinks (the bridges' streams), else they ride on the next
   // response. Thread-safe.
@@ -98,6 +108,7 @@ class GroupCommitter {
   Clock clock_;
   GroupCommitOptions options_;
   StoreGuard* guard_;
+  Durability* durability_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;       // work for the writer

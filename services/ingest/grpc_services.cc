@@ -1,5 +1,7 @@
 #include "ingest/grpc_services.h"
 
+#include <algorithm>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -131,6 +133,7 @@ grpc::Status RegistryServiceImpl::Register(grpc::ServerContext* context, const r
   if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   absl::StatusOr<rollertrace::v1::Device> device = store::Register(store_, request->device(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
+  if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
   *response = *device;
   return grpc::Status::OK;
 }
@@ -162,6 +165,7 @@ grpc::Status RegistryServiceImpl::Retire(grpc::ServerContext* context, const rol
   }
   absl::StatusOr<rollertrace::v1::Device> device = store::Retire(store_, request->device_id(), request->reason(), clock_());
   if (!device.ok()) return ToGrpc(device.status());
+  if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
   *response = *device;
   return grpc::Status::OK;
 }
@@ -174,6 +178,7 @@ grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext* context, const rol
   absl::StatusOr<rollertrace::v1::Device> device =
       store::Unlock(store_, request->device_id(), request->reason(), request->by(), clock_(), &command);
   if (!device.ok()) return ToGrpc(device.status());
+  if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
   committer_.Enqueue({command});
   *response = *device;
   return grpc::Status::OK;
@@ -217,6 +222,7 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
   if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
   absl::StatusOr<store::CommandResult> outcome = store::RecordBiologicalIndicator(store_, *request, clock_());
   if (!outcome.ok()) return ToGrpc(outcome.status());
+  if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
   metrics_.bi_results.Add({{"result", request->result() == rollertrace::v1::INDICATOR_PASS ? "pass" : "fail"}})
       .Increment();
   if (!outcome->recalls.empty()) {
@@ -307,6 +313,10 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
     // here until its trailer arrives; a stream that ends without one was cut.
     std::vector<rollertrace::v1::ArchiveRecord> held;
     size_t bytes = 0;
+    // In a cluster the import is one command of the replicated log, which bounds it.
+    const size_t max_bytes = committer_.MaxCommandBytes() != 0
+                                 ? std::min(kMaxImportBytes, committer_.MaxCommandBytes() / 2)
+                                 : kMaxImportBytes;
     bool complete = false;
     do {
       if (complete) {
@@ -314,9 +324,9 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
       }
       for (auto& r : *chunk.mutable_records()) {
         bytes += r.key().size() + r.value().size();
-        if (bytes > kMaxImportBytes) {
+        if (bytes > max_bytes) {
           return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-                  util::Cat("the archive is larger than ", kMaxImportBytes >> 20,
+                  util::Cat("the archive is larger than ", max_bytes >> 20,
                             " MiB, the most one import holds; export fewer devices; nothing was imported")};
         }
         held.push_back(std::move(r));
@@ -337,6 +347,7 @@ grpc::Status ComplianceServiceImpl::Import(grpc::ServerContext* context,
     }
     if (absl::Status w = committer_.StoreWritable(); !w.ok()) return ToGrpc(w);
     if (absl::Status s = store::Import(store_, devices, held, clock_()); !s.ok()) return ToGrpc(s);
+    if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
     records = held.size();
     response->set_records(records);
     response->set_devices(static_cast<uint32_t>(devices.size()));

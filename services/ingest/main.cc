@@ -5,10 +5,13 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 
+#include "ingest/cluster_shard.h"
 #include "ingest/fleet_gauges.h"
 #include "ingest/group_committer.h"
 #include "ingest/grpc_services.h"
@@ -95,7 +98,29 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure-no-auth", insecure_no_auth,
                "Serve without access control (local development only, loopback --listen only; every caller may "
                "do everything)");
+  rollertrace::ingest::ClusterOptions cluster;
+  std::string cluster_nats;
+  app.add_option("--cluster-nats", cluster_nats,
+                 "Cluster mode: NATS JetStream nodes, comma-separated nats://host:port (docs/CLUSTER.md). Every "
+                 "command is also replicated to this shard's stream before it is acknowledged");
+  app.add_option("--cluster-shard", cluster.shard, "Cluster mode: this shard's name (its stream is RT_<name>)");
+  app.add_option("--cluster-replicas", cluster.replicas, "Cluster mode: replicas of the shard's stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 5));
+  app.add_option("--cluster-retention-days", cluster.retention_days,
+                 "Cluster mode: days the stream keeps a command (a rebuild needs a backup younger than this)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
   CLI11_PARSE(app, argc, argv);
+  if (cluster_nats.empty() != cluster.shard.empty()) {
+    std::cerr << "ingestd: cluster mode needs both --cluster-nats and --cluster-shard\n";
+    return 2;
+  }
+  for (size_t start = 0; !cluster_nats.empty() && start <= cluster_nats.size();) {
+    const size_t comma = std::min(cluster_nats.find(',', start), cluster_nats.size());
+    if (comma > start) cluster.nats.push_back(cluster_nats.substr(start, comma - start));
+    start = comma + 1;
+  }
   if (tokens_file.empty() == !insecure_no_auth) {
     std::cerr << "ingestd: give exactly one of --tokens-file (access control) and --insecure-no-auth\n";
     return 2;
@@ -136,6 +161,9 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: " << metrics.status().message() << "\n";
     return 1;
   }
+  // A shard adopts its policy only after catching up with its stream.
+  const rollertrace::rules::Policy policy = *store_options.policy;
+  if (!cluster.nats.empty()) store_options.policy.reset();
   auto store = rollertrace::store::EventStore::Open(data_dir, store_options);
   if (!store.ok()) {
     std::cerr << "ingestd: " << store.status().message() << "\n";
@@ -154,6 +182,20 @@ int main(int argc, char** argv) {
   auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(
       **store, *pseudonymizer, ingest_metrics, rollertrace::util::NowUnixMs, rollertrace::ingest::GroupCommitOptions{},
       &guard);
+  std::unique_ptr<rollertrace::ingest::ClusterShard> shard;
+  if (!cluster.nats.empty()) {
+    auto started = rollertrace::ingest::ClusterShard::Start(
+        **store, cluster, policy, rollertrace::util::NowUnixMs(), **metrics, [](const absl::Status& why) {
+          std::cerr << "ingestd: STOPPING: " << why.message() << std::endl;
+          std::_Exit(76);
+        });
+    if (!started.ok()) {
+      std::cerr << "ingestd: shard " << cluster.shard << ": " << started.status().message() << "\n";
+      return 1;
+    }
+    shard = std::move(*started);
+    committer->SetDurability(shard.get());
+  }
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
   rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,
@@ -242,9 +284,34 @@ int main(int argc, char** argv) {
     }
   }
   std::cerr << "ingestd: signal " << sig << ", shutting down" << std::endl;
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  {
+    // A shard's answers wait for its stream; past the deadline they are
+    // answered "not confirmed, send again" so the server can stop.
+    std::thread abandon;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool down = false;
+    if (shard) {
+      abandon = std::thread([&] {
+        std::unique_lock<std::mutex> lock(mu);
+        if (!cv.wait_for(lock, std::chrono::seconds(6), [&] { return down; })) shard->Abandon();
+      });
+    }
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      down = true;
+    }
+    cv.notify_all();
+    if (abandon.joinable()) abandon.join();
+  }
   committer.reset();  // answers and commits what is queued
   checkpoint();
+  if (shard) {
+    // What is committed and not yet replicated goes out at the next start.
+    (void)shard->AwaitDurable(shard->LogEnd(), std::chrono::seconds(3));
+    shard.reset();
+  }
   gauges.reset();
   std::cerr << "ingestd: stopped" << std::endl;
   return 0;

@@ -47,7 +47,14 @@ Cluster::~Cluster() {
 std::string Cluster::mqtt_uri() const {
   return (mqtt_tls_ ? "ssl://127.0.0.1:" : "tcp://127.0.0.1:") + std::to_string(mqtt_port_);
 }
-std::string Cluster::ingestd_address() const { return "127.0.0.1:" + std::to_string(ingestd_port_); }
+std::string Cluster::ingestd_address() const {
+  return front_.empty() ? "127.0.0.1:" + std::to_string(ingestd_port_) : front_;
+}
+
+void Cluster::ServeThrough(const std::string& address) {
+  front_ = address;
+  channel_ = grpc::CreateChannel(front_, grpc::InsecureChannelCredentials());
+}
 
 void Cluster::StartBroker(const std::string& cert_file, const std::string& key_file) {
   const std::string conf = dir_ + "/mosquitto.conf";

@@ -39,6 +39,10 @@ class Cluster {
   // Waits for ingestd to exit by itself; its exit code, or -1 after `timeout`.
   int WaitIngestdExit(std::chrono::milliseconds timeout);
 
+  // From now on bridges, fleets, rollerctl and channel() talk to `address`
+  // (a cluster's router) instead of this object's own ingestd.
+  void ServeThrough(const std::string& address);
+
   std::string mqtt_uri() const;
   std::string ingestd_address() const;
   int mqtt_port() const { return mqtt_port_; }
@@ -79,6 +83,7 @@ class Cluster {
 
  private:
   std::string dir_;
+  std::string front_;  // ServeThrough
   int mqtt_port_;
   int ingestd_port_;
   int ingestd_metrics_port_;

@@ -1,0 +1,364 @@
+// Cluster mode (issue #16) on real processes, all on loopback: three
+// nats-server nodes (JetStream, R3), two ingestd shards (one per clinic),
+// rollertrace-router in front, Mosquitto, mqtt-bridges and roller-fleets.
+#include <gtest/gtest.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent/simulator.h"
+#include "pseudonym/pseudonymizer.h"
+#include "support/cluster.h"
+#include "support/process.h"
+
+namespace rollertrace::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using rollertrace::v1::Event;
+
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+// Three NATS nodes, two shards and the router; the broker, bridges and
+// clients come from `front` (a Cluster pointed at the router).
+class Shards {
+ public:
+  struct Node {
+    int client_port = FreePort();
+    int cluster_port = FreePort();
+    std::unique_ptr<Process> process;
+  };
+  struct Shard {
+    std::string name;
+    std::string clinic;
+    int port = FreePort();
+    int metrics_port = FreePort();
+    std::unique_ptr<Process> process;
+  };
+
+  explicit Shards(Cluster& front) : front_(front) {
+    shards_[0].name = "north";
+    shards_[0].clinic = "clinic-north";
+    shards_[1].name = "south";
+    shards_[1].clinic = "clinic-south";
+    std::ofstream map(dir() + "/shards.yaml");
+    map << "shards:\n";
+    for (const auto& s : shards_) {
+      map << "  - name: " << s.name << "\n    address: " << Address(s) << "\n    clinics: [" << s.clinic << "]\n";
+    }
+    map << "    default: true\n";
+  }
+  ~Shards() {
+    router_.reset();
+    for (auto& s : shards_) {
+      if (s.process) s.process->Signal(SIGTERM);
+    }
+    for (auto& s : shards_) s.process.reset();
+    for (auto& n : nodes_) n.process.reset();
+  }
+
+  const std::string& dir() const { return front_.dir(); }
+  static std::string Address(const Shard& s) { return "127.0.0.1:" + std::to_string(s.port); }
+  std::string router_address() const { return "127.0.0.1:" + std::to_string(router_port_); }
+  std::string NatsUrls() const {
+    std::string urls;
+    for (const auto& n : nodes_) urls += (urls.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(n.client_port);
+    return urls;
+  }
+  std::string NodeDir(int i) const { return dir() + "/nats-" + std::to_string(i); }
+  std::string ShardDir(int i) const { return dir() + "/shard-" + shards_[i].name; }
+  Shard& shard(int i) { return shards_[i]; }
+
+  void StartNode(int i) {
+    Node& n = nodes_[i];
+    const std::string conf = dir() + "/nats-" + std::to_string(i) + ".conf";
+    std::ofstream out(conf);
+    out << "server_name: n" << i << "\nlisten: 127.0.0.1:" << n.client_port << "\nmax_payload: 8MB\n"
+        << "jetstream { store_dir: \"" << NodeDir(i) << "\", max_file_store: 1G, max_memory_store: 64M }\n"
+        << "cluster { name: rt, listen: 127.0.0.1:" << n.cluster_port << ", routes: [";
+    for (int k = 0; k < 3; ++k) out << (k ? ", " : "") << "nats-route://127.0.0.1:" << nodes_[k].cluster_port;
+    out << "] }\n";
+    out.close();
+    n.process = Process::Start({ROLLERTRACE_NATS_SERVER, "-c", conf}, dir() + "/nats-" + std::to_string(i) + ".log");
+    ASSERT_TRUE(WaitForPort(n.client_port, std::chrono::seconds(10))) << ReadFile(dir() + "/nats-0.log");
+  }
+  void KillNode(int i) {
+    nodes_[i].process->Signal(SIGKILL);
+    nodes_[i].process->Wait(std::chrono::seconds(10));
+  }
+
+  void StartShard(int i) {
+    Shard& s = shards_[i];
+    s.process = Process::Start(
+        {ROLLERTRACE_INGESTD, "--listen", Address(s), "--metrics", "127.0.0.1:" + std::to_string(s.metrics_port),
+         "--data-dir", ShardDir(i), "--tokens-file", dir() + "/tokens", "--gauge-interval-ms", "200",
+         "--backup-root", dir(), "--cluster-nats", NatsUrls(), "--cluster-shard", s.name},
+        dir() + "/shard-" + s.name + ".log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
+    ASSERT_TRUE(WaitForPort(s.port, std::chrono::seconds(60))) << ReadFile(dir() + "/shard-" + s.name + ".log");
+  }
+  void KillShard(int i) {
+    shards_[i].process->Signal(SIGKILL);
+    shards_[i].process->Wait(std::chrono::seconds(10));
+  }
+  void StopShard(int i) { ASSERT_EQ(shards_[i].process->Stop(std::chrono::seconds(15)), 0); }
+
+  void StartRouter() {
+    router_ = Process::Start({ROLLERTRACE_ROUTER, "--listen", router_address(), "--metrics", "", "--shard-map",
+                              dir() + "/shards.yaml", "--lookup-token-file", front_.TokenFile("auditor")},
+                             dir() + "/router.log");
+    ASSERT_TRUE(WaitForPort(router_port_, std::chrono::seconds(10))) << ReadFile(dir() + "/router.log");
+  }
+
+  void StartAll() {
+    for (int i = 0; i < 3; ++i) StartNode(i);
+    for (int i = 0; i < 2; ++i) StartShard(i);
+    StartRouter();
+    front_.ServeThrough(router_address());
+  }
+
+  // What the shard's metrics say: its log end has reached the stream.
+  double Metric(int i, const std::string& series) {
+    return MetricValue(HttpGet(shards_[i].metrics_port, "/metrics"), series);
+  }
+  bool Replicated(int i) {
+    const std::string m = HttpGet(shards_[i].metrics_port, "/metrics");
+    return !m.empty() && MetricValue(m, "rollertrace_cluster_replication_lag_commands") == 0 &&
+           MetricValue(m, "rollertrace_cluster_replicated_index") > 0;
+  }
+
+  // One SHA-256 per column family of a stopped shard's store.
+  std::string Digest(int i) {
+    const std::string log = dir() + "/digest.txt";
+    std::remove(log.c_str());
+    auto p = Process::Start({ROLLERTRACE_STORE_TOOL, "digest", "--data-dir", ShardDir(i)}, log);
+    EXPECT_EQ(p->Wait(std::chrono::seconds(60)), 0) << ReadFile(log);
+    return ReadFile(log);
+  }
+
+  // rollerctl against one shard directly.
+  int RollerctlAt(int i, const std::vector<std::string>& args, std::string* out) {
+    const std::string log = dir() + "/rollerctl-shard.txt";
+    std::remove(log.c_str());
+    std::vector<std::string> argv = {ROLLERTRACE_ROLLERCTL, "--server", Address(shards_[i]), "--token-file",
+                                     front_.TokenFile("admin")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const int code = Process::Start(argv, log)->Wait(std::chrono::seconds(60));
+    *out = ReadFile(log);
+    return code;
+  }
+
+ private:
+  Cluster& front_;
+  Node nodes_[3];
+  Shard shards_[2];
+  int router_port_ = FreePort();
+  std::unique_ptr<Process> router_;
+};
+
+edge::SimOptions Clinic(const std::string& clinic, const std::string& tag, uint64_t seed, int rollers = 3,
+                        int days = 3) {
+  edge::SimOptions o;
+  o.failing_cycle_rate = 0;
+  o.rollers = rollers;
+  o.sterilisers = 1;
+  o.days = days;
+  o.seed = seed;
+  o.clinic = clinic;
+  o.roller_prefix = "R-" + tag;
+  o.steriliser_prefix = "S-" + tag;
+  o.end_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  return o;
+}
+
+std::unique_ptr<Process> StartFleet(Cluster& front, const edge::SimOptions& o, const std::string& rate,
+                                    const std::string& name) {
+  return front.StartFleet({"--rollers", std::to_string(o.rollers), "--sterilisers", std::to_string(o.sterilisers),
+                           "--days", std::to_string(o.days), "--seed", std::to_string(o.seed), "--clinic", o.clinic,
+                           "--roller-prefix", o.roller_prefix, "--steriliser-prefix", o.steriliser_prefix,
+                           "--end-time-ms", std::to_string(o.end_unix_ms), "--register-with",
+                           front.ingestd_address(), "--spool-dir", front.dir() + "/spool-" + name, "--rate", rate,
+                           "--ack-timeout-ms", "1000", "--failing-cycle-rate", "0"},
+                          "fleet-" + name + ".log");
+}
+
+// Every event the clinic planned is stored once, in order, with no open gap
+// (asked through the router).
+void ExpectStoredExactlyOnce(Cluster& front, const edge::SimOptions& options) {
+  edge::ClinicSimulator clinic(options);
+  auto pseudonymizer = pseudonym::Pseudonymizer::FromSecret(kTestSecret);
+  ASSERT_TRUE(pseudonymizer.ok());
+  std::map<std::string, std::vector<Event>> expected;
+  for (const auto& e : clinic.events()) expected[e.event.device_id()].push_back(e.event);
+  ASSERT_GE(expected.size(), static_cast<size_t>(options.rollers));
+  for (const auto& [id, events] : expected) {
+    std::vector<v1::StoredEvent> stored = front.History(id);
+    ASSERT_EQ(stored.size(), events.size()) << "device " << id;
+    for (size_t i = 0; i < events.size(); ++i) {
+      Event got = stored[i].event();
+      if (got.has_session_started()) {
+        got.mutable_session_started()->clear_decision_id();
+        got.mutable_session_started()->clear_offline_decision();
+      }
+      Event want = events[i];
+      want.set_sequence(i + 1);
+      if (want.has_session_started()) {
+        auto* s = want.mutable_session_started();
+        s->set_patient_pseudonym(pseudonymizer->Pseudonym(s->patient_ref()));
+        s->clear_patient_ref();
+      }
+      ASSERT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
+          << "device " << id << " position " << i << "\nstored: " << stored[i].event().ShortDebugString()
+          << "\nwanted: " << want.ShortDebugString();
+    }
+    v1::DeviceRecord record = front.Device(id);
+    EXPECT_EQ(record.state().events_stored(), events.size()) << id;
+    EXPECT_EQ(record.state().open_gaps_size(), 0) << id;
+  }
+}
+
+TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDoubled) {
+  Cluster front("cluster-fleet");
+  Shards shards(front);
+  shards.StartAll();
+  front.StartBroker();
+  front.StartBridge();
+  // A second bridge in the same shared-subscription group.
+  const int second_metrics = FreePort();
+  auto second = Process::Start({ROLLERTRACE_BRIDGE, "--mqtt", front.mqtt_uri(), "--ingestd", shards.router_address(),
+                                "--metrics", "127.0.0.1:" + std::to_string(second_metrics), "--client-id",
+                                "bridge-second", "--token-file", front.TokenFile("device")},
+                               front.dir() + "/bridge-second.log");
+  ASSERT_TRUE(Eventually([&] {
+    return MetricValue(HttpGet(second_metrics, "/metrics"), "rollertrace_bridge_mqtt_connected") == 1;
+  })) << ReadFile(front.dir() + "/bridge-second.log");
+
+  // About 20 s of traffic at this rate, so every kill below lands mid-stream.
+  const edge::SimOptions north = Clinic("clinic-north", "N", 11, 8, 28);
+  const edge::SimOptions south = Clinic("clinic-south", "S", 12, 8, 28);
+  auto fleet_north = StartFleet(front, north, "20", "north");
+  auto fleet_south = StartFleet(front, south, "20", "south");
+
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  shards.KillNode(0);  // a stream leader, likely
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  shards.StartNode(0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  shards.KillNode(1);  // the next, after the first returned
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  shards.StartNode(1);
+  front.KillBridge();  // its share goes on through the other bridge
+  EXPECT_TRUE(fleet_north->Running()) << "the fleet was done before the kills: give it more to send";
+
+  ASSERT_EQ(fleet_north->Wait(std::chrono::seconds(180)), 0) << ReadFile(fleet_north->log_path());
+  ASSERT_EQ(fleet_south->Wait(std::chrono::seconds(180)), 0) << ReadFile(fleet_south->log_path());
+  ExpectStoredExactlyOnce(front, north);
+  ExpectStoredExactlyOnce(front, south);
+
+  // Each clinic lives on its own shard, and only there.
+  std::string out;
+  EXPECT_EQ(shards.RollerctlAt(0, {"show", "R-N0001"}, &out), 0) << out;
+  EXPECT_NE(shards.RollerctlAt(1, {"show", "R-N0001"}, &out), 0) << out;
+  EXPECT_EQ(shards.RollerctlAt(1, {"show", "R-S0001"}, &out), 0) << out;
+  // The router's answers span both; every chain verifies.
+  ASSERT_EQ(front.Rollerctl({"list"}, &out), 0) << out;
+  EXPECT_NE(out.find("R-N0001"), std::string::npos) << out;
+  EXPECT_NE(out.find("R-S0001"), std::string::npos) << out;
+  ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+  // Both streams hold every command their shard committed.
+  EXPECT_TRUE(Eventually([&] { return shards.Replicated(0) && shards.Replicated(1); }))
+      << HttpGet(shards.shard(0).metrics_port, "/metrics");
+}
+
+TEST(ClusterMode, AShardWhoseDiskIsLostIsRebuiltFromTheStreamAndFromABackup) {
+  Cluster front("cluster-rebuild");
+  Shards shards(front);
+  shards.StartAll();
+  front.StartBroker();
+  front.StartBridge();
+
+  auto run = [&](const edge::SimOptions& o, const std::string& name) {
+    auto fleet = StartFleet(front, o, "0", name);
+    ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
+  };
+  run(Clinic("clinic-north", "N", 21), "north-1");
+  run(Clinic("clinic-south", "S", 22), "south-1");
+  std::string out;
+  // A backup of every shard (each into <dir>-<shard>), then more of the clinics' days.
+  ASSERT_EQ(front.Rollerctl({"backup", front.dir() + "/backup"}, &out), 0) << out;
+  ASSERT_TRUE(fs::exists(front.dir() + "/backup-north")) << out;
+  run(Clinic("clinic-north", "N2-", 23), "north-2");
+  run(Clinic("clinic-south", "S2-", 24), "south-2");
+  ASSERT_TRUE(Eventually([&] { return shards.Replicated(0) && shards.Replicated(1); }));
+
+  std::string north_trail, south_trail, verify;
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-N0001"}, &north_trail), 0) << north_trail;
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-S2-0001"}, &south_trail), 0) << south_trail;
+  ASSERT_EQ(front.Rollerctl({"--json", "violations"}, &verify), 0) << verify;
+  const std::string violations = verify;
+
+  // North's disk is lost: a new shard on an empty directory rebuilds from the stream.
+  shards.KillShard(0);
+  const std::string north_digest = shards.Digest(0);
+  fs::remove_all(shards.ShardDir(0));
+  shards.StartShard(0);
+  EXPECT_NE(ReadFile(front.dir() + "/shard-north.log").find("catching up with the stream"), std::string::npos);
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-N0001"}, &out), 0) << out;
+  EXPECT_EQ(out, north_trail);
+  shards.StopShard(0);
+  EXPECT_EQ(shards.Digest(0), north_digest) << "rebuilt from the stream";
+
+  // South's disk is lost: restored from its backup, then the stream from there.
+  shards.KillShard(1);
+  const std::string south_digest = shards.Digest(1);
+  fs::remove_all(shards.ShardDir(1));
+  fs::rename(front.dir() + "/backup-south", shards.ShardDir(1));
+  shards.StartShard(1);
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-S2-0001"}, &out), 0) << out;
+  EXPECT_EQ(out, south_trail);
+  shards.StopShard(1);
+  EXPECT_EQ(shards.Digest(1), south_digest) << "restored from a backup plus the stream";
+
+  // Every NATS node killed at once, their disks lost too: the shards publish
+  // their whole logs again, and a shard rebuilt from that stream is the same.
+  shards.StartShard(0);
+  shards.StartShard(1);
+  for (int i = 0; i < 3; ++i) shards.KillNode(i);
+  for (int i = 0; i < 3; ++i) fs::remove_all(shards.NodeDir(i));
+  for (int i = 0; i < 3; ++i) shards.StartNode(i);
+  // Each shard finds its stream gone (or short) and publishes its log again.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return shards.Metric(0, "rollertrace_cluster_republished_commands_total") > 0 &&
+               shards.Metric(1, "rollertrace_cluster_republished_commands_total") > 0 && shards.Replicated(0) &&
+               shards.Replicated(1);
+      },
+      std::chrono::seconds(90)))
+      << ReadFile(front.dir() + "/shard-north.log");
+  shards.KillShard(0);
+  fs::remove_all(shards.ShardDir(0));
+  shards.StartShard(0);
+  shards.StopShard(0);
+  EXPECT_EQ(shards.Digest(0), north_digest) << "rebuilt from the republished stream";
+
+  // What the auditor sees through the router is unchanged.
+  shards.StartShard(0);
+  ASSERT_EQ(front.Rollerctl({"--json", "violations"}, &out), 0) << out;
+  EXPECT_EQ(out, violations);
+  ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+}
+
+}  // namespace
+}  // namespace rollertrace::testing
