@@ -3,6 +3,7 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -22,6 +23,17 @@ absl::Status NatsError(std::string_view what, natsStatus s, jsErrCode code = sta
     return absl::UnavailableError(message);
   }
   return absl::InternalError(message);
+}
+
+// FNV-1a, 64 bits: stable across processes and versions, enough to tell two
+// different commands at one index apart.
+uint64_t Fingerprint(std::string_view bytes) {
+  uint64_t h = 14695981039346656037ULL;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
 }
 
 int64_t NowMs() {
@@ -176,7 +188,13 @@ PublishOutcome JetStreamLog::Publish(uint64_t first_index, std::span<const std::
   PublishOutcome out{first_index - 1, absl::OkStatus()};
   for (size_t i = 0; i < entries.size(); ++i) {
     const uint64_t index = first_index + i;
-    const std::string id = util::Cat(options_.shard, "-", index);
+    // The id names the content too: the same command sent again is a
+    // duplicate (its earlier ack was lost), another command at this index is
+    // not, and meets the ExpectLastSeq fence instead.
+    char fingerprint[17];
+    std::snprintf(fingerprint, sizeof fingerprint, "%016llx",
+                  static_cast<unsigned long long>(Fingerprint(entries[i])));
+    const std::string id = util::Cat(options_.shard, "-", index, "-", fingerprint);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id.c_str();

@@ -57,7 +57,7 @@ class JetStreamLog {
   absl::StatusOr<StreamBounds> Bounds();
   // Publishes entries[i] (bytes) as sequence first_index + i, each fenced by
   // "the stream's last sequence is the one before" and carrying message id
-  // <shard>-<index>; waits for the acks. Returns how far the stream got.
+  // <shard>-<index>-<fingerprint of the bytes>; waits for the acks. Returns how far the stream got.
   PublishOutcome Publish(uint64_t first_index, std::span<const std::string> entries);
   // The bytes stored at `sequence`; NotFound when the stream has none there.
   absl::StatusOr<std::string> Get(uint64_t sequence);

@@ -107,6 +107,16 @@ class Shards {
         dir() + "/shard-" + s.name + ".log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
     ASSERT_TRUE(WaitForPort(s.port, std::chrono::seconds(60))) << ReadFile(dir() + "/shard-" + s.name + ".log");
   }
+  // Another ingestd claiming shard i's name, on its own directory and port.
+  std::unique_ptr<Process> StartImpostor(int i, int port) {
+    auto p = Process::Start({ROLLERTRACE_INGESTD, "--listen", "127.0.0.1:" + std::to_string(port), "--metrics", "",
+                             "--data-dir", dir() + "/impostor", "--tokens-file", dir() + "/tokens", "--cluster-nats",
+                             NatsUrls(), "--cluster-shard", shards_[i].name},
+                            dir() + "/impostor.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
+    EXPECT_TRUE(WaitForPort(port, std::chrono::seconds(60))) << ReadFile(dir() + "/impostor.log");
+    return p;
+  }
+  Process& process(int i) { return *shards_[i].process; }
   void KillShard(int i) {
     shards_[i].process->Signal(SIGKILL);
     shards_[i].process->Wait(std::chrono::seconds(10));
@@ -358,6 +368,39 @@ TEST(ClusterMode, AShardWhoseDiskIsLostIsRebuiltFromTheStreamAndFromABackup) {
   ASSERT_EQ(front.Rollerctl({"--json", "violations"}, &out), 0) << out;
   EXPECT_EQ(out, violations);
   ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+}
+
+// Two ingestds for one shard (a mistaken second start) must not fork its log:
+// the one whose publish the stream fences off stops, naming why.
+TEST(ClusterMode, ASecondIngestdForTheSameShardStopsRatherThanForkTheLog) {
+  Cluster front("cluster-fence");
+  Shards shards(front);
+  shards.StartAll();
+  std::string out;
+  ASSERT_EQ(front.Rollerctl({"register", "R-F0001", "--clinic", "clinic-north", "--needles", "540", "--needle-mm",
+                             "1.0", "--rated-penetrations", "1620000"},
+                            &out),
+            0)
+      << out;
+  const int impostor_port = FreePort();
+  auto impostor = shards.StartImpostor(0, impostor_port);
+  const std::string log = front.dir() + "/rollerctl-impostor.txt";
+  auto rollerctl = Process::Start({ROLLERTRACE_ROLLERCTL, "--server", "127.0.0.1:" + std::to_string(impostor_port),
+                                   "--token-file", front.TokenFile("admin"), "register", "R-F0002", "--clinic",
+                                   "clinic-north", "--needles", "540", "--needle-mm", "1.0", "--rated-penetrations",
+                                   "1620000"},
+                                  log);
+  ASSERT_EQ(rollerctl->Wait(std::chrono::seconds(30)), 0) << ReadFile(log);
+  // The real shard's next command collides with the impostor's at the same index.
+  EXPECT_NE(shards.RollerctlAt(0, {"register", "R-F0003", "--clinic", "clinic-north", "--needles", "540",
+                                   "--needle-mm", "1.0", "--rated-penetrations", "1620000"},
+                               &out),
+            0)
+      << out;
+  EXPECT_EQ(shards.process(0).Wait(std::chrono::seconds(30)), 76) << ReadFile(front.dir() + "/shard-north.log");
+  EXPECT_NE(ReadFile(front.dir() + "/shard-north.log").find("another ingestd writes this shard's log"),
+            std::string::npos);
+  EXPECT_TRUE(impostor->Running());
 }
 
 }  // namespace
