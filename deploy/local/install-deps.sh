@@ -13,7 +13,7 @@ packages=(
   prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
   libcpp-httplib-dev libsimdjson-dev
-  nats-server libnats-dev
+  nats-server libnats-dev python3-yaml
 )
 # Node.js and npm drive Chromium in the console's browser tests. A machine may
 # have them from elsewhere (NodeSource's nodejs bundles npm and conflicts with
