@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("-n", n, "Round trips of each kind")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--roller", roller, "Roller id (registered here)")->capture_default_str();
   app.add_flag("!--no-commands", commands, "Skip the command round trips");
+  bool acks_only = false;
+  app.add_flag("--acks-only", acks_only,
+               "Only event -> ack round trips: N events one at a time on rollers/{id}/events, each waited for on "
+               "rollers/{id}/ack (what a device waits for before it drops the event from its spool)");
   CLI11_PARSE(app, argc, argv);
 
   auto channel = grpc::CreateChannel(ingestd, grpc::InsecureChannelCredentials());
@@ -114,6 +118,34 @@ int main(int argc, char** argv) {
   }
 
   std::vector<double> over_mqtt, over_grpc, command_ms;
+  if (acks_only) {
+    uint64_t sequence = 0;
+    {
+      grpc::ClientContext ctx;
+      rollertrace::v1::GetDeviceRequest req;
+      req.set_device_id(roller);
+      rollertrace::v1::DeviceRecord r;
+      if (registry->Get(&ctx, req, &r).ok()) sequence = r.state().highest_sequence();
+    }
+    std::vector<double> ack_ms;
+    for (int i = 0; i < n; ++i) {
+      rollertrace::v1::EventBatch batch;
+      batch.set_device_id(roller);
+      auto* e = batch.add_events();
+      e->set_device_id(roller);
+      e->set_sequence(++sequence);
+      e->set_device_time_unix_ms(NowMs());
+      e->mutable_heartbeat()->set_battery_fraction(0.5);
+      const auto t0 = Clock::now();
+      if (!client.Publish(rollertrace::codec::EventsTopic(rollertrace::codec::TopicKind::kRollerEvents, roller, false), batch.SerializeAsString(), 1).ok()) continue;
+      std::unique_lock<std::mutex> lock(inbox.mu);
+      if (inbox.cv.wait_for(lock, std::chrono::seconds(10), [&] { return inbox.acked >= sequence; })) {
+        ack_ms.push_back(Ms(Clock::now() - t0));
+      }
+    }
+    Print("event -> ack at the roller", ack_ms);
+    return 0;
+  }
   for (int i = 0; i < n; ++i) {
     rollertrace::v1::AuthorizeRequest req;
     req.set_device_id(roller);
