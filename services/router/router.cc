@@ -1,6 +1,7 @@
 #include "router/router.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -99,12 +100,13 @@ Shards::Shards(cluster::ShardMap map, const std::shared_ptr<grpc::ChannelCredent
   }
 }
 
-std::unique_ptr<grpc::ClientContext> Shards::Forwarded(const grpc::ServerContext& from) {
+std::unique_ptr<grpc::ClientContext> Shards::Forwarded(const grpc::ServerContext& from, bool deadline) {
   auto c = std::make_unique<grpc::ClientContext>();
   const auto& md = from.client_metadata();
   if (auto it = md.find("authorization"); it != md.end()) {
     c->AddMetadata("authorization", std::string(it->second.data(), it->second.size()));
   }
+  if (!deadline) return c;
   if (from.deadline() != std::chrono::system_clock::time_point::max()) {
     c->set_deadline(from.deadline());
   } else {
@@ -242,6 +244,46 @@ Status IngestRouter::Ingest(ServerContext* context,
       if (!write_failed && !stream->Write(r)) write_failed = true;
     }
   });
+  // Commands a shard pushes (a lock, an unlock, a recall) come back on a
+  // companion stream per shard, opened with this bridge's token, and go out
+  // on this bridge's stream as the shard's own would (request_id 0).
+  std::atomic<bool> stopping{false};
+  std::mutex companions_mu;
+  std::vector<grpc::ClientContext*> companions(shards_.size(), nullptr);
+  std::vector<std::thread> relays;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    relays.emplace_back([&, i] {
+      while (!stopping) {
+        std::unique_ptr<grpc::ClientContext> c = Shards::Forwarded(*context, /*deadline=*/false);
+        {
+          std::lock_guard<std::mutex> lock(companions_mu);
+          if (stopping) return;
+          companions[i] = c.get();
+        }
+        auto companion = shards_.ingest(i).Ingest(c.get());
+        v1::IngestResponse pushed;
+        while (companion->Read(&pushed)) {
+          if (pushed.commands_size() == 0) continue;
+          pushed.set_request_id(0);
+          std::promise<v1::IngestResponse> ready;
+          ready.set_value(std::move(pushed));
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            answers.push_back(ready.get_future());
+          }
+          cv.notify_all();
+          pushed.Clear();
+        }
+        (void)companion->Finish();
+        {
+          std::lock_guard<std::mutex> lock(companions_mu);
+          companions[i] = nullptr;
+        }
+        // The shard went away (a restart): open it again shortly.
+        for (int k = 0; k < 10 && !stopping; ++k) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
   v1::IngestRequest request;
   while (!write_failed && stream->Read(&request)) {
     std::unique_lock<std::mutex> lock(mu);
@@ -251,6 +293,14 @@ Status IngestRouter::Ingest(ServerContext* context,
     cv.notify_all();
     request.Clear();
   }
+  {
+    std::lock_guard<std::mutex> lock(companions_mu);
+    stopping = true;
+    for (auto* c : companions) {
+      if (c != nullptr) c->TryCancel();
+    }
+  }
+  for (auto& t : relays) t.join();
   {
     std::lock_guard<std::mutex> lock(mu);
     reading = false;

@@ -40,8 +40,9 @@ class Shards {
   absl::StatusOr<size_t> ShardOfDevice(const std::string& device_id);
   void Remember(const std::string& device_id, size_t shard);
 
-  // A client context carrying the caller's token and deadline.
-  static std::unique_ptr<grpc::ClientContext> Forwarded(const grpc::ServerContext& from);
+  // A client context carrying the caller's token and (unless `deadline` is
+  // false: a stream that lives as long as the caller's) its deadline.
+  static std::unique_ptr<grpc::ClientContext> Forwarded(const grpc::ServerContext& from, bool deadline = true);
   void Counted(size_t shard, const char* method, const grpc::Status& s);
 
  private:

@@ -12,6 +12,8 @@
 #include "agent/simulator.h"
 #include "pseudonym/pseudonymizer.h"
 #include "support/cluster.h"
+#include "support/devices.h"
+#include "support/nats_cluster.h"
 #include "support/process.h"
 
 namespace rollertrace::testing {
@@ -34,11 +36,6 @@ bool Eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seco
 // clients come from `front` (a Cluster pointed at the router).
 class Shards {
  public:
-  struct Node {
-    int client_port = FreePort();
-    int cluster_port = FreePort();
-    std::unique_ptr<Process> process;
-  };
   struct Shard {
     std::string name;
     std::string clinic;
@@ -47,7 +44,7 @@ class Shards {
     std::unique_ptr<Process> process;
   };
 
-  explicit Shards(Cluster& front) : front_(front) {
+  explicit Shards(Cluster& front) : front_(front), nats_(front.dir()) {
     shards_[0].name = "north";
     shards_[0].clinic = "clinic-north";
     shards_[1].name = "south";
@@ -65,38 +62,18 @@ class Shards {
       if (s.process) s.process->Signal(SIGTERM);
     }
     for (auto& s : shards_) s.process.reset();
-    for (auto& n : nodes_) n.process.reset();
   }
 
   const std::string& dir() const { return front_.dir(); }
   static std::string Address(const Shard& s) { return "127.0.0.1:" + std::to_string(s.port); }
   std::string router_address() const { return "127.0.0.1:" + std::to_string(router_port_); }
-  std::string NatsUrls() const {
-    std::string urls;
-    for (const auto& n : nodes_) urls += (urls.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(n.client_port);
-    return urls;
-  }
-  std::string NodeDir(int i) const { return dir() + "/nats-" + std::to_string(i); }
+  std::string NatsUrls() const { return nats_.Urls(); }
+  std::string NodeDir(int i) const { return nats_.NodeDir(i); }
   std::string ShardDir(int i) const { return dir() + "/shard-" + shards_[i].name; }
   Shard& shard(int i) { return shards_[i]; }
 
-  void StartNode(int i) {
-    Node& n = nodes_[i];
-    const std::string conf = dir() + "/nats-" + std::to_string(i) + ".conf";
-    std::ofstream out(conf);
-    out << "server_name: n" << i << "\nlisten: 127.0.0.1:" << n.client_port << "\nmax_payload: 8MB\n"
-        << "jetstream { store_dir: \"" << NodeDir(i) << "\", max_file_store: 1G, max_memory_store: 64M }\n"
-        << "cluster { name: rt, listen: 127.0.0.1:" << n.cluster_port << ", routes: [";
-    for (int k = 0; k < 3; ++k) out << (k ? ", " : "") << "nats-route://127.0.0.1:" << nodes_[k].cluster_port;
-    out << "] }\n";
-    out.close();
-    n.process = Process::Start({ROLLERTRACE_NATS_SERVER, "-c", conf}, dir() + "/nats-" + std::to_string(i) + ".log");
-    ASSERT_TRUE(WaitForPort(n.client_port, std::chrono::seconds(10))) << ReadFile(dir() + "/nats-0.log");
-  }
-  void KillNode(int i) {
-    nodes_[i].process->Signal(SIGKILL);
-    nodes_[i].process->Wait(std::chrono::seconds(10));
-  }
+  void StartNode(int i) { nats_.StartNode(i); }
+  void KillNode(int i) { nats_.KillNode(i); }
 
   void StartShard(int i) {
     Shard& s = shards_[i];
@@ -170,7 +147,7 @@ class Shards {
 
  private:
   Cluster& front_;
-  Node nodes_[3];
+  NatsCluster nats_;
   Shard shards_[2];
   int router_port_ = FreePort();
   std::unique_ptr<Process> router_;
@@ -256,8 +233,8 @@ TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDouble
   })) << ReadFile(front.dir() + "/bridge-second.log");
 
   // About 20 s of traffic at this rate, so every kill below lands mid-stream.
-  const edge::SimOptions north = Clinic("clinic-north", "N", 11, 8, 28);
-  const edge::SimOptions south = Clinic("clinic-south", "S", 12, 8, 28);
+  const edge::SimOptions north = Clinic("clinic-north", "N", 11, 8, 21);
+  const edge::SimOptions south = Clinic("clinic-south", "S", 12, 8, 21);
   auto fleet_north = StartFleet(front, north, "20", "north");
   auto fleet_south = StartFleet(front, south, "20", "south");
 
@@ -368,6 +345,32 @@ TEST(ClusterMode, AShardWhoseDiskIsLostIsRebuiltFromTheStreamAndFromABackup) {
   ASSERT_EQ(front.Rollerctl({"--json", "violations"}, &out), 0) << out;
   EXPECT_EQ(out, violations);
   ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+}
+
+// Commands reach a roller through the router as they do from one ingestd: the
+// lock raised by a session that broke a rule, and an administrator's unlock,
+// pushed at once with no device traffic to ride on.
+TEST(ClusterMode, ALockAndAnUnlockReachTheRollerThroughTheRouter) {
+  Cluster front("cluster-commands");
+  Shards shards(front);
+  shards.StartAll();
+  front.StartBroker();
+  front.StartBridge();
+  v1::Device roller = Cluster::Roller("R-C0001");
+  roller.set_clinic("clinic-north");
+  front.Register(roller);
+  TestDevice device(front.mqtt_uri(), "R-C0001");
+  // Never sterilised, used anyway while offline: NOT_STERILE, and a lock.
+  device.Send({SessionStart("R-C0001-s1", "MRN-C1", Now() - kHour, /*offline=*/true)});
+  auto lock = device.NextCommand();
+  ASSERT_TRUE(lock.has_value()) << "no lock on rollers/R-C0001/command";
+  EXPECT_EQ(lock->command(), "lock");
+  std::string out;
+  ASSERT_EQ(front.Rollerctl({"unlock", "R-C0001", "--reason", "sterilised and checked", "--by", "admin-jo"}, &out), 0)
+      << out;
+  auto unlock = device.NextCommand(std::chrono::seconds(10));
+  ASSERT_TRUE(unlock.has_value()) << "the unlock never reached the roller";
+  EXPECT_EQ(unlock->command(), "unlock");
 }
 
 // Two ingestds for one shard (a mistaken second start) must not fork its log:

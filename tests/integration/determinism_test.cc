@@ -15,6 +15,7 @@
 #include "store/signer.h"
 #include "support/cluster.h"
 #include "support/devices.h"
+#include "support/nats_cluster.h"
 #include "support/process.h"
 
 namespace rollertrace::store {
@@ -260,6 +261,45 @@ TEST(Determinism, OneRecordedClinicGivesTheSameStoreInTwoProcesses) {
   ASSERT_EQ(StoreTool({"digest", "--data-dir", base + "/b"}, base + "/digest-2.out", &d2), 0) << d2;
   EXPECT_EQ(d1, d2);
   EXPECT_NE(d1.find("commands"), std::string::npos);
+}
+
+// Cluster mode (issue #16): the same recorded clinic, published into a
+// shard's JetStream stream (three nats-server nodes, R3) and consumed by an
+// ingestd shard on an empty store, gives the same store.
+TEST(Determinism, TheRecordedClinicFedFromJetStreamGivesTheSameStore) {
+  const std::string base = MakeTempDir("determinism_jetstream");
+  const std::string recorded = base + "/recorded", log = base + "/clinic.log", key = base + "/signing.pem";
+  ASSERT_NO_FATAL_FAILURE(RecordClinic(recorded, key));
+  std::string out;
+  ASSERT_EQ(StoreTool({"dump-log", "--data-dir", recorded, "--out", log}, base + "/dump.out", &out), 0) << out;
+  rollertrace::testing::NatsCluster nats(base);
+  ASSERT_NO_FATAL_FAILURE(nats.StartAll());
+  ASSERT_EQ(StoreTool({"publish", "--log", log, "--cluster-nats", nats.Urls(), "--cluster-shard", "clinic"},
+                      base + "/publish.out", &out),
+            0)
+      << out;
+  // Publishing into a stream that holds commands is refused.
+  EXPECT_EQ(StoreTool({"publish", "--log", log, "--cluster-nats", nats.Urls(), "--cluster-shard", "clinic"},
+                      base + "/publish-again.out", &out),
+            2)
+      << out;
+
+  // The shard runs the policy the clinic ended under, so it adds no policy command.
+  std::ofstream(base + "/policy.yaml") << rules::FormatPolicy(PolicyWith(4, 20));
+  const int port = rollertrace::testing::FreePort();
+  auto shard = Process::Start({ROLLERTRACE_INGESTD, "--listen", "127.0.0.1:" + std::to_string(port), "--metrics", "",
+                               "--data-dir", base + "/shard", "--insecure-no-auth", "--cluster-nats", nats.Urls(),
+                               "--cluster-shard", "clinic", "--policy", base + "/policy.yaml"},
+                              base + "/shard.log", {{"ROLLERTRACE_PSEUDONYM_SECRET", "determinism-secret-0123456789"}});
+  ASSERT_TRUE(rollertrace::testing::WaitForPort(port, std::chrono::seconds(60)))
+      << rollertrace::testing::ReadFile(base + "/shard.log");
+  ASSERT_EQ(shard->Stop(std::chrono::seconds(15)), 0) << rollertrace::testing::ReadFile(base + "/shard.log");
+  EXPECT_NE(rollertrace::testing::ReadFile(base + "/shard.log").find("catching up with the stream"), std::string::npos);
+
+  ExpectSameContent(recorded, base + "/shard");
+  auto signer = Signer::LoadOrCreate(key);
+  ASSERT_TRUE(signer.ok());
+  EXPECT_TRUE(HeadsOf(base + "/shard", signer->public_key()) == HeadsOf(recorded, signer->public_key()));
 }
 
 TEST(Determinism, TheSameCommandsGiveTheSameRecordHoweverTheyAreGrouped) {

@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--register-with", register_with, "ingestd address: register the devices there first");
   app.add_option("--token-file", token_file, "Admin bearer token for --register-with (mode 0600)");
   bool register_only = false;
+  std::string clinic;
+  app.add_option("--clinic", clinic, "With --register-with: the clinic the devices belong to (picks the shard in a cluster)");
   app.add_flag("--register-only", register_only, "With --register-with: register the devices, publish nothing");
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = rollertrace::codec::ValidateDeviceId(DeviceId(prefix, 0)); !s.ok()) {
@@ -98,6 +100,7 @@ int main(int argc, char** argv) {
       dev.set_device_id(DeviceId(prefix, d));
       dev.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
       dev.set_model("DRS-540");
+      dev.set_clinic(clinic);
       dev.set_needle_count(540);
       dev.set_needle_length_mm(1.0);
       dev.set_rated_penetrations(4'000'000'000ULL);

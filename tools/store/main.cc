@@ -5,13 +5,16 @@
 //   dump-log  write the command log to a file
 //   replay    apply a command-log file to a store (a fresh one rebuilds the original)
 //   digest    one SHA-256 per column family over every key and value, to compare stores
+//   publish   seed a cluster shard's (empty) JetStream stream from a command-log file
 #include <CLI/CLI.hpp>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 
+#include "cluster/jetstream_log.h"
 #include "store/commands.h"
 #include "util/cat.h"
 
@@ -137,6 +140,53 @@ int Digest(const std::string& dir) {
   return 0;
 }
 
+// A log file into a shard's stream, which must be empty: a shard started on an
+// empty store then rebuilds the store the log came from (docs/CLUSTER.md).
+int Publish(const std::string& log_path, const std::string& nats, const std::string& shard, int replicas) {
+  std::ifstream in(log_path, std::ios::binary);
+  if (!in) return Fail(absl::NotFoundError(rollertrace::util::Cat("cannot read ", log_path)));
+  rollertrace::cluster::LogOptions options;
+  for (size_t start = 0; start <= nats.size();) {
+    const size_t comma = std::min(nats.find(',', start), nats.size());
+    if (comma > start) options.servers.push_back(nats.substr(start, comma - start));
+    start = comma + 1;
+  }
+  options.shard = shard;
+  options.replicas = replicas;
+  auto log = rollertrace::cluster::JetStreamLog::Connect(options);
+  if (!log.ok()) return Fail(log.status());
+  auto bounds = (*log)->Bounds();
+  if (!bounds.ok()) return Fail(bounds.status());
+  if (bounds->last != 0) {
+    return Fail(absl::FailedPreconditionError(rollertrace::util::Cat(
+        "stream ", (*log)->stream(), " holds commands already (through ", bounds->last, "); publish seeds an empty one")));
+  }
+  std::vector<std::string> window;
+  uint64_t first = 1, published = 0;
+  auto flush = [&]() -> absl::Status {
+    if (window.empty()) return absl::OkStatus();
+    rollertrace::cluster::PublishOutcome out = (*log)->Publish(first, window);
+    if (!out.error.ok()) return out.error;
+    published += window.size();
+    first += window.size();
+    window.clear();
+    if (published % 10240 == 0) std::cerr << "rollertrace-store: " << published << " commands published\n";
+    return absl::OkStatus();
+  };
+  absl::Status s = rollertrace::store::ReadLogFile(in, [&](const rollertrace::v1::StoreCommand& c) -> absl::Status {
+    if (c.index() != first + window.size()) {
+      return absl::InvalidArgumentError(rollertrace::util::Cat("the log's command ", first + window.size(),
+                                                               " carries index ", c.index()));
+    }
+    window.push_back(c.SerializeAsString());
+    return window.size() >= 512 ? flush() : absl::OkStatus();
+  });
+  if (s.ok()) s = flush();
+  if (!s.ok()) return Fail(s);
+  std::cout << "published " << published << " commands to stream " << (*log)->stream() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,7 +214,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   auto* digest = app.add_subcommand("digest", "One SHA-256 per column family over every key and value");
   digest->add_option("--data-dir", dir, "The store (ingestd --data-dir)")->required()->check(CLI::ExistingDirectory);
+  std::string nats, shard;
+  int replicas = 3;
+  auto* publish = app.add_subcommand(
+      "publish", "Seed a cluster shard's empty JetStream stream from a command-log file (dump-log)");
+  publish->add_option("--log", file, "The log file (dump-log)")->required()->check(CLI::ExistingFile);
+  publish->add_option("--cluster-nats", nats, "NATS nodes, comma-separated nats://host:port")->required();
+  publish->add_option("--cluster-shard", shard, "The shard whose stream (RT_<shard>) to seed")->required();
+  publish->add_option("--cluster-replicas", replicas, "Replicas of the stream, if it is made")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 5));
   CLI11_PARSE(app, argc, argv);
+  if (*publish) return Publish(file, nats, shard, replicas);
   if (*format) return Format(dir);
   if (*migrate) return Migrate(dir);
   if (*dump) return DumpLog(dir, file, partial);
