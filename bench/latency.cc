@@ -117,16 +117,17 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Events continue after whatever this roller has stored already.
+  auto highest_sequence = [&]() -> uint64_t {
+    grpc::ClientContext ctx;
+    rollertrace::v1::GetDeviceRequest req;
+    req.set_device_id(roller);
+    rollertrace::v1::DeviceRecord r;
+    return registry->Get(&ctx, req, &r).ok() ? r.state().highest_sequence() : 0;
+  };
   std::vector<double> over_mqtt, over_grpc, command_ms;
   if (acks_only) {
-    uint64_t sequence = 0;
-    {
-      grpc::ClientContext ctx;
-      rollertrace::v1::GetDeviceRequest req;
-      req.set_device_id(roller);
-      rollertrace::v1::DeviceRecord r;
-      if (registry->Get(&ctx, req, &r).ok()) sequence = r.state().highest_sequence();
-    }
+    uint64_t sequence = highest_sequence();
     std::vector<double> ack_ms;
     for (int i = 0; i < n; ++i) {
       rollertrace::v1::EventBatch batch;
@@ -176,15 +177,7 @@ int main(int argc, char** argv) {
   Print("AuthorizeUse over gRPC", over_grpc);
 
   if (commands) {
-    uint64_t sequence = 0;
-    {
-      // Continue after whatever this roller has stored already.
-      grpc::ClientContext ctx;
-      rollertrace::v1::GetDeviceRequest req;
-      req.set_device_id(roller);
-      rollertrace::v1::DeviceRecord r;
-      if (registry->Get(&ctx, req, &r).ok()) sequence = r.state().highest_sequence();
-    }
+    uint64_t sequence = highest_sequence();
     for (int i = 0; i < n; ++i) {
       // Lock it: a session it may not start (never sterilised: NOT_STERILE).
       rollertrace::v1::IngestRequest req;

@@ -35,34 +35,11 @@ for v in "$rollers" "$days" "$rate"; do
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "run-cluster: '$v' is not a whole number" >&2; exit 2; }
 done
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-step "Installing missing Debian packages"
-bash "$root/deploy/local/install-deps.sh"
-step "Building"
-bash "$root/deploy/local/build.sh"
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-taken=" "
-pick_port() {
-  local p=$2
-  while port_busy "$p" || [[ "$taken" == *" $p "* ]]; do p=$((p + 1)); done
-  taken="$taken$p "
-  printf -v "$1" '%s' "$p"
-}
+prog=run-cluster
+source "$(dirname "$0")/../local/common.sh"
+install_and_build
 run_dir="$root/run/cluster-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
-wait_port() {  # port, log name, pid
-  for _ in $(seq 1 600); do
-    kill -0 "$3" 2>/dev/null || break
-    port_busy "$1" && return 0
-    sleep 0.1
-  done
-  echo "run-cluster: $2 did not start (nothing answers on port $1); see $run_dir/$2.log" >&2
-  tail -n 20 "$run_dir/$2.log" >&2; exit 1
-}
 
 declare -A pid_of
 order=()
@@ -109,14 +86,7 @@ start_nats() {  # index
 step "Starting three NATS JetStream nodes (client ports $nats_client_0, $nats_client_1, $nats_client_2)"
 for i in 0 1 2; do start_nats $i; done
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run_dir/pseudonym.secret"
-: >"$run_dir/tokens"
-for role in device auditor admin; do
-  token="$role-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  echo "$role $token" >>"$run_dir/tokens"
-  echo "$token" >"$run_dir/token-$role"
-done
-chmod 600 "$run_dir/pseudonym.secret" "$run_dir/tokens" "$run_dir"/token-*
+make_secrets
 sed -e "s|127.0.0.1:50061|127.0.0.1:$north_port|" -e "s|127.0.0.1:50062|127.0.0.1:$south_port|" \
   "$root/deploy/cluster/shards.yaml" >"$run_dir/shards.yaml"
 

@@ -44,32 +44,9 @@ for v in "$violations" "$override"; do
   [[ "$v" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "run-demo: '$v' is not a share between 0 and 1" >&2; exit 2; }
 done
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-step "Installing missing Debian packages"
-bash "$root/deploy/local/install-deps.sh"
-step "Building"
-bash "$root/deploy/local/build.sh"
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-taken=" "
-pick_port() {  # VAR DEFAULT: the contract's default port, or the next free one above it
-  local p=$2
-  while port_busy "$p" || [[ "$taken" == *" $p "* ]]; do p=$((p + 1)); done
-  [ "$p" = "$2" ] || echo "run-demo: port $2 is busy, using $p instead" >&2
-  taken="$taken$p "
-  printf -v "$1" '%s' "$p"
-}
-wait_port() {  # port, log name, pid
-  for _ in $(seq 1 200); do
-    kill -0 "$3" 2>/dev/null || break
-    port_busy "$1" && return 0
-    sleep 0.1
-  done
-  echo "run-demo: $2 did not start (nothing answers on port $1); see $run_dir/$2.log" >&2; tail -n 20 "$run_dir/$2.log" >&2; exit 1
-}
+prog=run-demo
+source "$(dirname "$0")/common.sh"
+install_and_build
 
 run_dir="$root/run/demo-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
@@ -102,16 +79,8 @@ pids+=($!)
 wait_port "$mqtt_port" mosquitto $!
 
 step "Starting ingestd on 127.0.0.1:$grpc_port (metrics :$ingest_metrics)"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run_dir/pseudonym.secret"
-chmod 600 "$run_dir/pseudonym.secret"
 # One bearer token per role: the bridge is a device, rollerctl here is an admin.
-: >"$run_dir/tokens"
-for role in device auditor admin; do
-  token="$role-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  echo "$role $token" >>"$run_dir/tokens"
-  echo "$token" >"$run_dir/token-$role"
-done
-chmod 600 "$run_dir/tokens" "$run_dir"/token-*
+make_secrets
 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc_port" --metrics "127.0.0.1:$ingest_metrics" \
   --data-dir "$run_dir/ingestd-db" --pseudonym-secret-file "$run_dir/pseudonym.secret" \
   --tokens-file "$run_dir/tokens" --signing-key "$run_dir/signing.pem" --checkpoint-interval-s 5 \

@@ -93,6 +93,11 @@ Shards::Shards(cluster::ShardMap map, const std::shared_ptr<grpc::ChannelCredent
                    .Add({})) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  // A shard that restarts is reached again within a second, not after gRPC's
+  // default back-off of up to two minutes.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   for (const auto& s : map_.shards()) {
     auto channel = grpc::CreateCustomChannel(s.address, credentials, args);
     shards_.push_back({v1::IngestService::NewStub(channel), v1::RegistryService::NewStub(channel),
@@ -102,6 +107,8 @@ Shards::Shards(cluster::ShardMap map, const std::shared_ptr<grpc::ChannelCredent
 
 std::unique_ptr<grpc::ClientContext> Shards::Forwarded(const grpc::ServerContext& from, bool deadline) {
   auto c = std::make_unique<grpc::ClientContext>();
+  // A shard briefly away (a restart) is waited for, up to the deadline.
+  c->set_wait_for_ready(true);
   const auto& md = from.client_metadata();
   if (auto it = md.find("authorization"); it != md.end()) {
     c->AddMetadata("authorization", std::string(it->second.data(), it->second.size()));
@@ -110,7 +117,7 @@ std::unique_ptr<grpc::ClientContext> Shards::Forwarded(const grpc::ServerContext
   if (from.deadline() != std::chrono::system_clock::time_point::max()) {
     c->set_deadline(from.deadline());
   } else {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   }
   return c;
 }
@@ -140,6 +147,7 @@ absl::StatusOr<size_t> Shards::ShardOfDevice(const std::string& device_id) {
   for (size_t i = 0; i < shards_.size(); ++i) {
     grpc::ClientContext c;
     if (!lookup_token_.empty()) c.AddMetadata("authorization", "Bearer " + lookup_token_);
+    c.set_wait_for_ready(true);
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::GetDeviceRequest request;
     request.set_device_id(device_id);

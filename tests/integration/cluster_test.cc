@@ -13,6 +13,7 @@
 #include "pseudonym/pseudonymizer.h"
 #include "support/cluster.h"
 #include "support/devices.h"
+#include "support/stored.h"
 #include "support/nats_cluster.h"
 #include "support/process.h"
 
@@ -181,41 +182,6 @@ std::unique_ptr<Process> StartFleet(Cluster& front, const edge::SimOptions& o, c
                           "fleet-" + name + ".log");
 }
 
-// Every event the clinic planned is stored once, in order, with no open gap
-// (asked through the router).
-void ExpectStoredExactlyOnce(Cluster& front, const edge::SimOptions& options) {
-  edge::ClinicSimulator clinic(options);
-  auto pseudonymizer = pseudonym::Pseudonymizer::FromSecret(kTestSecret);
-  ASSERT_TRUE(pseudonymizer.ok());
-  std::map<std::string, std::vector<Event>> expected;
-  for (const auto& e : clinic.events()) expected[e.event.device_id()].push_back(e.event);
-  ASSERT_GE(expected.size(), static_cast<size_t>(options.rollers));
-  for (const auto& [id, events] : expected) {
-    std::vector<v1::StoredEvent> stored = front.History(id);
-    ASSERT_EQ(stored.size(), events.size()) << "device " << id;
-    for (size_t i = 0; i < events.size(); ++i) {
-      Event got = stored[i].event();
-      if (got.has_session_started()) {
-        got.mutable_session_started()->clear_decision_id();
-        got.mutable_session_started()->clear_offline_decision();
-      }
-      Event want = events[i];
-      want.set_sequence(i + 1);
-      if (want.has_session_started()) {
-        auto* s = want.mutable_session_started();
-        s->set_patient_pseudonym(pseudonymizer->Pseudonym(s->patient_ref()));
-        s->clear_patient_ref();
-      }
-      ASSERT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
-          << "device " << id << " position " << i << "\nstored: " << stored[i].event().ShortDebugString()
-          << "\nwanted: " << want.ShortDebugString();
-    }
-    v1::DeviceRecord record = front.Device(id);
-    EXPECT_EQ(record.state().events_stored(), events.size()) << id;
-    EXPECT_EQ(record.state().open_gaps_size(), 0) << id;
-  }
-}
-
 TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDoubled) {
   Cluster front("cluster-fleet");
   Shards shards(front);
@@ -251,8 +217,8 @@ TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDouble
 
   ASSERT_EQ(fleet_north->Wait(std::chrono::seconds(180)), 0) << ReadFile(fleet_north->log_path());
   ASSERT_EQ(fleet_south->Wait(std::chrono::seconds(180)), 0) << ReadFile(fleet_south->log_path());
-  ExpectStoredExactlyOnce(front, north);
-  ExpectStoredExactlyOnce(front, south);
+  ExpectStoredExactlyOnce(front, north, /*authorized=*/true);
+  ExpectStoredExactlyOnce(front, south, /*authorized=*/true);
 
   // Each clinic lives on its own shard, and only there.
   std::string out;
