@@ -337,6 +337,32 @@ TEST(ClusterMode, ALockAndAnUnlockReachTheRollerThroughTheRouter) {
   auto unlock = device.NextCommand(std::chrono::seconds(10));
   ASSERT_TRUE(unlock.has_value()) << "the unlock never reached the roller";
   EXPECT_EQ(unlock->command(), "unlock");
+
+  // The web console works against the router unchanged: an auditor signs in
+  // and reads the roller's page and the violations.
+  const int port = FreePort();
+  auto console = Process::Start({ROLLERTRACE_CONSOLE, "--listen", "127.0.0.1:" + std::to_string(port), "--ingestd",
+                                 shards.router_address(), "--metrics", ""},
+                                front.dir() + "/console.log");
+  ASSERT_TRUE(WaitForPort(port, std::chrono::seconds(10))) << ReadFile(front.dir() + "/console.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  const std::string jar = front.dir() + "/cookies";
+  auto curl = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {ROLLERTRACE_CURL, "-sS", "--max-time", "20", "-b", jar, "-c", jar};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::remove((front.dir() + "/curl.out").c_str());
+    EXPECT_EQ(Process::Start(argv, front.dir() + "/curl.out")->Wait(std::chrono::seconds(30)), 0);
+    return ReadFile(front.dir() + "/curl.out");
+  };
+  const std::string token = ReadFile(front.TokenFile("auditor"));
+  const std::string signed_in = curl({"-i", "--data-urlencode", "token=" + token.substr(0, token.find('\n')),
+                                      url + "/login"});
+  ASSERT_NE(signed_in.find("HTTP/1.1 303"), std::string::npos) << signed_in;
+  const std::string page = curl({url + "/roller/R-C0001"});
+  EXPECT_NE(page.find("R-C0001"), std::string::npos) << page;
+  EXPECT_NE(page.find("admin-jo"), std::string::npos) << page;
+  const std::string violations = curl({url + "/violations"});
+  EXPECT_NE(violations.find("NOT_STERILE"), std::string::npos) << violations;
 }
 
 // Two ingestds for one shard (a mistaken second start) must not fork its log:
