@@ -182,7 +182,7 @@ std::unique_ptr<Process> StartFleet(Cluster& front, const edge::SimOptions& o, c
                           "fleet-" + name + ".log");
 }
 
-TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDoubled) {
+TEST(ClusterMode, AFleetOutlivesKilledNatsNodesABridgeAndAShardsDiskWithNothingLostOrDoubled) {
   Cluster front("cluster-fleet");
   Shards shards(front);
   shards.StartAll();
@@ -213,6 +213,12 @@ TEST(ClusterMode, AFleetOutlivesKilledNatsNodesAndABridgeWithNothingLostOrDouble
   std::this_thread::sleep_for(std::chrono::seconds(3));
   shards.StartNode(1);
   front.KillBridge();  // its share goes on through the other bridge
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Shard north loses its disk mid-stream: a replacement rebuilds from the stream
+  // and the clinic's devices send again whatever was not acknowledged.
+  shards.KillShard(0);
+  fs::remove_all(shards.ShardDir(0));
+  shards.StartShard(0);
   EXPECT_TRUE(fleet_north->Running()) << "the fleet was done before the kills: give it more to send";
 
   ASSERT_EQ(fleet_north->Wait(std::chrono::seconds(180)), 0) << ReadFile(fleet_north->log_path());
