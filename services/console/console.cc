@@ -82,6 +82,13 @@ std::string CycleLink(const std::string& steriliser, uint64_t n) {
 }
 std::string Short(const std::string& pseudonym) { return pseudonym.substr(0, 18); }
 
+Cell PatientCell(const std::string& pseudonym, bool link) {
+  if (pseudonym.empty()) return Cell("");
+  Cell c(Short(pseudonym), link ? "/patient?pseudonym=" + UrlEncode(pseudonym) : "");
+  c.csv = pseudonym;
+  return c;
+}
+
 std::string Hidden(const std::string& name, const std::string& value) {
   return "<input type=\"hidden\" name=\"" + Escape(name) + "\" value=\"" + Escape(value) + "\">";
 }

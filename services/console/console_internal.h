@@ -27,6 +27,9 @@ std::string RollerLink(const std::string& id);
 std::string CycleLink(const std::string& steriliser, uint64_t n);
 // As rollerctl shows them: "p-" and 16 hex digits (the full one on the patient's page).
 std::string Short(const std::string& pseudonym);
+// A patient in a table: short on the page, linked to the patient's page
+// (unless `link` is false), whole in the CSV, which hands it on.
+Cell PatientCell(const std::string& pseudonym, bool link = true);
 std::string Hidden(const std::string& name, const std::string& value);
 int64_t ParseDateParam(const httplib::Request& req, const std::string& name, int64_t fallback);
 // The box console.js fills with violations and locks as they happen.

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "rollerctl/format.h"
 #include "util/cat.h"
 #include "util/html.h"
 
@@ -77,6 +78,12 @@ std::string Local(int64_t unix_ms, const char* format) {
 std::string LocalTime(int64_t unix_ms) { return unix_ms == 0 ? "-" : Local(unix_ms, "%Y-%m-%d %H:%M:%S %Z"); }
 std::string LocalDate(int64_t unix_ms) { return Local(unix_ms, "%Y-%m-%d"); }
 
+Cell At(int64_t unix_ms) {
+  Cell c(LocalTime(unix_ms));
+  c.csv = rollerctl::FormatTime(unix_ms);
+  return c;
+}
+
 std::string RenderTable(const Table& table, const std::string& self_query, size_t page, size_t per_page) {
   std::string out;
   const size_t total = table.rows.size();
@@ -144,7 +151,7 @@ std::string RenderCsv(const Table& table) {
   line(table.headers);
   for (const auto& row : table.rows) {
     std::vector<std::string> fields;
-    for (const Cell& c : row) fields.push_back(c.text);
+    for (const Cell& c : row) fields.push_back(c.csv.empty() ? c.text : c.csv);
     line(fields);
   }
   return out;

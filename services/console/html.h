@@ -25,14 +25,18 @@ std::string LocalTime(int64_t unix_ms);
 // "2026-12-02" in the display zone (form values, chart labels).
 std::string LocalDate(int64_t unix_ms);
 
-// One cell: text, and a link when href is set.
+// One cell: text, and a link when href is set. A time (At) shows in the
+// display zone and downloads in UTC, like every export.
 struct Cell {
   std::string text;
   std::string href;
+  std::string csv;  // what the CSV holds, when not the text
   Cell(std::string t) : text(std::move(t)) {}  // NOLINT: cells are mostly plain text
   Cell(const char* t) : text(t) {}             // NOLINT
   Cell(std::string t, std::string h) : text(std::move(t)), href(std::move(h)) {}
 };
+// "2026-12-02 09:30:05 CET" on the page, "2026-12-02 08:30:05 UTC" in the CSV.
+Cell At(int64_t unix_ms);
 
 struct Table {
   std::string id;  // names the CSV download: <id>.csv

@@ -29,7 +29,7 @@ void Console::Overview(Call& c) {
     const auto& d = r.device();
     if (d.kind() == v1::DEVICE_KIND_STERILISER) {
       sterilisers.rows.push_back({d.device_id(), d.model(), std::to_string(r.state().events_stored()),
-                                  LocalTime(r.state().last_receive_unix_ms()),
+                                  At(r.state().last_receive_unix_ms()),
                                   Cell(r.state().open_gaps_size() ? Cat(r.state().open_gaps_size(), " open gaps") : "complete",
                                        "/gaps/" + UrlEncode(d.device_id()))});
       continue;
@@ -44,9 +44,9 @@ void Console::Overview(Call& c) {
                      : Cell(Cat(use.last_cycle().steriliser_id(), " #", use.last_cycle().cycle_number()),
                             CycleLink(use.last_cycle().steriliser_id(), use.last_cycle().cycle_number()));
     rollers.rows.push_back({Cell(d.device_id(), RollerLink(d.device_id())), state, why,
-                            use.bound_patient().empty() ? "-" : Short(use.bound_patient()),
+                            use.bound_patient().empty() ? Cell("-") : PatientCell(use.bound_patient(), false),
                             std::to_string(r.state().sessions_started()), Wear(r), cycle,
-                            LocalTime(r.state().last_receive_unix_ms())});
+                            At(r.state().last_receive_unix_ms())});
   }
   if (c.Csv(rollers) || c.Csv(sterilisers)) return;
   // Sterilisers' cycles still waiting for a biological indicator (last 90 days).
@@ -59,7 +59,7 @@ void Console::Overview(Call& c) {
     for (const auto& cy : report.pending_indicators()) {
       pending.rows.push_back({Cell(Cat(cy.cycle().steriliser_id(), " #", cy.cycle().cycle_number()),
                                    CycleLink(cy.cycle().steriliser_id(), cy.cycle().cycle_number())),
-                              LocalTime(cy.cycle().end_unix_ms()), cy.cycle().method(),
+                              At(cy.cycle().end_unix_ms()), cy.cycle().method(),
                               std::to_string(cy.cycle().load_size()) + " rollers"});
     }
   }
@@ -76,6 +76,21 @@ void Console::Overview(Call& c) {
   body += "<h2>Sterilisers</h2>" + RenderTable(sterilisers, c.SelfQuery());
   Page(c, "Fleet", body);
 }
+
+namespace {
+// A session's line on the roller's timeline; its end in the display zone on
+// the page, in UTC in the CSV.
+Cell SessionDetail(const v1::SessionRecord& s, const std::string& decision) {
+  auto line = [&](const std::string& ended) {
+    return Cat(s.session_id(), " by ", s.operator_id(), "; ended ", ended, "; wear at start ",
+               static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
+               s.at_risk() ? "; AT RISK: " + s.at_risk_reason() : "");
+  };
+  Cell c(line(LocalTime(s.end_unix_ms())));
+  c.csv = line(rollerctl::FormatTime(s.end_unix_ms()));
+  return c;
+}
+}  // namespace
 
 void Console::Roller(Call& c) {
   const std::string id = c.req.matches[1];
@@ -97,11 +112,9 @@ void Console::Roller(Call& c) {
     std::string decision = s.decision().decision_id().empty() ? "" : (s.decision().allowed() ? "allowed" : "DENIED");
     if (s.offline_decision()) decision += " (offline)";
     entries.push_back({s.start_unix_ms(),
-                       {LocalTime(s.start_unix_ms()), "session",
-                        Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
-                        Cat(s.session_id(), " by ", s.operator_id(), "; ended ", LocalTime(s.end_unix_ms()),
-                            "; wear at start ", static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
-                            s.at_risk() ? "; AT RISK: " + s.at_risk_reason() : ""),
+                       {At(s.start_unix_ms()), "session",
+                        PatientCell(s.patient_pseudonym()),
+                        SessionDetail(s, decision),
                         s.cycle().steriliser_id().empty()
                             ? Cell("no cycle")
                             : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
@@ -109,7 +122,7 @@ void Console::Roller(Call& c) {
   }
   for (const auto& cy : trail.cycles()) {
     entries.push_back({cy.cycle().end_unix_ms(),
-                       {LocalTime(cy.cycle().end_unix_ms()), "sterilised", "",
+                       {At(cy.cycle().end_unix_ms()), "sterilised", "",
                         Cat(cy.cycle().method(), " ", cy.cycle().exposure_temperature_c(), " °C for ",
                             cy.cycle().exposure_seconds(), " s: ",
                             cy.parameters_passed() ? "parameters passed" : "FAILED its parameters", "; chemical ",
@@ -120,21 +133,21 @@ void Console::Roller(Call& c) {
   }
   for (const auto& v : trail.violations()) {
     entries.push_back({v.detected_unix_ms(),
-                       {LocalTime(v.detected_unix_ms()), "violation " + v.rule(),
-                        v.patient_pseudonym().empty() ? Cell("") : Cell(Short(v.patient_pseudonym())),
+                       {At(v.detected_unix_ms()), "violation " + v.rule(),
+                        PatientCell(v.patient_pseudonym(), false),
                         v.detail() + (v.locked() ? " (roller locked)" : ""), Cell(v.session_id())}});
   }
   for (const auto& l : trail.log()) {
-    entries.push_back({l.unix_ms(), {LocalTime(l.unix_ms()), l.kind(), "", l.reason(), Cell(l.by())}});
+    entries.push_back({l.unix_ms(), {At(l.unix_ms()), l.kind(), "", l.reason(), Cell(l.by())}});
   }
   for (const auto& f : trail.findings()) {
     entries.push_back({f.detected_unix_ms(),
-                       {LocalTime(f.detected_unix_ms()), "finding " + f.kind(), "", f.detail(),
+                       {At(f.detected_unix_ms()), "finding " + f.kind(), "", f.detail(),
                         Cell(Cat("sequence ", f.sequence()))}});
   }
   for (const auto& g : r.state().open_gaps()) {
     entries.push_back({g.opened_unix_ms(),
-                       {LocalTime(g.opened_unix_ms()), "gap (open)", "", Cat("sequences ", g.first(), "–", g.last()),
+                       {At(g.opened_unix_ms()), "gap (open)", "", Cat("sequences ", g.first(), "–", g.last()),
                         ""}});
   }
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.t > b.t; });
@@ -201,8 +214,8 @@ void Console::Gaps(Call& c) {
   size_t open = 0;
   for (const auto& g : gaps.gaps()) {
     if (g.closed_unix_ms() == 0) ++open;
-    table.rows.push_back({Cat(g.first(), "–", g.last()), LocalTime(g.opened_unix_ms()),
-                          g.closed_unix_ms() == 0 ? "STILL OPEN" : LocalTime(g.closed_unix_ms())});
+    table.rows.push_back({Cat(g.first(), "–", g.last()), At(g.opened_unix_ms()),
+                          g.closed_unix_ms() == 0 ? Cell("STILL OPEN") : At(g.closed_unix_ms())});
   }
   if (c.Csv(table)) return;
   std::string body = Cat("<p id=\"completeness\" class=\"", open == 0 ? "ok" : "deny", "\">",
@@ -238,7 +251,7 @@ void Console::Patient(Call& c) {
   Table sessions{"sessions", {"start", "roller", "session", "operator", "cycle relied on", "decision", "at risk"}, {}};
   for (const auto& s : trail.sessions()) {
     sessions.rows.push_back(
-        {LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())), s.session_id(), s.operator_id(),
+        {At(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())), s.session_id(), s.operator_id(),
          s.cycle().steriliser_id().empty() ? Cell("none")
                                            : Cell(Cat(s.cycle().steriliser_id(), " #", s.cycle().cycle_number()),
                                                   CycleLink(s.cycle().steriliser_id(), s.cycle().cycle_number())),
@@ -275,8 +288,8 @@ void Console::Cycle(Call& c) {
   for (const auto& r : p.load()) load.rows.push_back({Cell(r, RollerLink(r))});
   Table sessions{"sessions", {"start", "roller", "patient", "session", "at risk"}, {}};
   for (const auto& s : trail.sessions()) {
-    sessions.rows.push_back({LocalTime(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())),
-                             Cell(Short(s.patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(s.patient_pseudonym())),
+    sessions.rows.push_back({At(s.start_unix_ms()), Cell(s.device_id(), RollerLink(s.device_id())),
+                             PatientCell(s.patient_pseudonym()),
                              s.session_id(), s.at_risk() ? s.at_risk_reason() : ""});
   }
   if (c.Csv(load) || c.Csv(sessions)) return;
@@ -332,11 +345,9 @@ void Console::Violations(Call& c) {
   Table table{"violations", {"detected", "rule", "severity", "roller", "patient", "session", "detail", "locked"}, {}};
   for (const auto& vv : list) {
     const v1::Violation* v = &vv;
-    table.rows.push_back({LocalTime(v->detected_unix_ms()), Cell(v->rule(), "/violations?rule=" + UrlEncode(v->rule())),
+    table.rows.push_back({At(v->detected_unix_ms()), Cell(v->rule(), "/violations?rule=" + UrlEncode(v->rule())),
                           rollerctl::SeverityName(v->severity()), Cell(v->device_id(), RollerLink(v->device_id())),
-                          v->patient_pseudonym().empty()
-                              ? Cell("-")
-                              : Cell(Short(v->patient_pseudonym()), "/patient?pseudonym=" + UrlEncode(v->patient_pseudonym())),
+                          v->patient_pseudonym().empty() ? Cell("-") : PatientCell(v->patient_pseudonym()),
                           v->session_id(), v->detail(), v->locked() ? "yes" : ""});
   }
   if (c.Csv(table)) return;
@@ -415,12 +426,15 @@ void Console::Report(Call& c) {
     out += "<script nonce=\"" + nonce + "\">";
     pos = at + 8;
   }
-  const std::string bar = "<p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(LocalDate(from)) +
+  const std::string bar = "<style>@media print { .noprint { display: none; } }</style><p class=\"noprint\"><a href=\"/\">← console</a> · period from " + Escape(LocalDate(from)) +
                           " · <a href=\"/report?from=" + UrlEncode(LocalDate(now - 7LL * 24 * 3600 * 1000)) +
                           "\">last 7 days</a> · print this page to PDF from the browser · download: " + downloads +
                           "</p>";
   const size_t body_at = out.find("<body>");
   if (body_at != std::string::npos) out.insert(body_at + 6, bar);
+  // This page's policy instead of the console's (httplib adds a header, and
+  // two policies would both apply: the report's own styles were refused).
+  c.res.headers.erase("Content-Security-Policy");
   c.res.set_header("Content-Security-Policy",
                    "default-src 'none'; script-src 'nonce-" + nonce +
                        "'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'");

@@ -22,6 +22,9 @@ struct ClusterOptions {
   std::string shard;
   int replicas = 3;
   int retention_days = 400;
+  // How long a starting shard waits for JetStream to answer (a node that just
+  // restarted, a stream electing its leader) before it gives up.
+  int start_wait_s = 300;
 };
 
 class ClusterShard : public Durability {

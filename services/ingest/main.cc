@@ -111,6 +111,10 @@ int main(int argc, char** argv) {
                  "Cluster mode: days the stream keeps a command (a rebuild needs a backup younger than this)")
       ->capture_default_str()
       ->check(CLI::Range(1, 36500));
+  app.add_option("--cluster-start-wait-s", cluster.start_wait_s,
+                 "Cluster mode: seconds a starting shard waits for JetStream to answer before it gives up")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
   CLI11_PARSE(app, argc, argv);
   if (cluster_nats.empty() != cluster.shard.empty()) {
     std::cerr << "ingestd: cluster mode needs both --cluster-nats and --cluster-shard\n";

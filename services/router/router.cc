@@ -6,7 +6,9 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <map>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "util/cat.h"
@@ -18,6 +20,11 @@ using grpc::ServerContext;
 using grpc::Status;
 using grpc::StatusCode;
 namespace v1 = rollertrace::v1;
+
+// The most of one archive the router holds while it finds the archive's shard.
+constexpr size_t kMaxImportBytes = size_t{256} << 20;
+// The archive kind of a device's definition (lib/store/schema.cc, "devices").
+constexpr std::string_view kDeviceRecordKind = "devices";
 
 Status ToGrpc(const absl::Status& s) {
   StatusCode code = StatusCode::INTERNAL;
@@ -374,12 +381,10 @@ Status ComplianceRouter::Export(ServerContext* context, const v1::ExportRequest*
     if (!i.ok()) return ToGrpc(i.status());
     owners.insert(*i);
   }
-  if (request->device_ids().empty() && shards_.size() == 1) owners.insert(0);
+  if (request->device_ids().empty()) return ExportPeriod(*context, *request, writer);
   if (owners.size() != 1) {
     return {StatusCode::FAILED_PRECONDITION,
-            owners.empty() ? "an export by period spans every shard: export by device (rollerctl export --device …), "
-                             "or from each shard's own address"
-                           : "these devices are on different shards: export each shard's devices separately"};
+            "these devices are on different shards: export each shard's devices separately"};
   }
   const size_t i = *owners.begin();
   return Forward(shards_, i, *context, "Export", [&](grpc::ClientContext* c) {
@@ -395,14 +400,134 @@ Status ComplianceRouter::Export(ServerContext* context, const v1::ExportRequest*
   });
 }
 
+// A period spans every shard: each shard's archive of the period, one after
+// the other under one header, as one archive. Every record belongs to one
+// device and every device to one shard, so the archive is what one ingestd
+// holding every clinic would have exported; it imports into a single-machine
+// ingestd (through the router it is refused as spanning shards).
+Status ComplianceRouter::ExportPeriod(const ServerContext& context, const v1::ExportRequest& request,
+                                      grpc::ServerWriter<v1::ArchiveChunk>* writer) {
+  v1::ExportRequest one = request;
+  if (one.to_unix_ms() <= 0) {  // every shard's "now" the same
+    one.set_to_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count());
+  }
+  struct Part {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReader<v1::ArchiveChunk>> reader;
+    v1::ArchiveChunk first;
+  };
+  std::vector<Part> parts(shards_.size());
+  auto failed = [&](size_t i, Status s) {
+    shards_.Counted(i, "Export", s);
+    for (Part& p : parts) {
+      if (p.context) p.context->TryCancel();
+    }
+    return Status{s.error_code(), util::Cat("shard ", shards_.shard(i).name, ": ", s.error_message())};
+  };
+  // The headers first: the archive's names every device of every shard.
+  v1::ArchiveChunk head;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Part& p = parts[i];
+    p.context = Shards::Forwarded(context);
+    p.reader = shards_.compliance(i).Export(p.context.get(), one);
+    if (!p.reader->Read(&p.first) || !p.first.has_header()) {
+      Status s = p.reader->Finish();
+      return failed(i, s.ok() ? Status{StatusCode::INTERNAL, "its archive has no header"} : s);
+    }
+    v1::ArchiveHeader* h = head.mutable_header();
+    if (i == 0) {
+      *h = p.first.header();
+      h->clear_device_ids();
+    }
+    h->set_created_unix_ms(std::max(h->created_unix_ms(), p.first.header().created_unix_ms()));
+    for (const std::string& id : p.first.header().device_ids()) h->add_device_ids(id);
+  }
+  std::sort(head.mutable_header()->mutable_device_ids()->begin(), head.mutable_header()->mutable_device_ids()->end());
+  if (!writer->Write(head)) return failed(0, {StatusCode::CANCELLED, "the client went away"});
+  uint64_t records = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Part& p = parts[i];
+    uint64_t mine = 0;
+    bool trailer = false;
+    v1::ArchiveChunk chunk = std::move(p.first);
+    chunk.clear_header();
+    do {
+      if (chunk.has_trailer()) {
+        trailer = chunk.trailer().records() == mine + static_cast<uint64_t>(chunk.records_size());
+        chunk.clear_trailer();
+      }
+      mine += static_cast<uint64_t>(chunk.records_size());
+      if (chunk.records_size() > 0 && !writer->Write(chunk)) {
+        return failed(i, {StatusCode::CANCELLED, "the client went away"});
+      }
+    } while (p.reader->Read(&chunk));
+    Status s = p.reader->Finish();
+    if (s.ok() && !trailer) s = {StatusCode::INTERNAL, "its archive ended without a matching trailer"};
+    if (!s.ok()) return failed(i, s);
+    shards_.Counted(i, "Export", s);
+    records += mine;
+  }
+  v1::ArchiveChunk tail;
+  tail.mutable_trailer()->set_records(records);
+  if (!writer->Write(tail)) return {StatusCode::CANCELLED, "the client went away"};
+  return Status::OK;
+}
+
 Status ComplianceRouter::Import(ServerContext* context, grpc::ServerReader<v1::ArchiveChunk>* reader,
                                 v1::ImportResult* response) {
-  (void)context;
-  (void)reader;
-  (void)response;
-  return {StatusCode::FAILED_PRECONDITION,
-          "in a cluster an archive is imported into its clinic's shard directly: rollerctl --ingestd <that shard's "
-          "address, from the shard map> import …"};
+  // An archive goes to the shard of its devices' clinics: each device it
+  // holds comes with its definition, which names the clinic. It is held here
+  // until the whole archive has arrived (the shard checks it whole anyway),
+  // and refused if its clinics live on different shards: one import is one
+  // command of one shard's log.
+  std::vector<v1::ArchiveChunk> held;
+  size_t bytes = 0;
+  std::map<size_t, std::set<std::string>> clinics;  // shard -> the archive's clinics on it
+  v1::ArchiveChunk chunk;
+  while (reader->Read(&chunk)) {
+    bytes += chunk.ByteSizeLong();
+    if (bytes > kMaxImportBytes) {
+      return {StatusCode::RESOURCE_EXHAUSTED,
+              util::Cat("the archive is larger than ", kMaxImportBytes >> 20,
+                        " MiB, the most the router holds; import it into its shard directly; nothing was imported")};
+    }
+    for (const v1::ArchiveRecord& r : chunk.records()) {
+      if (r.kind() != kDeviceRecordKind) continue;
+      v1::DeviceRecord d;
+      if (!d.ParseFromString(r.value())) continue;  // the shard names what is wrong with it
+      clinics[shards_.ShardOfClinic(d.device().clinic())].insert(d.device().clinic());
+    }
+    held.push_back(std::move(chunk));
+  }
+  if (context->IsCancelled()) return {StatusCode::CANCELLED, "the import was cancelled; nothing was imported"};
+  if (clinics.size() > 1) {
+    std::string where;
+    for (const auto& [i, names] : clinics) {
+      where += util::Cat(where.empty() ? "" : "; ", shards_.shard(i).name, ":");
+      for (const std::string& c : names) where += util::Cat(" ", c.empty() ? "(no clinic)" : c);
+    }
+    return {StatusCode::FAILED_PRECONDITION,
+            util::Cat("the archive holds devices of clinics on different shards (", where,
+                      "): export and import each shard's clinics separately; nothing was imported")};
+  }
+  // With no device definition at all the default shard says what is wrong.
+  const size_t i = clinics.empty() ? shards_.ShardOfClinic("") : clinics.begin()->first;
+  return Forward(shards_, i, *context, "Import", [&](grpc::ClientContext* c) {
+    std::unique_ptr<grpc::ClientWriter<v1::ArchiveChunk>> writer = shards_.compliance(i).Import(c, response);
+    for (const v1::ArchiveChunk& one : held) {
+      if (!writer->Write(one)) break;  // the shard has answered: Finish says how
+    }
+    writer->WritesDone();
+    Status s = writer->Finish();
+    if (s.ok()) {
+      for (const v1::ArchiveChunk& one : held) {
+        for (const std::string& id : one.header().device_ids()) shards_.Remember(id, i);
+      }
+    }
+    return s;
+  });
 }
 
 Status ComplianceRouter::Backup(ServerContext* context, const v1::BackupRequest* request, v1::BackupResult* response) {

@@ -117,6 +117,8 @@ class ComplianceRouter final : public rollertrace::v1::ComplianceService::Servic
   grpc::Status Gaps(grpc::ServerContext*, const rollertrace::v1::GapsRequest*, rollertrace::v1::GapsResponse*) override;
 
  private:
+  grpc::Status ExportPeriod(const grpc::ServerContext& context, const rollertrace::v1::ExportRequest& request,
+                            grpc::ServerWriter<rollertrace::v1::ArchiveChunk>* writer);
   Shards& shards_;
 };
 

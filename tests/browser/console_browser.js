@@ -28,6 +28,24 @@ async function signIn(page, tokenFile) {
   await Promise.all([page.waitForNavigation(), page.click('#sign-in')]);
 }
 
+// The page as printed: what of the console's chrome still shows, how many
+// tables do, and the PDF Chromium makes of it (kept beside the screenshots).
+async function printed(page, name) {
+  await page.emulateMediaType('print');
+  const seen = await page.evaluate(() => {
+    const visible = e => getComputedStyle(e).display !== 'none' && e.getClientRects().length > 0;
+    return {
+      chrome: [...document.querySelectorAll('header, form, a.csv, .pages, .live, .live-status, button, .noprint')]
+          .filter(visible).map(e => e.outerHTML.slice(0, 60)),
+      tables: [...document.querySelectorAll('table')].filter(visible).length,
+    };
+  });
+  const pdf = Buffer.from(await page.pdf({format: 'A4'}));
+  fs.writeFileSync(`${scenario.screenshots}/${name}.pdf`, pdf);
+  await page.emulateMediaType(null);
+  return {...seen, pdf: pdf.subarray(0, 5).toString('latin1') === '%PDF-' && pdf.length > 2000};
+}
+
 async function text(page, selector) {
   return page.$eval(selector, e => e.textContent);
 }
@@ -68,6 +86,10 @@ async function text(page, selector) {
     check(roller.includes(scenario.pseudonym.substring(0, 12)), "the roller's page shows the patient's pseudonym");
     await page.waitForFunction(() => document.getElementById('wear-chart').getAttribute('height') !== null);
     await shot(page, '02-roller');
+    const rollerPrint = await printed(page, '02-roller-print');
+    check(rollerPrint.chrome.length === 0 && rollerPrint.tables > 0 && rollerPrint.pdf,
+          "the roller's page prints its timeline without navigation, actions or download links: " +
+          rollerPrint.chrome.join(' | '));
 
     // Which patients did this roller touch? Typing the clinic's reference finds the patient.
     await page.goto(base + '/patient');
@@ -113,6 +135,16 @@ async function text(page, selector) {
       return {type: r.headers.get('content-type'), body: await r.text()};
     });
     check(csv.type.startsWith('text/csv') && csv.body.startsWith('detected,rule'), 'the table downloads as CSV');
+    // The page shows the clinic's zone, the CSV the same instant in UTC.
+    const shown = await text(page, '#violations tbody tr td');
+    const downloaded = csv.body.split('\r\n')[1].split(',')[0];
+    check(/ (CET|CEST)$/.test(shown), `times on the page are in the clinic's zone, named (${shown})`);
+    check(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(downloaded) &&
+          downloaded.slice(13, 19) === shown.slice(13, 19) && downloaded !== shown.replace(/ CES?T$/, ' UTC'),
+          `the CSV holds the same time in UTC (${downloaded})`);
+    const violationsPrint = await printed(page, '07-violations-print');
+    check(violationsPrint.chrome.length === 0 && violationsPrint.tables > 0 && violationsPrint.pdf,
+          'the violations page prints its table without filters, links or live box: ' + violationsPrint.chrome.join(' | '));
 
     // Hostile device strings are shown as text; nothing runs.
     await page.goto(base + '/roller/' + encodeURIComponent(scenario.hostile_roller));
@@ -141,6 +173,9 @@ async function text(page, selector) {
     check(reportData.json.summary !== undefined || Object.keys(reportData.json).length > 0, 'the report downloads as JSON');
     check(reportData.csvType.startsWith('text/csv'), 'the report tables download as CSV');
     await shot(page, '10-report');
+    const reportPrint = await printed(page, '10-report-print');
+    check(reportPrint.chrome.length === 0 && reportPrint.tables > 0 && reportPrint.pdf,
+          'the report prints to PDF without the console bar: ' + reportPrint.chrome.join(' | '));
     await page.goto(base + '/verify');
     check((await text(page, '#verify')) === 'Intact', 'the ledger verifies intact');
     await shot(page, '11-verify');

@@ -77,13 +77,18 @@ class Shards {
   void KillNode(int i) { nats_.KillNode(i); }
 
   void StartShard(int i) {
+    LaunchShard(i);
+    ASSERT_TRUE(WaitForPort(shards_[i].port, std::chrono::seconds(60)))
+        << ReadFile(dir() + "/shard-" + shards_[i].name + ".log");
+  }
+  // Starts shard i's ingestd without waiting for it to serve.
+  void LaunchShard(int i) {
     Shard& s = shards_[i];
     s.process = Process::Start(
         {ROLLERTRACE_INGESTD, "--listen", Address(s), "--metrics", "127.0.0.1:" + std::to_string(s.metrics_port),
          "--data-dir", ShardDir(i), "--tokens-file", dir() + "/tokens", "--gauge-interval-ms", "200",
          "--backup-root", dir(), "--cluster-nats", NatsUrls(), "--cluster-shard", s.name},
         dir() + "/shard-" + s.name + ".log", {{"ROLLERTRACE_PSEUDONYM_SECRET", kTestSecret}});
-    ASSERT_TRUE(WaitForPort(s.port, std::chrono::seconds(60))) << ReadFile(dir() + "/shard-" + s.name + ".log");
   }
   // Another ingestd claiming shard i's name, on its own directory and port.
   std::unique_ptr<Process> StartImpostor(int i, int port) {
@@ -317,6 +322,97 @@ TEST(ClusterMode, AShardWhoseDiskIsLostIsRebuiltFromTheStreamAndFromABackup) {
   ASSERT_EQ(front.Rollerctl({"--json", "violations"}, &out), 0) << out;
   EXPECT_EQ(out, violations);
   ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+}
+
+// rollerctl import through the router: an archive taken from a single-machine
+// ingestd lands on the shard of its clinic, goes through that shard's log (a
+// rebuild from the stream holds it), and one spanning shards is refused whole.
+TEST(ClusterMode, AnArchiveIsImportedThroughTheRouterIntoTheShardOfItsClinic) {
+  Cluster source("cluster-import-source");
+  source.StartAll();
+  for (const auto& [o, name] : {std::pair{Clinic("clinic-south", "S", 31, 2, 2), "south"},
+                                std::pair{Clinic("clinic-north", "N", 32, 1, 2), "north"}}) {
+    auto fleet = StartFleet(source, o, "0", name);
+    ASSERT_EQ(fleet->Wait(std::chrono::seconds(120)), 0) << ReadFile(fleet->log_path());
+  }
+  std::string out, source_trail;
+  const std::string south = source.dir() + "/south.archive", both = source.dir() + "/both.archive";
+  ASSERT_EQ(source.Rollerctl({"export", "--device", "R-S0001", "--device", "S-S01", "-o", south}, &out), 0) << out;
+  const std::string north = source.dir() + "/north.archive";
+  ASSERT_EQ(source.Rollerctl({"export", "--device", "R-N0001", "--device", "S-N01", "-o", north}, &out), 0) << out;
+  ASSERT_EQ(source.Rollerctl({"export", "--from", "2000-01-01", "-o", both}, &out), 0) << out;
+  ASSERT_EQ(source.Rollerctl({"--json", "trail", "roller", "R-S0001"}, &source_trail), 0) << source_trail;
+
+  Cluster front("cluster-import");
+  Shards shards(front);
+  shards.StartAll();
+
+  // Both clinics in one archive: refused, and neither shard holds any of it.
+  EXPECT_NE(front.Rollerctl({"import", both}, &out), 0) << out;
+  EXPECT_NE(out.find("different shards (north: clinic-north; south: clinic-south)"), std::string::npos) << out;
+  EXPECT_NE(shards.RollerctlAt(0, {"show", "R-N0001"}, &out), 0) << out;
+  EXPECT_NE(shards.RollerctlAt(1, {"show", "R-S0001"}, &out), 0) << out;
+
+  ASSERT_EQ(front.Rollerctl({"import", south}, &out), 0) << out;
+  EXPECT_EQ(shards.RollerctlAt(1, {"show", "R-S0001"}, &out), 0) << out;
+  EXPECT_NE(shards.RollerctlAt(0, {"show", "R-S0001"}, &out), 0) << out;
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-S0001"}, &out), 0) << out;
+  EXPECT_EQ(out, source_trail);
+  ASSERT_EQ(front.Rollerctl({"verify"}, &out), 0) << out;
+
+  // The import is a command of south's log: a south rebuilt from the stream holds it.
+  ASSERT_TRUE(Eventually([&] { return shards.Replicated(1); }));
+  shards.KillShard(1);
+  fs::remove_all(shards.ShardDir(1));
+  shards.StartShard(1);
+  ASSERT_EQ(front.Rollerctl({"--json", "trail", "roller", "R-S0001"}, &out), 0) << out;
+  EXPECT_EQ(out, source_trail);
+
+  // An export by period through the router spans both shards: one archive,
+  // which a single-machine ingestd takes whole.
+  ASSERT_EQ(front.Rollerctl({"import", north}, &out), 0) << out;
+  EXPECT_EQ(shards.RollerctlAt(0, {"show", "R-N0001"}, &out), 0) << out;
+  const std::string cluster_archive = front.dir() + "/cluster.archive";
+  ASSERT_EQ(front.Rollerctl({"export", "--from", "2000-01-01", "-o", cluster_archive}, &out), 0) << out;
+  EXPECT_NE(out.find("devices: R-N0001 R-S0001 S-N01 S-S01"), std::string::npos) << out;
+  Cluster single("cluster-import-single");
+  single.StartIngestd();
+  ASSERT_EQ(single.Rollerctl({"import", cluster_archive}, &out), 0) << out;
+  ASSERT_EQ(single.Rollerctl({"--json", "trail", "roller", "R-S0001"}, &out), 0) << out;
+  EXPECT_EQ(out, source_trail);
+  ASSERT_EQ(single.Rollerctl({"verify"}, &out), 0) << out;
+  EXPECT_EQ(single.Rollerctl({"show", "R-N0001"}, &out), 0) << out;
+}
+
+// A shard that starts while its stream does not answer (nodes down, or a node
+// just back and the stream electing a leader) waits for it rather than
+// exiting: the fleet test once lost its rebuilt shard to "reading RT_north
+// from 1: Timeout" two seconds after a node restart.
+TEST(ClusterMode, AShardRebuiltWhileItsStreamHasNoQuorumWaitsForItAndServes) {
+  Cluster front("cluster-start-wait");
+  Shards shards(front);
+  for (int i = 0; i < 3; ++i) shards.StartNode(i);
+  shards.StartShard(0);
+  std::string out;
+  ASSERT_EQ(shards.RollerctlAt(0, {"register", "R-W0001", "--clinic", "clinic-north", "--needles", "540",
+                                   "--needle-mm", "0.5", "--rated-penetrations", "1620000"},
+                               &out),
+            0)
+      << out;
+  ASSERT_TRUE(Eventually([&] { return shards.Replicated(0); }));
+  // The disk is lost, and two of the three nodes are down while the replacement starts.
+  shards.KillShard(0);
+  fs::remove_all(shards.ShardDir(0));
+  shards.KillNode(1);
+  shards.KillNode(2);
+  shards.LaunchShard(0);
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  ASSERT_TRUE(shards.process(0).Running()) << ReadFile(front.dir() + "/shard-north.log");
+  shards.StartNode(1);
+  shards.StartNode(2);
+  ASSERT_TRUE(WaitForPort(shards.shard(0).port, std::chrono::seconds(90)))
+      << ReadFile(front.dir() + "/shard-north.log");
+  EXPECT_EQ(shards.RollerctlAt(0, {"show", "R-W0001"}, &out), 0) << out;
 }
 
 // Commands reach a roller through the router as they do from one ingestd: the
