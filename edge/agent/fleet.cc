@@ -228,12 +228,14 @@ struct Playback {
 
 // Before a session start, as in a clinic where cycles end hours before
 // sessions: every steriliser event dated before it is recorded (by the
-// sterilisers' lane) and acknowledged (up to 30 s).
+// sterilisers' lane) and acknowledged (up to 120 s: through an outage of the
+// server a session asked before its cycle is stored would be refused
+// NOT_STERILE, which a replay in source order would not do).
 void AwaitCyclesBefore(Playback& p, int64_t start_unix_ms) {
   while (!p.stopped() && p.cycles_through_ms <= start_unix_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!p.stopped() && p.fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
          std::chrono::steady_clock::now() < limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -19,7 +19,7 @@ absl::Status NatsError(std::string_view what, natsStatus s, jsErrCode code = sta
   std::string message = util::Cat(what, ": ", detail);
   if (code != 0) message = util::Cat(message, " (JetStream error ", static_cast<int>(code), ")");
   if (s == NATS_TIMEOUT || s == NATS_NO_SERVER || s == NATS_CONNECTION_CLOSED || s == NATS_NO_RESPONDERS ||
-      s == NATS_CONNECTION_DISCONNECTED) {
+      s == NATS_CONNECTION_DISCONNECTED || TemporarilyUnavailable(code)) {
     return absl::UnavailableError(message);
   }
   return absl::InternalError(message);
@@ -42,6 +42,21 @@ int64_t NowMs() {
 }
 
 }  // namespace
+
+bool TemporarilyUnavailable(int code) {
+  switch (code) {
+    case JSClusterNotAvailErr:  // "JetStream system temporarily unavailable"
+    case JSClusterNotLeaderErr:
+    case JSClusterNoPeersErr:
+    case JSClusterIncompleteErr:
+    case JSInsufficientResourcesErr:
+    case JSStreamOfflineErr:
+    case JSConsumerOfflineErr:
+      return true;
+    default:
+      return false;
+  }
+}
 
 struct JetStreamLog::Handles {
   natsOptions* options = nullptr;

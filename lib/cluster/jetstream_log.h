@@ -17,6 +17,12 @@
 
 namespace rollertrace::cluster {
 
+// Whether a JetStream API error code is what a cluster answers while it has
+// no quorum or no leader yet (nodes restarting, an election under way):
+// "JetStream system temporarily unavailable" (10008) and its kin. Such an
+// error is reported as UNAVAILABLE, so a caller waits and tries again.
+bool TemporarilyUnavailable(int code);
+
 struct LogOptions {
   // nats://host:port of every node (the client moves between them).
   std::vector<std::string> servers;

@@ -100,6 +100,11 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
 }
 
 absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const rollertrace::v1::AuthorizeRequest& request) {
+  // Cluster mode: decide only from what the stream holds too. A cycle this
+  // shard committed but a quorum does not hold yet would be gone with a lost
+  // disk, and a session allowed on it would meet NOT_STERILE at its re-check
+  // (seen in the cluster fleet test). Without durability this returns at once.
+  if (absl::Status durable = AwaitDurable(); !durable.ok()) return durable;
   const int64_t now = clock_();
   absl::StatusOr<store::RecordedDecision> d = store_.Decide(request, now);
   if (!d.ok()) return d.status();
