@@ -31,9 +31,9 @@ struct Limits {
   // is no clock at all (e.g. INT64_MIN) and is refused.
   static constexpr int64_t kEarliestUnixMs = 0;
   static constexpr int64_t kLatestUnixMs = 4102444800000;
-  // A sequence may run at most this far ahead of the device's highest: a
-  // jump beyond it would open a gap no device can ever fill.
-  static constexpr uint64_t kSequenceJump = 1000000;
+  // A backup directory an administrator names (under ingestd --backup-root).
+  static constexpr size_t kPath = 1024;
+  static constexpr size_t kPathPart = 200;  // each name in it
   // Events per History page (a larger limit is cut to this).
   static constexpr uint32_t kHistoryPage = 10000;
 };

@@ -69,7 +69,7 @@ Policy Parse(const YAML::Node& root) {
   OnlyKeys(root, "",
            {"session_limit", "session_limit_by_model", "sterile_shelf_life_days", "min_session_interval_days",
             "course_gap_days", "worn_fraction", "worn_soon_fraction", "anaesthesia_minutes", "max_clock_skew_minutes",
-            "sterilisation_methods", "needle_for_indication"});
+            "max_sequence_jump", "sterilisation_methods", "needle_for_indication"});
   auto whole = [](const YAML::Node& n, const std::string& field) {
     double v = Positive(n, field);
     if (v != static_cast<uint32_t>(v)) throw PolicyError{field, util::Cat("must be a whole number, got ", v)};
@@ -107,6 +107,7 @@ Policy Parse(const YAML::Node& root) {
     p.max_clock_skew_ms = static_cast<int64_t>(Positive(root["max_clock_skew_minutes"], "max_clock_skew_minutes") *
                                                kMinuteMs);
   }
+  if (root["max_sequence_jump"]) p.max_sequence_jump = whole(root["max_sequence_jump"], "max_sequence_jump");
   if (const auto& methods = root["sterilisation_methods"]) {
     if (!methods.IsMap()) throw PolicyError{"sterilisation_methods", "must be a mapping of method to minimums"};
     p.methods.clear();
@@ -209,6 +210,7 @@ std::string FormatPolicy(const Policy& p) {
   y << "anaesthesia_minutes: {min: " << Num(static_cast<double>(p.anaesthesia_min_ms) / minute)
     << ", max: " << Num(static_cast<double>(p.anaesthesia_max_ms) / minute) << "}\n";
   y << "max_clock_skew_minutes: " << Num(static_cast<double>(p.max_clock_skew_ms) / minute) << "\n";
+  y << "max_sequence_jump: " << p.max_sequence_jump << "\n";
   y << "sterilisation_methods:" << (p.methods.empty() ? " {}" : "") << "\n";
   for (const auto& [method, minimums] : p.methods) {
     y << "  " << Quoted(method) << ":\n";

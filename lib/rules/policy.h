@@ -37,6 +37,7 @@ struct Policy {
   int64_t anaesthesia_min_ms = 30 * kMinuteMs;             // ANAESTHESIA_TIME
   int64_t anaesthesia_max_ms = 45 * kMinuteMs;
   int64_t max_clock_skew_ms = 5 * kMinuteMs;               // device clocks trusted this far ahead
+  uint32_t max_sequence_jump = 100000;                     // sequences ahead of a device's highest
   std::map<std::string, std::vector<ExposureMinimum>> methods = {
       {"steam_prevacuum", {{134.0, 180}, {132.0, 240}}},
       {"steam_gravity", {{121.0, 1800}}},

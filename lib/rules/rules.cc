@@ -70,6 +70,13 @@ SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::s
   return r;
 }
 
+SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::string patient, JudgedTime when) {
+  SessionRequest r = RequestFor(session, std::move(patient), when.at_unix_ms);
+  r.clock_ahead_ms = when.ahead_ms;
+  if (when.ahead_ms > 0 && r.anaesthesia_applied_unix_ms > 0) r.anaesthesia_applied_unix_ms -= when.ahead_ms;
+  return r;
+}
+
 JudgedTime JudgeTime(const Policy& policy, int64_t device_unix_ms, int64_t receive_unix_ms) {
   JudgedTime t;
   t.at_unix_ms = device_unix_ms > 0 ? device_unix_ms : receive_unix_ms;

@@ -75,6 +75,10 @@ int64_t PatientsPreviousEnd(const rollertrace::v1::RollerUse& use, const Session
 // caller compares patients (ingestd: the pseudonym; an offline agent: the
 // clinic's reference, which it has).
 SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::string patient, int64_t start_unix_ms);
+// The same, judged at `when`: a start dated beyond the skew is judged at its
+// receive time, and the anaesthesia time, read off the same fast clock, is
+// moved back as far (else a session would get a false ANAESTHESIA_TIME).
+SessionRequest RequestFor(const rollertrace::v1::SessionStarted& session, std::string patient, JudgedTime when);
 
 struct Decision {
   bool allowed = true;

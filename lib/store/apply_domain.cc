@@ -29,8 +29,7 @@ absl::Status SessionStarted(Context& c, const Event& event, int64_t at, int64_t 
   auto* use = record.mutable_state()->mutable_roller();
   rules::RollerFacts facts = FactsOf(record);
   if (absl::Status s = CycleBefore(c.txn, event.device_id(), at, &facts.use); !s.ok()) return s;
-  rules::SessionRequest request = rules::RequestFor(started, started.patient_pseudonym(), at);
-  request.clock_ahead_ms = ahead_ms;
+  rules::SessionRequest request = rules::RequestFor(started, started.patient_pseudonym(), rules::JudgedTime{at, ahead_ms});
   rules::Decision verdict = rules::Decide(c.policy, facts, request);
 
   SessionRecord session;
@@ -40,6 +39,8 @@ absl::Status SessionStarted(Context& c, const Event& event, int64_t at, int64_t 
   session.set_patient_pseudonym(started.patient_pseudonym());
   session.set_operator_id(started.operator_id());
   session.set_start_unix_ms(at);
+  session.set_device_start_unix_ms(event.device_time_unix_ms());
+  session.set_clock_ahead_ms(ahead_ms);
   session.set_indication(started.indication());
   session.set_area(started.area());
   session.set_needle_length_mm(started.needle_length_mm());
@@ -109,7 +110,15 @@ absl::Status SessionEnded(Context& c, const Event& event, int64_t at, DeviceReco
     absl::StatusOr<bool> found = c.txn.Read(Family::kSessions, key, &session);  // the start may be in this write
     if (!found.ok()) return found.status();
     if (*found) {
+      if (session.clock_ahead_ms() > 0) {
+        // The start was on a clock running ahead: the end, on the same clock,
+        // moves back as far, so the session keeps its duration. It is never
+        // later than the end's own judged time nor before the start.
+        at = std::min(at, event.device_time_unix_ms() - session.clock_ahead_ms());
+      }
+      at = std::max(at, session.start_unix_ms());
       session.set_end_unix_ms(at);
+      session.set_device_end_unix_ms(event.device_time_unix_ms());
       c.txn.PutRecord(&record, Family::kSessions, key, session.SerializeAsString(), c.now);
       if (session.patient_pseudonym() == use->bound_patient()) use->set_bound_patient_last_session_end_unix_ms(at);
     }

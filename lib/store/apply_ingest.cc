@@ -174,10 +174,10 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
       continue;
     }
     DeviceState* state = s.record->mutable_state();
-    if (event.sequence() > state->highest_sequence() + codec::Limits::kSequenceJump) {
+    if (event.sequence() > state->highest_sequence() + c.policy.max_sequence_jump) {
       // It would open a gap no device can fill: refused, not stored, not acked.
       Reject(event, "sequence_jump",
-             util::Cat("sequence ", event.sequence(), " is more than ", codec::Limits::kSequenceJump,
+             util::Cat("sequence ", event.sequence(), " is more than ", c.policy.max_sequence_jump,
                        " ahead of the highest stored (", state->highest_sequence(), ")"),
              c.result);
       continue;

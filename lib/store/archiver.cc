@@ -9,6 +9,7 @@
 #include <set>
 
 #include "codec/codec.h"
+#include "codec/limits.h"
 #include "store/keys.h"
 #include "util/cat.h"
 
@@ -251,6 +252,21 @@ absl::Status Archiver::ExportDevices(
 absl::StatusOr<rollertrace::v1::BackupResult> Archiver::Backup(const std::string& requested,
                                                               const std::string& root) const {
   if (requested.empty()) return absl::InvalidArgumentError("a backup needs a directory");
+  if (requested.size() > codec::Limits::kPath) {
+    return absl::InvalidArgumentError(
+        util::Cat("a backup directory is at most ", codec::Limits::kPath, " bytes, not ", requested.size()));
+  }
+  if (std::any_of(requested.begin(), requested.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    // A NUL would cut the path short where the file system reads it.
+    return absl::InvalidArgumentError("a backup directory's name has a control character (NUL, newline, ...)");
+  }
+  for (const auto& part : std::filesystem::path(requested)) {
+    // RocksDB writes the checkpoint as <name>.tmp first; file systems take 255 bytes a name.
+    if (part.native().size() > codec::Limits::kPathPart) {
+      return absl::InvalidArgumentError(util::Cat("a backup directory's path has a part of ", part.native().size(),
+                                                  " bytes; at most ", codec::Limits::kPathPart, " a part"));
+    }
+  }
   if (root.empty()) {
     return absl::FailedPreconditionError("backups are off: start ingestd with --backup-root DIR (backups go under it)");
   }

@@ -57,8 +57,7 @@ absl::StatusOr<RecordedDecision> Decide(const ReadView& view, const rules::Polic
     facts = FactsOf(record);
     if (absl::Status c = CycleBefore(view, request.device_id(), when.at_unix_ms, &facts.use); !c.ok()) return c;
   }
-  rules::SessionRequest session_request = rules::RequestFor(s, s.patient_pseudonym(), when.at_unix_ms);
-  session_request.clock_ahead_ms = when.ahead_ms;
+  rules::SessionRequest session_request = rules::RequestFor(s, s.patient_pseudonym(), when);
   rules::Decision verdict = rules::Decide(policy, facts, session_request);
   RecordedDecision out;
   out.counter = counter;

@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "codec/limits.h"
+#include "codec/report_lists.h"
 #include "store/audit_internal.h"
 #include "store/keys.h"
 #include "util/cat.h"
@@ -41,6 +43,12 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
   if (from < 0 || from >= to) {
     return absl::InvalidArgumentError(util::Cat("the report period must start before it ends (from ", from,
                                                 " ms, to ", to, " ms)"));
+  }
+  if (to > codec::Limits::kLatestUnixMs) {
+    // Its weekly buckets are counted out in memory: a period up to year
+    // 292 million took every byte of the machine (the gRPC fuzzer found it).
+    return absl::InvalidArgumentError(util::Cat("the report period ends at 2100-01-01 at the latest (",
+                                                codec::Limits::kLatestUnixMs, " ms), not ", to, " ms"));
   }
   rollertrace::v1::PeriodReport r;
   r.set_from_unix_ms(from);
@@ -89,21 +97,28 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
   }
 
   // Violations detected in the period.
+  // Every list keeps what fits in its share of one answer; the counts stay whole.
+  using Share = codec::ListShare;
+  using Bytes = codec::ReportListBytes;
+  Share violation_share(Bytes::kViolations), cycle_share(Bytes::kCycles), pending_share(Bytes::kPendingIndicators),
+      locked_share(Bytes::kLockedRollers), retired_share(Bytes::kRetiredRollers), recall_share(Bytes::kRecalls),
+      finding_share(Bytes::kFindings);
   std::map<std::string, uint32_t> by_rule;
   s = ScanTime(view, Family::kViolations, from, to, [&](const TimeKeyParts& k, std::string_view value) {
-    auto* v = r.add_violation_list();
-    if (!v->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    rollertrace::v1::Violation v;
+    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::DataLossError("a violation record is corrupt");
     }
-    ++by_rule[v->rule()];
+    r.set_violations(r.violations() + 1);
+    ++by_rule[v.rule()];
     // Counted on the day of the session that broke the rule (within the period).
-    const int64_t at = v->session_start_unix_ms() > 0 ? v->session_start_unix_ms() : k.unix_ms;
+    const int64_t at = v.session_start_unix_ms() > 0 ? v.session_start_unix_ms() : k.unix_ms;
     auto* b = bucket_of(std::clamp(at, from, to - 1));
     b->set_violations(b->violations() + 1);
+    if (violation_share.Take(v)) *r.add_violation_list() = std::move(v);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  r.set_violations(static_cast<uint32_t>(r.violation_list_size()));
   for (const auto& [rule, count] : by_rule) {
     auto* c = r.add_violations_by_rule();
     c->set_rule(rule);
@@ -119,7 +134,10 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();
     const auto bi = c.biological_indicator();
-    if (!IndicatorKnown(bi)) *r.add_pending_indicators() = c;
+    if (!IndicatorKnown(bi)) {
+      r.set_indicators_pending(r.indicators_pending() + 1);
+      if (pending_share.Take(c)) *r.add_pending_indicators() = c;
+    }
     if (k.unix_ms < from) return absl::OkStatus();
     r.set_cycles(r.cycles() + 1);
     auto* b = bucket_of(k.unix_ms);
@@ -130,20 +148,19 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
     }
     if (bi == rollertrace::v1::INDICATOR_PASS) r.set_indicators_passed(r.indicators_passed() + 1);
     if (bi == rollertrace::v1::INDICATOR_FAIL) r.set_indicators_failed(r.indicators_failed() + 1);
-    *r.add_cycle_list() = std::move(c);
+    if (cycle_share.Take(c)) *r.add_cycle_list() = std::move(c);
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  r.set_indicators_pending(static_cast<uint32_t>(r.pending_indicators_size()));
 
   // Rollers: registered by the end, locked now, retired in the period.
   absl::StatusOr<std::vector<rollertrace::v1::DeviceRecord>> devices = audit::Devices(view, rollertrace::v1::DEVICE_KIND_ROLLER);
   if (!devices.ok()) return devices.status();
   for (auto& d : *devices) {
     if (d.device().registered_unix_ms() < to) r.set_rollers_registered(r.rollers_registered() + 1);
-    if (d.device().lifecycle() == rollertrace::v1::LIFECYCLE_LOCKED) *r.add_locked_rollers() = d;
+    if (d.device().lifecycle() == rollertrace::v1::LIFECYCLE_LOCKED && locked_share.Take(d)) *r.add_locked_rollers() = d;
     if (d.device().lifecycle() == rollertrace::v1::LIFECYCLE_RETIRED && d.device().retired_unix_ms() >= from &&
-        d.device().retired_unix_ms() < to) {
+        d.device().retired_unix_ms() < to && retired_share.Take(d)) {
       *r.add_retired_rollers() = d;
     }
   }
@@ -151,17 +168,29 @@ absl::StatusOr<rollertrace::v1::PeriodReport> AuditReader::Report(int64_t from, 
   // Recalls started in the period (a few per year at most: read them all).
   s = view.ScanRecords<rollertrace::v1::RecallReport>(
       Family::kRecalls, {}, [&](std::string_view, rollertrace::v1::RecallReport& recall) -> absl::StatusOr<bool> {
-        if (recall.recalled_unix_ms() >= from && recall.recalled_unix_ms() < to) *r.add_recalls() = std::move(recall);
+        if (recall.recalled_unix_ms() >= from && recall.recalled_unix_ms() < to && recall_share.Take(recall)) {
+          *r.add_recalls() = std::move(recall);
+        }
         return true;
       });
   if (!s.ok()) return s;
   // Findings detected in the period (rare: read them all).
   s = view.ScanRecords<rollertrace::v1::Finding>(
       Family::kFindings, {}, [&](std::string_view, rollertrace::v1::Finding& finding) -> absl::StatusOr<bool> {
-        if (finding.detected_unix_ms() >= from && finding.detected_unix_ms() < to) *r.add_findings() = std::move(finding);
+        if (finding.detected_unix_ms() >= from && finding.detected_unix_ms() < to && finding_share.Take(finding)) {
+          *r.add_findings() = std::move(finding);
+        }
         return true;
       });
   if (!s.ok()) return s;
+  auto* omitted = r.mutable_omitted();
+  omitted->set_violations(violation_share.omitted());
+  omitted->set_cycles(cycle_share.omitted());
+  omitted->set_pending_indicators(pending_share.omitted());
+  omitted->set_locked_rollers(locked_share.omitted());
+  omitted->set_retired_rollers(retired_share.omitted());
+  omitted->set_recalls(recall_share.omitted());
+  omitted->set_findings(finding_share.omitted());
   return r;
 }
 

@@ -82,8 +82,14 @@ namespace {
 // the page, in UTC in the CSV.
 Cell SessionDetail(const v1::SessionRecord& s, const std::string& decision) {
   auto line = [&](const std::string& ended) {
-    return Cat(s.session_id(), " by ", s.operator_id(), "; ended ", ended, "; wear at start ",
-               static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
+    return Cat(s.session_id(), " by ", s.operator_id(), "; ended ", ended,
+               s.device_start_unix_ms() > 0 && s.device_end_unix_ms() >= s.device_start_unix_ms()
+                   ? Cat(" (lasted ", rollerctl::FormatDuration(s.device_end_unix_ms() - s.device_start_unix_ms()), ")")
+                   : std::string(),
+               s.clock_ahead_ms() > 0
+                   ? Cat("; device clock ", rollerctl::FormatDuration(s.clock_ahead_ms()), " ahead: judged at receipt")
+                   : std::string(),
+               "; wear at start ", static_cast<int>(s.wear_at_start() * 100), " %; ", decision,
                s.at_risk() ? "; AT RISK: " + s.at_risk_reason() : "");
   };
   Cell c(line(LocalTime(s.end_unix_ms())));

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <thread>
 
+#include "codec/report_lists.h"
 #include "util/cat.h"
 
 namespace rollertrace::router {
@@ -587,6 +588,18 @@ void MergeReport(const v1::PeriodReport& from, v1::PeriodReport* into) {
     }
   };
   merge_rules(into->mutable_violations_by_rule());
+  // What each shard left out, and what the merged lists must leave out to
+  // stay one answer.
+  const v1::ReportOmitted& cut = from.omitted();
+  v1::ReportOmitted* o = into->mutable_omitted();
+  o->set_violations(o->violations() + cut.violations());
+  o->set_cycles(o->cycles() + cut.cycles());
+  o->set_pending_indicators(o->pending_indicators() + cut.pending_indicators());
+  o->set_locked_rollers(o->locked_rollers() + cut.locked_rollers());
+  o->set_retired_rollers(o->retired_rollers() + cut.retired_rollers());
+  o->set_recalls(o->recalls() + cut.recalls());
+  o->set_findings(o->findings() + cut.findings());
+  codec::FitReportLists(into);
   merge_rules(into->mutable_warnings_by_rule());
 }
 

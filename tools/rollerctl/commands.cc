@@ -403,6 +403,15 @@ std::string SessionLine(const rollertrace::v1::SessionRecord& s) {
                                                       : util::Cat(s.cycle().steriliser_id(), ":", s.cycle().cycle_number()),
                    "; server check: ", DecisionLine(s.decision()),
                    s.end_unix_ms() ? util::Cat("; ended ", FormatTime(s.end_unix_ms())) : std::string("; not ended"),
+                   s.device_start_unix_ms() > 0 && s.device_end_unix_ms() >= s.device_start_unix_ms()
+                       ? util::Cat("; lasted ", FormatDuration(s.device_end_unix_ms() - s.device_start_unix_ms()),
+                                   " by the device's clock")
+                       : std::string(),
+                   s.clock_ahead_ms() > 0
+                       ? util::Cat("; the device's clock was ", FormatDuration(s.clock_ahead_ms()),
+                                   " ahead (started ", FormatTime(s.device_start_unix_ms()),
+                                   " by it): judged at its receive time")
+                       : std::string(),
                    s.at_risk() ? util::Cat("; AT RISK (", s.at_risk_reason(), ")") : std::string());
 }
 

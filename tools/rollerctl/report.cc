@@ -20,12 +20,26 @@ using rollertrace::v1::PeriodReport;
 
 // One table of the report, the same in every format.
 struct Section {
+  Section(std::string title_, std::string file_, std::vector<std::string> header_,
+          std::vector<std::vector<std::string>> rows_, std::string when_empty_)
+      : title(std::move(title_)),
+        file(std::move(file_)),
+        header(std::move(header_)),
+        rows(std::move(rows_)),
+        when_empty(std::move(when_empty_)) {}
   std::string title;
   std::string file;  // CSV file name
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
   std::string when_empty;
+  std::string note;  // what the list leaves out, and where to read it
 };
+
+// The line under a list that the report cut to stay one answer.
+std::string Omitted(uint32_t n, const std::string& what, const std::string& where) {
+  if (n == 0) return {};
+  return util::Cat(n, " more ", what, " not listed here (a report keeps to one answer): ", where);
+}
 
 std::string Fixed(double v, int digits) {
   std::ostringstream out;
@@ -80,10 +94,11 @@ std::vector<Section> Sections(const PeriodReport& r) {
   add("Biological indicators passed", util::Cat(r.indicators_passed()));
   add("Biological indicators failed", util::Cat(r.indicators_failed()));
   add("Biological indicators pending (all cycles up to the end)", util::Cat(r.indicators_pending()));
-  add("Rollers locked now", util::Cat(r.locked_rollers_size()));
-  add("Rollers retired in the period", util::Cat(r.retired_rollers_size()));
-  add("Recalls", util::Cat(r.recalls_size()));
-  add("Findings (device input refused or flagged)", util::Cat(r.findings_size()));
+  const auto& cut = r.omitted();
+  add("Rollers locked now", util::Cat(r.locked_rollers_size() + cut.locked_rollers()));
+  add("Rollers retired in the period", util::Cat(r.retired_rollers_size() + cut.retired_rollers()));
+  add("Recalls", util::Cat(r.recalls_size() + cut.recalls()));
+  add("Findings (device input refused or flagged)", util::Cat(r.findings_size() + cut.findings()));
   out.push_back(std::move(summary));
 
   Section time{weekly ? "By week" : "By day", "over_time.csv",
@@ -116,6 +131,9 @@ std::vector<Section> Sections(const PeriodReport& r) {
                                SeverityName(v.severity()), Short(v.patient_pseudonym()),
                                v.offline_decision() ? "yes" : "no", v.locked() ? "yes" : "no", v.detail()});
   }
+  const std::string period =
+      util::Cat("--from ", r.from_unix_ms(), " --to ", r.to_unix_ms() > 0 ? r.to_unix_ms() - 1 : 0);
+  violations.note = Omitted(cut.violations(), "violations", "rollerctl violations " + period);
   out.push_back(std::move(violations));
 
   Section cycles{"Sterilisation cycles",
@@ -132,6 +150,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
                            IndicatorName(k.chemical_indicator()), IndicatorName(k.biological_indicator()),
                            CycleResult(c), Join(c.failure_reasons(), "; ")});
   }
+  cycles.note = Omitted(cut.cycles(), "cycles", "rollerctl trail cycle STERILISER:NUMBER, or a steriliser's trail");
   out.push_back(std::move(cycles));
 
   Section pending{"Biological indicators pending",
@@ -144,6 +163,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
                             FormatDuration(r.to_unix_ms() - c.cycle().end_unix_ms()), c.cycle().method(),
                             Join(c.cycle().load())});
   }
+  pending.note = Omitted(cut.pending_indicators(), "cycles waiting for their indicator", "rollerctl list --kind steriliser");
   out.push_back(std::move(pending));
 
   Section locked{"Locked rollers", "locked_rollers.csv", {"Roller", "Model", "Clinic", "Locked since", "Why"}, {},
@@ -152,6 +172,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
     locked.rows.push_back({d.device().device_id(), d.device().model(), d.device().clinic(),
                            FormatTime(d.state().roller().locked_unix_ms()), d.state().roller().lock_reason()});
   }
+  locked.note = Omitted(cut.locked_rollers(), "locked rollers", "rollerctl list --kind roller");
   out.push_back(std::move(locked));
 
   Section retired{"Rollers retired in the period", "retired_rollers.csv", {"Roller", "Model", "Clinic", "Retired", "Why"},
@@ -160,6 +181,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
     retired.rows.push_back({d.device().device_id(), d.device().model(), d.device().clinic(),
                             FormatTime(d.device().retired_unix_ms()), d.device().retired_reason()});
   }
+  retired.note = Omitted(cut.retired_rollers(), "retired rollers", "rollerctl list --kind roller");
   out.push_back(std::move(retired));
 
   Section recalls{"Recalls",
@@ -191,6 +213,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
                               s.patient_pseudonym()});
     }
   }
+  recalls.note = Omitted(cut.recalls(), "recalls", "rollerctl recall STERILISER:NUMBER");
   out.push_back(std::move(recalls));
   out.push_back(std::move(at_risk));
 
@@ -203,6 +226,7 @@ std::vector<Section> Sections(const PeriodReport& r) {
     findings.rows.push_back({FormatTime(f.detected_unix_ms()), f.device_id(), util::Cat(f.sequence()), f.kind(),
                              f.detail()});
   }
+  findings.note = Omitted(cut.findings(), "findings", "each device's trail (rollerctl trail roller ID)");
   out.push_back(std::move(findings));
   return out;
 }
@@ -296,7 +320,9 @@ constexpr const char* kChartScript = R"js(
 void HtmlTable(const Section& s, std::ostream& out) {
   out << "<section><h2>" << Html(s.title) << "</h2>\n";
   if (s.rows.empty()) {
-    out << "<p class=\"empty\">" << Html(s.when_empty) << "</p></section>\n";
+    out << "<p class=\"empty\">" << Html(s.when_empty) << "</p>";
+    if (!s.note.empty()) out << "<p class=\"omitted\">" << Html(s.note) << "</p>";
+    out << "</section>\n";
     return;
   }
   out << "<table><thead><tr>";
@@ -307,7 +333,9 @@ void HtmlTable(const Section& s, std::ostream& out) {
     for (const auto& cell : row) out << "<td>" << Html(cell) << "</td>";
     out << "</tr>\n";
   }
-  out << "</tbody></table></section>\n";
+  out << "</tbody></table>";
+  if (!s.note.empty()) out << "<p class=\"omitted\">" << Html(s.note) << "</p>";
+  out << "</section>\n";
 }
 
 }  // namespace
@@ -318,11 +346,12 @@ void RenderReportTables(const PeriodReport& r, std::ostream& out) {
     out << "\n" << s.title << "\n";
     if (s.rows.empty()) {
       out << "  " << s.when_empty << "\n";
-      continue;
+    } else {
+      Table table(s.header);
+      for (const auto& row : s.rows) table.Add(row);
+      table.Print(out);
     }
-    Table table(s.header);
-    for (const auto& row : s.rows) table.Add(row);
-    table.Print(out);
+    if (!s.note.empty()) out << "  " << s.note << "\n";
   }
 }
 
@@ -350,8 +379,9 @@ std::string RenderReportHtml(const PeriodReport& r) {
       {"Cycles failing parameters", r.cycles_failed(), r.cycles_failed() > 0},
       {"Biological indicators pending", r.indicators_pending(), false},
       {"Biological indicators failed", r.indicators_failed(), r.indicators_failed() > 0},
-      {"Rollers locked now", static_cast<uint32_t>(r.locked_rollers_size()), r.locked_rollers_size() > 0},
-      {"Rollers retired", static_cast<uint32_t>(r.retired_rollers_size()), false},
+      {"Rollers locked now", static_cast<uint32_t>(r.locked_rollers_size()) + r.omitted().locked_rollers(),
+       r.locked_rollers_size() > 0},
+      {"Rollers retired", static_cast<uint32_t>(r.retired_rollers_size()) + r.omitted().retired_rollers(), false},
       {"Recalls", static_cast<uint32_t>(r.recalls_size()), r.recalls_size() > 0},
       {"Sessions at risk", r.sessions_at_risk(), r.sessions_at_risk() > 0},
       {"Findings", static_cast<uint32_t>(r.findings_size()), r.findings_size() > 0},

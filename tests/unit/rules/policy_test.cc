@@ -16,6 +16,7 @@ TEST(Policy, DefaultsAreDomainMd) {
   EXPECT_EQ(p.anaesthesia_min_ms, 30 * kMinuteMs);
   EXPECT_EQ(p.anaesthesia_max_ms, 45 * kMinuteMs);
   EXPECT_EQ(p.max_clock_skew_ms, 5 * kMinuteMs);
+  EXPECT_EQ(p.max_sequence_jump, 100000u);
 }
 
 TEST(Policy, ReadsEveryField) {
@@ -29,6 +30,7 @@ worn_fraction: 0.95
 worn_soon_fraction: 0.75
 anaesthesia_minutes: {min: 25, max: 50}
 max_clock_skew_minutes: 2
+max_sequence_jump: 5000
 sterilisation_methods:
   steam_gravity: [{temperature_c: 121, hold_minutes: 30}]
 needle_for_indication:
@@ -36,6 +38,7 @@ needle_for_indication:
 )");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->session_limit, 5u);
+  EXPECT_EQ(p->max_sequence_jump, 5000u);
   EXPECT_EQ(p->SessionLimitFor("MTS-192"), 3u);
   EXPECT_EQ(p->SessionLimitFor("other"), 5u);
   EXPECT_EQ(p->sterile_shelf_life_ms, 20 * kDayMs);
@@ -78,7 +81,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // Issue #14: these were cast to integers (undefined behaviour).
                       Bad{"course_gap_days: .inf", "policy field course_gap_days: must be a positive number up to"},
                       Bad{"session_limit: 1e300", "policy field session_limit: must be a positive number up to"},
-                      Bad{"max_clock_skew_minutes: .nan", "policy field max_clock_skew_minutes: must be a positive"}));
+                      Bad{"max_clock_skew_minutes: .nan", "policy field max_clock_skew_minutes: must be a positive"},
+                      Bad{"max_sequence_jump: 0", "policy field max_sequence_jump: must be a positive number"},
+                      Bad{"max_sequence_jump: 2000000", "policy field max_sequence_jump: must be a positive number up to"},
+                      Bad{"max_sequence_jump: 10.5", "policy field max_sequence_jump: must be a whole number"}));
 
 TEST(Policy, MissingFileIsNotFound) {
   EXPECT_EQ(LoadPolicyFile("/nonexistent/policy.yaml").status().code(), absl::StatusCode::kNotFound);
