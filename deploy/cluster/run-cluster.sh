@@ -105,13 +105,21 @@ step "Starting rollertrace-router on 127.0.0.1:$router_port, Mosquitto on :$mqtt
 start router "$bin/services/router/rollertrace-router" --listen "127.0.0.1:$router_port" --metrics "" \
   --shard-map "$run_dir/shards.yaml" --lookup-token-file "$run_dir/token-auditor"
 wait_port "$router_port" router "${pid_of[router]}"
-sed "s/^listener 1883 /listener $mqtt_port /" "$root/deploy/mosquitto/mosquitto.conf" >"$run_dir/mosquitto.conf"
-start mosquitto mosquitto -c "$run_dir/mosquitto.conf"
+# Every device logs in as itself; each bridge has a user of its own (the ACL).
+devices=()
+for tag in N S; do
+  for ((r = 1; r <= rollers; r++)); do devices+=("$(printf 'R-%s%04d' "$tag" "$r")"); done
+  devices+=("S-${tag}01")
+done
+bash "$root/deploy/mosquitto/local-auth.sh" --dir "$run_dir/mqtt" --port "$mqtt_port" \
+  --bridge mqtt-bridge-1 --bridge mqtt-bridge-2 "${devices[@]}"
+start mosquitto mosquitto -c "$run_dir/mqtt/mosquitto.conf"
 wait_port "$mqtt_port" mosquitto "${pid_of[mosquitto]}"
 for b in 1 2; do
   m=bridge${b}_metrics
   start "bridge-$b" "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt_port" \
     --ingestd "127.0.0.1:$router_port" --metrics "127.0.0.1:${!m}" --client-id "rollertrace-bridge-$b" \
+    --mqtt-username "mqtt-bridge-$b" --mqtt-password-file "$run_dir/mqtt/bridge-password" \
     --token-file "$run_dir/token-device"
   wait_port "${!m}" "bridge-$b" "${pid_of[bridge-$b]}"
 done
@@ -123,7 +131,8 @@ step "Running a clinic per shard: $rollers rollers and a steriliser each, $days 
 fleet() {  # clinic tag seed
   "$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 1 --days "$days" --seed "$3" --rate "$rate" \
     --clinic "$1" --roller-prefix "R-$2" --steriliser-prefix "S-$2" --failing-cycle-rate 0.1 --violation-rate 0.2 --override-rate 0.3 \
-    --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$router_port" \
+    --mqtt "tcp://127.0.0.1:$mqtt_port" --mqtt-credentials-file "$run_dir/mqtt/mqtt-credentials" \
+    --register-with "127.0.0.1:$router_port" \
     --token-file "$run_dir/token-admin" --spool-dir "$run_dir/spool-$1" --metrics "" --duration 240 \
     >"$run_dir/fleet-$1.log" 2>&1
 }

@@ -7,6 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: deploy/local/run-demo.sh [--duration SECONDS] [--rollers N] [--days N] [--seed N] [--rate EVENTS_PER_S] [--keep]
+                              [--insecure-anonymous-mqtt]
 
   --violations R share of sessions planned to break a rule (default 0.25)
   --override R   share of refused sessions the operator carries out anyway (default 0.3)
@@ -17,12 +18,17 @@ Usage: deploy/local/run-demo.sh [--duration SECONDS] [--rollers N] [--days N] [-
   --seed N       simulator seed (default 1): same seed, same clinic
   --rate R       events per second the fleet sends (default 400)
   --keep         leave the processes running after the summary (Ctrl-C stops them)
+  --insecure-anonymous-mqtt
+                 INSECURE, for debugging: the broker takes anonymous clients, so any
+                 local process can publish as any roller. By default every device
+                 logs in as itself and the ACL keeps it to its own topics
+                 (deploy/mosquitto/local-auth.sh).
 
 Everything runs on 127.0.0.1. Data and logs go to run/demo-<time>/.
 USAGE
 }
 
-duration=60 rollers=12 days=28 seed=1 rate=400 keep=0 violations=0.25 override=0.3
+duration=60 rollers=12 days=28 seed=1 rate=400 keep=0 violations=0.25 override=0.3 anonymous=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
@@ -31,6 +37,7 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --insecure-anonymous-mqtt) anonymous=1; shift ;;
     --violations) violations=$2; shift 2 ;;
     --override) override=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -72,9 +79,15 @@ cleanup() {  # SIGTERM in reverse start order; SIGKILL what is still there after
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "Starting Mosquitto on 127.0.0.1:$mqtt_port"
-sed "s/^listener 1883 /listener $mqtt_port /" "$root/deploy/mosquitto/mosquitto.conf" >"$run_dir/mosquitto.conf"
-mosquitto -c "$run_dir/mosquitto.conf" >"$run_dir/mosquitto.log" 2>&1 &
+step "Starting Mosquitto on 127.0.0.1:$mqtt_port (a user and password per device, the ACL)"
+# The simulated clinic's devices: rollers R-0001... and sterilisers S-01, S-02.
+devices=()
+for ((r = 1; r <= rollers; r++)); do devices+=("$(printf 'R-%04d' "$r")"); done
+devices+=(S-01 S-02)
+auth_flags=()
+[ "$anonymous" = 1 ] && auth_flags=(--insecure-anonymous)
+bash "$root/deploy/mosquitto/local-auth.sh" --dir "$run_dir/mqtt" --port "$mqtt_port" "${auth_flags[@]}" "${devices[@]}"
+mosquitto -c "$run_dir/mqtt/mosquitto.conf" >"$run_dir/mosquitto.log" 2>&1 &
 pids+=($!)
 wait_port "$mqtt_port" mosquitto $!
 
@@ -90,8 +103,14 @@ pids+=($!)
 wait_port "$grpc_port" ingestd $!
 
 step "Starting mqtt-bridge (metrics :$bridge_metrics)"
+bridge_login=() fleet_login=()
+if [ "$anonymous" = 0 ]; then
+  bridge_login=(--mqtt-username mqtt-bridge --mqtt-password-file "$run_dir/mqtt/bridge-password")
+  fleet_login=(--mqtt-credentials-file "$run_dir/mqtt/mqtt-credentials")
+fi
 "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt_port" --ingestd "127.0.0.1:$grpc_port" \
-  --metrics "127.0.0.1:$bridge_metrics" --token-file "$run_dir/token-device" >"$run_dir/bridge.log" 2>&1 &
+  --metrics "127.0.0.1:$bridge_metrics" --token-file "$run_dir/token-device" "${bridge_login[@]}" \
+  >"$run_dir/bridge.log" 2>&1 &
 pids+=($!)
 wait_port "$bridge_metrics" bridge $!
 
@@ -105,7 +124,7 @@ step "Running a simulated clinic: $rollers rollers, 2 sterilisers, $days days (a
 set +e
 "$bin/edge/agent/roller-fleet" --rollers "$rollers" --sterilisers 2 --days "$days" --seed "$seed" --rate "$rate" \
   --mqtt "tcp://127.0.0.1:$mqtt_port" --register-with "127.0.0.1:$grpc_port" --token-file "$run_dir/token-admin" \
-  --spool-dir "$run_dir/fleet-spool" \
+  --spool-dir "$run_dir/fleet-spool" "${fleet_login[@]}" \
   --metrics "127.0.0.1:$fleet_metrics" --duration "$duration" --violation-rate "$violations" \
   --override-rate "$override" 2>&1 | tee "$run_dir/fleet.log"
 fleet_status=${PIPESTATUS[0]}

@@ -602,5 +602,52 @@ TEST(Credentials, TheProductionBrokerTakesOnlyLoggedInDevicesEachOnItsOwnTopics)
   EXPECT_EQ(cluster.Device("R-2").state().events_stored(), 0u) << "R-1 published as R-2";
 }
 
+// Issue #14.6: with the shipped local deploy/mosquitto/mosquitto.conf an
+// anonymous local process stored a session for R-0001. The local setup is now
+// made by deploy/mosquitto/local-auth.sh, as run-demo.sh does it: a user and
+// password per device and the ACL.
+TEST(Credentials, TheLocalBrokerTakesNoAnonymousClientAndKeepsEachDeviceToItsOwnTopics) {
+  Cluster cluster("local-broker");
+  const std::string dir = cluster.dir();
+  const std::string auth = dir + "/mqtt";
+  auto made = Process::Start({"/bin/bash", std::string(ROLLERTRACE_SOURCE_DIR) + "/deploy/mosquitto/local-auth.sh",
+                              "--dir", auth, "--port", std::to_string(cluster.mqtt_port()), "R-1", "R-2"},
+                             dir + "/local-auth.log");
+  ASSERT_EQ(made->Wait(std::chrono::seconds(30)), 0) << ReadFile(dir + "/local-auth.log");
+  ASSERT_NO_FATAL_FAILURE(cluster.StartBrokerWithConfig(auth + "/mosquitto.conf", /*tls=*/false));
+  cluster.StartIngestd();
+  ASSERT_NO_FATAL_FAILURE(
+      cluster.StartBridge({"--mqtt-username", "mqtt-bridge", "--mqtt-password-file", auth + "/bridge-password"}));
+  cluster.Register(Cluster::Roller("R-1"));
+  cluster.Register(Cluster::Roller("R-2"));
+  const auto password = [&](const std::string& device) {
+    std::string p = ReadFile(auth + "/mqtt-password-" + device);
+    return p.substr(0, p.find('\n'));
+  };
+
+  // The anonymous session start of the issue: refused by the broker, nothing stored.
+  const std::string session =
+      R"({"deviceId":"R-1","events":[{"sequence":"1","deviceTimeUnixMs":"1764000000000",)"
+      R"("sessionStarted":{"sessionId":"anon-s1","patientRef":"MRN-1","operatorId":"nobody"}}]})";
+  std::string out;
+  EXPECT_NE(cluster.PublishWith("rollers/R-1/events/json", session, {}, &out), 0) << out;
+  // R-2 logged in as itself cannot write R-1's topics (the broker drops it).
+  EXPECT_EQ(cluster.PublishWith("rollers/R-1/events/json", session, {"-u", "R-2", "-P", password("R-2")}, &out), 0)
+      << out;
+
+  // R-1 with its own credentials (from the generated credentials file) is stored.
+  WritePrivateFile(dir + "/events", R"({"deviceTimeUnixMs":"1764000000000","heartbeat":{"batteryFraction":0.9}})"
+                                    "\n");
+  auto agent = cluster.StartAgent({"--device-id", "R-1", "--mqtt-username", "R-1", "--mqtt-password-file",
+                                   auth + "/mqtt-password-R-1", "--source", dir + "/events", "--spool-dir",
+                                   dir + "/spool", "--exit-when-drained", "--duration", "60"},
+                                  "agent.log");
+  ASSERT_EQ(agent->Wait(std::chrono::seconds(60)), 0) << ReadFile(dir + "/agent.log");
+  const v1::DeviceRecord r1 = cluster.Device("R-1");
+  EXPECT_EQ(r1.state().events_stored(), 1u) << "only R-1's own heartbeat";
+  EXPECT_EQ(r1.state().sessions_started(), 0u) << "a session from someone who is not R-1 was stored";
+  EXPECT_EQ(cluster.Device("R-2").state().events_stored(), 0u);
+}
+
 }  // namespace
 }  // namespace rollertrace::testing
