@@ -39,4 +39,40 @@ void FitReportLists(rollertrace::v1::PeriodReport* r) {
   o->set_findings(o->findings() + Fit(r->mutable_findings(), B::kFindings));
 }
 
+void FitTrailLists(rollertrace::v1::RollerTrail* t) {
+  using B = TrailListBytes;
+  auto* o = t->mutable_omitted();
+  o->set_log(o->log() + Fit(t->mutable_log(), B::kOther));
+  o->set_cycles(o->cycles() + Fit(t->mutable_cycles(), B::kOther));
+  o->set_sessions(o->sessions() + Fit(t->mutable_sessions(), B::kSessions));
+  o->set_violations(o->violations() + Fit(t->mutable_violations(), B::kOther));
+  o->set_findings(o->findings() + Fit(t->mutable_findings(), B::kOther));
+  if (Fit(t->mutable_events(), B::kEvents) > 0) {
+    // History goes on after the last event kept.
+    t->set_next_event_sequence(t->events_size() > 0 ? t->events(t->events_size() - 1).event().sequence() + 1 : 1);
+  }
+}
+
+void FitTrailLists(rollertrace::v1::PatientTrail* t) {
+  using B = TrailListBytes;
+  auto* o = t->mutable_omitted();
+  o->set_sessions(o->sessions() + Fit(t->mutable_sessions(), 2 * B::kSessions));
+  o->set_cycles(o->cycles() + Fit(t->mutable_cycles(), B::kSessions));
+}
+
+void FitTrailLists(rollertrace::v1::CycleTrail* t) {
+  using B = TrailListBytes;
+  auto* o = t->mutable_omitted();
+  o->set_sessions(o->sessions() + Fit(t->mutable_sessions(), 2 * B::kSessions));
+  o->set_findings(o->findings() + Fit(t->mutable_findings(), B::kOther));
+}
+
+void FitHistoryPage(rollertrace::v1::HistoryResponse* page) {
+  const uint64_t first = page->events_size() > 0 ? page->events(0).event().sequence() : 0;
+  if (Fit(page->mutable_events(), TrailListBytes::kHistory) > 0) {
+    page->set_next_sequence(page->events_size() > 0 ? page->events(page->events_size() - 1).event().sequence() + 1
+                                                    : first + 1);
+  }
+}
+
 }  // namespace rollertrace::codec

@@ -44,4 +44,18 @@ class ListShare {
 // merged), adding what it cut to report->omitted().
 void FitReportLists(rollertrace::v1::PeriodReport* report);
 
+// The same for the trails and a History page: each list keeps to its share.
+// A trail's raw events and a History page are cut, never counted: their next
+// sequence says where to continue.
+struct TrailListBytes {
+  static constexpr size_t kEvents = 1536 << 10;  // a roller trail's raw events
+  static constexpr size_t kHistory = 3 << 20;    // a History page
+  static constexpr size_t kSessions = 1 << 20;   // a patient's or cycle's: twice this
+  static constexpr size_t kOther = 256 << 10;    // log, cycles, violations, findings
+};
+void FitTrailLists(rollertrace::v1::RollerTrail* trail);
+void FitTrailLists(rollertrace::v1::PatientTrail* trail);
+void FitTrailLists(rollertrace::v1::CycleTrail* trail);
+void FitHistoryPage(rollertrace::v1::HistoryResponse* page);
+
 }  // namespace rollertrace::codec

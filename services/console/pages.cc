@@ -266,6 +266,10 @@ void Console::Patient(Call& c) {
   }
   if (c.Csv(sessions)) return;
   body += "<p>Pseudonym <code id=\"pseudonym\">" + Escape(trail.patient_pseudonym()) + "</code></p>";
+  if (trail.omitted().sessions() > 0 || trail.omitted().cycles() > 0) {
+    body += Cat("<p class=\"deny\" id=\"omitted\">", trail.omitted().sessions(), " more sessions and ",
+                trail.omitted().cycles(), " more cycles are not shown: a trail keeps to one answer of ingestd.</p>");
+  }
   body += "<h2>Sessions</h2>" + RenderTable(sessions, "pseudonym=" + UrlEncode(trail.patient_pseudonym()),
                                             c.PageNumber(), kPerPage);
   Page(c, "Patient " + Short(trail.patient_pseudonym()), body);

@@ -11,6 +11,7 @@
 
 #include "codec/codec.h"
 #include "codec/limits.h"
+#include "codec/report_lists.h"
 #include "util/cat.h"
 
 namespace rollertrace::ingest {
@@ -419,6 +420,7 @@ grpc::Status ComplianceServiceImpl::GetRollerTrail(grpc::ServerContext* context,
       request->device_id(), std::min<size_t>(request->events_limit(), codec::Limits::kHistoryPage));
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
+  codec::FitTrailLists(response);
   return grpc::Status::OK;
 }
 
@@ -439,6 +441,7 @@ grpc::Status ComplianceServiceImpl::GetPatientTrail(grpc::ServerContext* context
   absl::StatusOr<rollertrace::v1::PatientTrail> t = store_.audit().PatientTrail(pseudonym);
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
+  codec::FitTrailLists(response);
   return grpc::Status::OK;
 }
 
@@ -459,6 +462,7 @@ grpc::Status ComplianceServiceImpl::GetCycleTrail(grpc::ServerContext* context, 
   absl::StatusOr<rollertrace::v1::CycleTrail> t = store_.audit().CycleTrail(request->steriliser_id(), request->cycle_number());
   if (!t.ok()) return ToGrpc(t.status());
   *response = std::move(*t);
+  codec::FitTrailLists(response);
   return grpc::Status::OK;
 }
 
@@ -470,6 +474,7 @@ grpc::Status ComplianceServiceImpl::History(grpc::ServerContext* context, const 
       store_.audit().History(request->device_id(), request->from_sequence(), request->limit());
   if (!history.ok()) return ToGrpc(history.status());
   *response = std::move(*history);
+  codec::FitHistoryPage(response);
   return grpc::Status::OK;
 }
 

@@ -647,6 +647,9 @@ Status ComplianceRouter::GetPatientTrail(ServerContext* context, const v1::Patie
         if (response->patient_pseudonym().empty()) response->set_patient_pseudonym(one.patient_pseudonym());
         for (auto& s : *one.mutable_sessions()) *response->add_sessions() = std::move(s);
         for (auto& c : *one.mutable_cycles()) *response->add_cycles() = std::move(c);
+        response->mutable_omitted()->set_sessions(response->omitted().sessions() + one.omitted().sessions());
+        response->mutable_omitted()->set_cycles(response->omitted().cycles() + one.omitted().cycles());
+        codec::FitTrailLists(response);
       });
 }
 

@@ -117,16 +117,20 @@ TEST(Hostile, OversizedFieldsAnAbsurdSequenceAndNoClockAreRefusedAndTheReportSti
 
 TEST(Hostile, AReportOverAStoreFullOfTheLargestRecordsStillAnswers) {
   // Issue #14.1: devices filled a period with records until `rollerctl
-  // report` failed for everyone ("Received message larger than max"). Every
-  // field within its limit, 6,000 sessions of four rollers that were never
-  // sterilised (a NOT_STERILE violation each, carrying the longest ids the
-  // limits allow; some 24,000 violations, 7 MB) make a report far over gRPC's 4 MiB: it still answers, its
-  // counts whole, its violation list cut with a line saying where the rest is.
+  // report` failed for everyone ("Received message larger than max"), and a
+  // long enough trail would too. Every field within its limit: 9,000
+  // sessions of six never-sterilised rollers (NOT_STERILE and more each, with
+  // the longest ids the limits allow; over 7 MB of violations), 7,500 of them
+  // for one patient. The report still answers, its counts whole, its lists
+  // cut with a line saying where the rest is; so do the trails and History.
   Cluster cluster("largest_records");
   cluster.StartIngestd();
   const int64_t start = Now() - kDay;
   auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
-  constexpr int kRollers = 4, kSessions = 1500;
+  // Rollers 0 to 4 treat one patient (7,500 sessions, some 5 MB of her
+  // trail); roller 5 a new patient each time.
+  constexpr int kRollers = 6, kSessions = 1500;
+  const std::string shared_patient = "MRN-" + std::string(124, 'q');
   for (int r = 0; r < kRollers; ++r) {
     const std::string roller = "LR-" + std::to_string(r);
     cluster.Register(Cluster::Roller(roller));
@@ -134,8 +138,10 @@ TEST(Hostile, AReportOverAStoreFullOfTheLargestRecordsStillAnswers) {
     batch.set_device_id(roller);
     for (int i = 0; i < kSessions; ++i) {
       const std::string n = std::to_string(i);
-      rollertrace::v1::Event e = SessionStart(n + std::string(128 - n.size(), 's'), n + std::string(128 - n.size(), 'p'),
-                                              start + i * 1000, /*offline=*/true);
+      rollertrace::v1::Event e =
+          SessionStart(n + std::string(128 - n.size(), 's'),
+                       r < 5 ? shared_patient : n + std::string(128 - n.size(), 'p'), start + i * 1000,
+                       /*offline=*/true);
       e.mutable_session_started()->set_operator_id(std::string(128, 'o'));
       e.mutable_session_started()->set_decision_id(std::string(128, 'd'));
       e.set_sequence(static_cast<uint64_t>(i) + 1);
@@ -175,6 +181,12 @@ TEST(Hostile, AReportOverAStoreFullOfTheLargestRecordsStillAnswers) {
       << out.substr(out.size() > 3000 ? out.size() - 3000 : 0);
   // The violations command reads them all, page by page.
   ASSERT_EQ(cluster.Rollerctl({"violations", "--from", from}, &out), 0) << out.substr(0, 2000);
+  // So do the trails and the history: the patient's is cut and says so.
+  ASSERT_EQ(cluster.Rollerctl({"trail", "patient", "--ref", shared_patient}, &out), 0) << out.substr(0, 2000);
+  EXPECT_NE(out.find("This trail leaves out"), std::string::npos) << out.substr(out.size() > 2000 ? out.size() - 2000 : 0);
+  ASSERT_EQ(cluster.Rollerctl({"trail", "roller", "LR-0", "--events"}, &out), 0) << out.substr(0, 2000);
+  EXPECT_NE(out.find("event #1500"), std::string::npos) << "every event, page by page";
+  ASSERT_EQ(cluster.Rollerctl({"history", "LR-0"}, &out), 0) << out.substr(0, 2000);
 }
 
 TEST(Hostile, ExportByPeriodTakesWhatHappenedInItAsTheReportCountsIt) {

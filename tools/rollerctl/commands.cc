@@ -415,6 +415,26 @@ std::string SessionLine(const rollertrace::v1::SessionRecord& s) {
                    s.at_risk() ? util::Cat("; AT RISK (", s.at_risk_reason(), ")") : std::string());
 }
 
+// What a trail left out to stay one gRPC answer, and where to read it; empty
+// when it left out nothing.
+std::string OmittedLine(const rollertrace::v1::TrailOmitted& o, const std::string& violations_of) {
+  std::string parts;
+  auto add = [&](uint32_t n, const char* what) {
+    if (n > 0) parts += util::Cat(parts.empty() ? "" : ", ", n, " ", what);
+  };
+  add(o.sessions(), "sessions");
+  add(o.violations(), "violations");
+  add(o.cycles(), "cycles");
+  add(o.log(), "log entries");
+  add(o.findings(), "findings");
+  if (parts.empty()) return {};
+  return util::Cat("This trail leaves out ", parts, " (a trail keeps to one answer)",
+                   o.violations() > 0 && !violations_of.empty()
+                       ? util::Cat("; rollerctl violations --device ", violations_of, " pages every violation")
+                       : std::string(),
+                   ".\n");
+}
+
 }  // namespace
 
 int RollerTrail(const Context& ctx, const std::string& device_id, bool with_events) {
@@ -477,6 +497,7 @@ int RollerTrail(const Context& ctx, const std::string& device_id, bool with_even
   Table table({"WHEN", "WHAT", "DETAIL"});
   for (const auto& [when, order, what, detail] : rows) table.Add({FormatTime(when), what, detail});
   table.Print(*ctx.out);
+  *ctx.out << OmittedLine(t.omitted(), device_id);
   if (!with_events) *ctx.out << "(add --events for every event the roller sent)\n";
   return 0;
 }
@@ -503,6 +524,7 @@ int PatientTrail(const Context& ctx, const std::string& pseudonym, const std::st
   sessions.Print(*ctx.out);
   *ctx.out << "\nCycles relied on:\n";
   for (const auto& c : t.cycles()) *ctx.out << "  " << CycleLine(c) << "\n";
+  *ctx.out << OmittedLine(t.omitted(), "");
   return 0;
 }
 
@@ -533,6 +555,7 @@ int CycleTrail(const Context& ctx, const CycleName& cycle) {
     *ctx.out << "\nFindings about this cycle number (" << t.findings_size() << "):\n";
     for (const auto& f : t.findings()) *ctx.out << "  " << FormatTime(f.detected_unix_ms()) << " " << FindingLine(f) << "\n";
   }
+  *ctx.out << OmittedLine(t.omitted(), "");
   return 0;
 }
 
