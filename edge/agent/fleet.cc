@@ -210,8 +210,12 @@ struct Playback {
   // Device time through which every steriliser event has been recorded;
   // INT64_MAX once the sterilisers' lane is through.
   std::atomic<int64_t> cycles_through_ms{INT64_MIN};
-  std::mutex mu;  // guards error and log
+  std::mutex mu;  // guards error, log and the two below
   absl::Status error;
+  // No steriliser event was acknowledged for a while: sessions stop waiting
+  // for acks until the sterilisers' pending count falls below this.
+  bool unreachable = false;
+  size_t pending_when_unreachable = 0;
 
   bool stopped() const { return stop || failed; }
   void Fail(absl::Status s) {
@@ -228,17 +232,41 @@ struct Playback {
 
 // Before a session start, as in a clinic where cycles end hours before
 // sessions: every steriliser event dated before it is recorded (by the
-// sterilisers' lane) and acknowledged (up to 120 s: through an outage of the
-// server a session asked before its cycle is stored would be refused
-// NOT_STERILE, which a replay in source order would not do).
+// sterilisers' lane) and acknowledged, so the server judges the session
+// knowing its cycles, as a replay in source order would. The wait for acks
+// lasts while they come (through a server outage of up to 20 s, 120 s in
+// all); once no ack came for 20 s the server is taken as unreachable and
+// sessions go ahead (offline, from what each roller last heard) without
+// waiting again until an ack arrives.
 void AwaitCyclesBefore(Playback& p, int64_t start_unix_ms) {
   while (!p.stopped() && p.cycles_through_ms <= start_unix_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!p.stopped() && p.fleet.Pending(codec::TopicKind::kSteriliserCycles) > 0 &&
-         std::chrono::steady_clock::now() < limit) {
+  using Clock = std::chrono::steady_clock;
+  size_t pending = p.fleet.Pending(codec::TopicKind::kSteriliserCycles);
+  if (pending == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(p.mu);
+    if (p.unreachable && pending >= p.pending_when_unreachable) return;  // no ack since
+    p.unreachable = false;
+  }
+  const auto limit = Clock::now() + std::chrono::seconds(120);
+  auto progress = Clock::now();
+  uint64_t acked = p.fleet.Stats().acked;  // any device's: the server answers
+  for (int round = 1; !p.stopped() && pending > 0 && Clock::now() < limit; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pending = p.fleet.Pending(codec::TopicKind::kSteriliserCycles);
+    if (round % 20 != 0) continue;
+    if (const uint64_t now_acked = p.fleet.Stats().acked; now_acked > acked) {
+      acked = now_acked;
+      progress = Clock::now();
+    }
+    if (Clock::now() - progress > std::chrono::seconds(20)) {
+      std::lock_guard<std::mutex> lock(p.mu);
+      p.unreachable = true;
+      p.pending_when_unreachable = pending;
+      return;
+    }
   }
 }
 

@@ -167,6 +167,49 @@ TEST(Pipeline, AFaultFreeFleetSendsEachBatchOnceAndStopsQuietly) {
   EXPECT_NE(log.find(" 0 resends"), std::string::npos) << log;
 }
 
+// Issue #13.3: roller-fleet after a SIGKILL decided offline with empty state
+// (NOT_STERILE "no passing sterilisation cycle recorded" for rollers whose
+// cycles the server had sent it). Here every roller starts a session the
+// server allowed (each decision carries the roller's state), the fleet is
+// SIGKILLed, the bridge goes too, and a restarted fleet must decide offline
+// from what it last heard: a refusal may say "since the previous session",
+// never that no cycle was ever recorded.
+TEST(Pipeline, AFleetKilledAndRestartedDecidesOfflineFromWhatTheServerLastSent) {
+  Cluster cluster("fleet-restart-offline");
+  cluster.StartAll();
+  const auto sim = FleetSim(3, 21, 23, NowMs());
+  const std::string spool = cluster.dir() + "/spool";
+  auto fleet = cluster.StartFleet(FleetArgs(sim, cluster, spool, "30"), "fleet-1.log");
+  const std::vector<std::string> rollers = {"R-0001", "R-0002", "R-0003"};
+  // Registered (and connected) first; then asked about.
+  ASSERT_TRUE(Eventually([&] { return ReadFile(fleet->log_path()).find("devices connected in") != std::string::npos; },
+                         std::chrono::seconds(30)))
+      << ReadFile(fleet->log_path());
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (const auto& id : rollers) {
+          if (cluster.Device(id).state().sessions_started() < 1) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(90)))
+      << ReadFile(fleet->log_path());
+  fleet->Signal(SIGKILL);
+  fleet->Wait(std::chrono::seconds(10));
+  ASSERT_FALSE(fleet->Running());
+  cluster.KillBridge();  // no answers from here on: every decision is the agents' own
+
+  auto args = FleetArgs(sim, cluster, spool, "0");
+  for (const char* a : {"--decision-timeout-ms", "300", "--duration", "40"}) args.push_back(a);
+  auto again = cluster.StartFleet(args, "fleet-2.log");
+  EXPECT_EQ(again->Wait(std::chrono::seconds(120)), 3) << "stopped at --duration with events unacknowledged";
+  const std::string log = ReadFile(again->log_path());
+  EXPECT_NE(log.find("refused offline"), std::string::npos) << "no session was decided offline:\n" << log;
+  EXPECT_EQ(log.find("no passing sterilisation cycle recorded"), std::string::npos)
+      << "the restarted fleet forgot the cycles the server had sent:\n"
+      << log;
+}
+
 // Issue #11: a 10,000-roller fleet corrupted its heap (connects retried over
 // connects still under way, callbacks into destroyed clients), and ignored
 // SIGTERM for minutes (one disconnect after another). Here a thousand rollers
