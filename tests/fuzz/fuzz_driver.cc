@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "codec/codec.h"
+#include "mutate_bytes.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 extern uint64_t g_decode_fuzz_accepted;
@@ -54,36 +55,6 @@ std::vector<std::string> Seeds() {
   };
 }
 
-std::string Mutate(std::string s, const std::vector<std::string>& seeds, std::mt19937_64& rng) {
-  const int edits = 1 + static_cast<int>(rng() % 4);
-  for (int i = 0; i < edits; ++i) {
-    const size_t at = s.empty() ? 0 : rng() % s.size();
-    switch (rng() % 6) {
-      case 0:
-        if (!s.empty()) s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8)));
-        break;
-      case 1:
-        if (!s.empty()) s[at] = static_cast<char>(rng());
-        break;
-      case 2:
-        s.resize(at);
-        break;
-      case 3:
-        s.insert(at, 1 + rng() % 8, static_cast<char>(rng()));
-        break;
-      case 4: {
-        const std::string& other = seeds[rng() % seeds.size()];
-        s = s.substr(0, at) + other.substr(std::min(other.size(), static_cast<size_t>(rng() % (other.size() + 1))));
-        break;
-      }
-      case 5:
-        if (s.size() > 1) s.insert(at, s.substr(rng() % s.size(), 1 + rng() % 16));
-        break;
-    }
-  }
-  return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,7 +63,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> seeds = Seeds();
   for (const auto& s : seeds) LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   for (long i = 0; i < iterations; ++i) {
-    const std::string input = Mutate(seeds[rng() % seeds.size()], seeds, rng);
+    const std::string input = rollertrace::fuzz::MutateBytes(seeds[rng() % seeds.size()], seeds, rng);
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
   }
   std::cout << "decode_fuzz: " << iterations << " mutated inputs from " << seeds.size() << " seeds, "

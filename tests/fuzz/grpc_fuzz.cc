@@ -35,6 +35,7 @@
 #include "ingest/grpc_services.h"
 #include "ingest/ingest_metrics.h"
 #include "metrics/metrics.h"
+#include "mutate_bytes.h"
 #include "pseudonym/pseudonymizer.h"
 #include "rollertrace/v1/services.grpc.pb.h"
 #include "store/event_store.h"
@@ -79,30 +80,10 @@ class Mutator {
     for (int i = 0; i < edits; ++i) Field(m, 0);
   }
 
-  // 1 to 4 edits of the bytes: flips, changes, cuts, insertions, splices.
+  // 1 to 4 edits of the bytes (mutate_bytes.h), spliced with themselves.
   std::string Bytes(std::string s) {
-    const int edits = 1 + static_cast<int>(rng_() % 4);
-    for (int i = 0; i < edits; ++i) {
-      const size_t at = s.empty() ? 0 : rng_() % s.size();
-      switch (rng_() % 5) {
-        case 0:
-          if (!s.empty()) s[at] = static_cast<char>(s[at] ^ (1 << (rng_() % 8)));
-          break;
-        case 1:
-          if (!s.empty()) s[at] = static_cast<char>(rng_());
-          break;
-        case 2:
-          s.resize(at);
-          break;
-        case 3:
-          s.insert(at, std::string(1 + rng_() % 8, static_cast<char>(rng_())));
-          break;
-        default:
-          s.insert(at, s.substr(rng_() % (s.size() + 1), rng_() % 16));
-          break;
-      }
-    }
-    return s;
+    const std::vector<std::string> donors = {s};
+    return rollertrace::fuzz::MutateBytes(std::move(s), donors, rng_);
   }
 
  private:

@@ -37,6 +37,16 @@ rollertrace::v1::EventBatch One(const std::string& device, rollertrace::v1::Even
   return b;
 }
 
+// Sends one request through IngestBatch; every event in it must be taken.
+void IngestAll(Cluster& cluster, const rollertrace::v1::IngestRequest& request) {
+  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
+  grpc::ClientContext ctx;
+  cluster.Authenticate(&ctx);
+  rollertrace::v1::IngestResponse response;
+  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
+  ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+}
+
 TEST(Hostile, OversizedFieldsAnAbsurdSequenceAndNoClockAreRefusedAndTheReportStillAnswers) {
   Cluster cluster("hostile");
   cluster.StartAll();
@@ -126,7 +136,6 @@ TEST(Hostile, AReportOverAStoreFullOfTheLargestRecordsStillAnswers) {
   Cluster cluster("largest_records");
   cluster.StartIngestd();
   const int64_t start = Now() - kDay;
-  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
   // Rollers 0 to 4 treat one patient (7,500 sessions, some 5 MB of her
   // trail); roller 5 a new patient each time.
   constexpr int kRollers = 6, kSessions = 1500;
@@ -149,11 +158,7 @@ TEST(Hostile, AReportOverAStoreFullOfTheLargestRecordsStillAnswers) {
     }
     rollertrace::v1::IngestRequest request;
     *request.add_batches() = std::move(batch);
-    grpc::ClientContext ctx;
-    cluster.Authenticate(&ctx);
-    rollertrace::v1::IngestResponse response;
-    ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
-    ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+    ASSERT_NO_FATAL_FAILURE(IngestAll(cluster, request));
   }
   // What the store now holds for the period, paged: every violation.
   size_t violations = 0;
@@ -198,14 +203,9 @@ TEST(Hostile, ExportByPeriodTakesWhatHappenedInItAsTheReportCountsIt) {
   cluster.Register(Cluster::Roller("EP-2"));
   const int64_t day = 24LL * 3600 * 1000, ten_days_ago = Now() - 10 * day;
   // EP-1 worked offline ten days ago; its session arrives now.
-  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
   rollertrace::v1::IngestRequest request;
   *request.add_batches() = One("EP-1", SessionStart("EP-1-s1", "MRN-9", ten_days_ago, /*offline=*/true), 1);
-  grpc::ClientContext ctx;
-  cluster.Authenticate(&ctx);
-  rollertrace::v1::IngestResponse response;
-  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
-  ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+  ASSERT_NO_FATAL_FAILURE(IngestAll(cluster, request));
   const std::string from = std::to_string(ten_days_ago - day), to = std::to_string(ten_days_ago + day);
   std::string out;
   ASSERT_EQ(cluster.Rollerctl({"report", "--from", from, "--to", to, "--format", "json"}, &out), 0) << out;
@@ -263,7 +263,6 @@ TEST(Hostile, ASessionOnAFastClockKeepsItsDurationAndItsAnaesthesiaTime) {
   cluster.Register(Cluster::Roller("FC-1"));
   cluster.Register(Cluster::Steriliser("FS-1"));
   const int64_t now = Now(), ahead = now + 3600 * 1000, minute = 60 * 1000;
-  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
   rollertrace::v1::IngestRequest request;
   *request.add_batches() = One("FS-1", Cycle(1, {"FC-1"}, now - 2 * kDay), 1);
   rollertrace::v1::EventBatch session = One("FC-1", SessionStart("FC-1-s1", "MRN-8", ahead), 1);
@@ -274,11 +273,7 @@ TEST(Hostile, ASessionOnAFastClockKeepsItsDurationAndItsAnaesthesiaTime) {
   end.set_sequence(3);
   *session.add_events() = end;
   *request.add_batches() = session;
-  grpc::ClientContext ctx;
-  cluster.Authenticate(&ctx);
-  rollertrace::v1::IngestResponse response;
-  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
-  ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+  ASSERT_NO_FATAL_FAILURE(IngestAll(cluster, request));
 
   const rollertrace::v1::RollerTrail trail = TrailOf(cluster, "FC-1");
   ASSERT_EQ(trail.sessions_size(), 1);
@@ -308,7 +303,6 @@ TEST(Hostile, ASessionDatedBeforeTheCycleItIsSaidToRelyOnReliesOnTheOneBefore) {
   cluster.Register(Cluster::Roller("SB-2"));
   cluster.Register(Cluster::Steriliser("SS-1"));
   const int64_t now = Now();
-  auto ingest = rollertrace::v1::IngestService::NewStub(cluster.channel());
   rollertrace::v1::IngestRequest request;
   rollertrace::v1::EventBatch cycles = One("SS-1", Cycle(1, {"SB-1"}, now - 3 * kDay), 1);
   rollertrace::v1::Event second = Cycle(2, {"SB-1", "SB-2"}, now - kHour);
@@ -318,11 +312,7 @@ TEST(Hostile, ASessionDatedBeforeTheCycleItIsSaidToRelyOnReliesOnTheOneBefore) {
   // Both sessions arrive after cycle 2, dated an hour before it ended.
   *request.add_batches() = One("SB-1", SessionStart("SB-1-s1", "MRN-5", now - 2 * kHour, /*offline=*/true), 1);
   *request.add_batches() = One("SB-2", SessionStart("SB-2-s1", "MRN-6", now - 2 * kHour, /*offline=*/true), 1);
-  grpc::ClientContext ctx;
-  cluster.Authenticate(&ctx);
-  rollertrace::v1::IngestResponse response;
-  ASSERT_TRUE(ingest->IngestBatch(&ctx, request, &response).ok());
-  ASSERT_EQ(response.rejections_size(), 0) << response.rejections(0).detail();
+  ASSERT_NO_FATAL_FAILURE(IngestAll(cluster, request));
 
   const rollertrace::v1::RollerTrail one = TrailOf(cluster, "SB-1");
   ASSERT_EQ(one.sessions_size(), 1);
