@@ -10,6 +10,9 @@
 # DIR/measure.sh on the same load, so Node-RED and Python+SQLite are in the
 # same run, and prints RollerTrace's ratios to them too.
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
+# With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
+# bridge's event reader during each run, into DIR/{ingestd,bridge,reader}-FORMAT.data
+# (the profile costs CPU: figures from such a run are not the benchmark's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
@@ -78,6 +81,14 @@ run_rollertrace() {  # format
   local base c0 c1 t0 t1 n=0
   base=$(curl -s "127.0.0.1:$m1/metrics" | awk '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s}')
   c0=$(cpu_ticks "$bridge" "$reader"); local i0; i0=$(cpu_ticks "$ingestd")
+  local perfs=()
+  if [ -n "${ROLLERTRACE_PERF_DIR:-}" ]; then
+    mkdir -p "$ROLLERTRACE_PERF_DIR"
+    for who in ingestd bridge reader; do
+      perf record -q -g -p "${!who}" -o "$ROLLERTRACE_PERF_DIR/$who-$format.data" >/dev/null 2>&1 & perfs+=($!)
+    done
+    sleep 0.5
+  fi
   t0=$(now)
   "$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format "$format" >"$work/lg-$format.out"
   while :; do
@@ -88,6 +99,7 @@ run_rollertrace() {  # format
   done
   t1=$(now)
   c1=$(cpu_ticks "$bridge" "$reader"); local i1; i1=$(cpu_ticks "$ingestd")
+  for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   local rate blocked
   rate=$(echo "$n / ($t1 - $t0)" | bc -l)
   blocked=$(curl -s "127.0.0.1:$m2/metrics" | awk '/^rollertrace_bridge_blocked_seconds_total/ {print $2}')

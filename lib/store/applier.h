@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -31,7 +32,7 @@ struct CommandResult {
   // Ingest.
   std::vector<rollertrace::v1::DeviceAck> acks;  // one per device with an event committed or repeated
   std::vector<rollertrace::v1::Rejection> rejections;
-  std::map<std::string, uint64_t> stored_by_type;  // codec::EventType label -> count
+  std::map<std::string_view, uint64_t> stored_by_type;  // codec::EventType's static label -> count
   uint64_t duplicates = 0;
   uint64_t conflicts = 0;  // repeats with other content (refused, kept as EVENT_CONFLICT findings)
   uint64_t gaps_opened = 0;

@@ -188,7 +188,7 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
       // A repeat. The same content is a resend; other content would rewrite
       // the device's history: refused, the stored event kept, and the attempt
       // kept as a finding (the sequence is acked: the store holds it).
-      absl::StatusOr<std::optional<std::string>> stored = c.txn.StoredEventBytes(key);
+      absl::StatusOr<std::optional<std::string>> stored = c.txn.StoredEventBytes(event, key);
       if (!stored.ok()) return stored.status();
       const std::string received = event.SerializeAsString();
       if (*stored && **stored != received) {
@@ -215,7 +215,7 @@ absl::Status Ingest(Context& c, const rollertrace::v1::EventBatch& batch) {
     c.txn.PutEvent(key, value, &event);
     if (absl::Status d = ApplyDomain(c, event, *s.record); !d.ok()) return d;
     ApplyEvent(event, c.now, state, &s.closed_gaps, &c.result->gaps_opened);
-    ++c.result->stored_by_type[std::string(codec::EventType(event))];
+    ++c.result->stored_by_type[codec::EventType(event)];
   }
   for (auto& [id, s] : seen) {
     for (const Gap& gap : s.closed_gaps) {

@@ -42,8 +42,11 @@ void WriteTxn::Put(Family family, std::string_view key, std::string_view value) 
   batch_->Put(db_.handle(family), rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
 }
 
-absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const std::string& key) const {
-  if (auto it = pending_events_.find(key); it != pending_events_.end()) return it->second->SerializeAsString();
+absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const rollertrace::v1::Event& event,
+                                                                        const std::string& key) const {
+  if (auto it = pending_events_.find({event.device_id(), event.sequence()}); it != pending_events_.end()) {
+    return it->second->SerializeAsString();
+  }
   std::string value;
   rocksdb::Status s = db_.raw()->Get(rocksdb::ReadOptions(), db_.handle(Family::kEvents), key, &value);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -54,7 +57,7 @@ absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const std:
 }
 
 void WriteTxn::PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event) {
-  pending_events_.emplace(std::string(key), event);
+  pending_events_.emplace(std::make_pair(std::string_view(event->device_id()), event->sequence()), event);
   // Into the batch itself, around the index (appending keeps the offsets the index holds).
   batch_->GetWriteBatch()->Put(db_.handle(Family::kEvents), rocksdb::Slice(key.data(), key.size()),
                                rocksdb::Slice(value.data(), value.size()));

@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "rollertrace/v1/records.pb.h"
@@ -48,9 +50,10 @@ class WriteTxn final : public ReadView {
   // the cost of a write. Get and Iterate refuse Family::kEvents.
   // `event` must outlive the txn (it is the command's own).
   void PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event);
-  // The bytes of the event stored under `key` (this write's or the store's);
-  // nullopt when there is none.
-  absl::StatusOr<std::optional<std::string>> StoredEventBytes(const std::string& key) const;
+  // The bytes of the event stored for `event`'s device and sequence under
+  // `key` (this write's or the store's); nullopt when there is none.
+  absl::StatusOr<std::optional<std::string>> StoredEventBytes(const rollertrace::v1::Event& event,
+                                                              const std::string& key) const;
   // Writes a record ingestd owns (session, violation, decision, log entry,
   // cycle, recall, closed gap, finding) and links it into `owner`'s record
   // chain. REQUIRES: owner from Device() or AddDevice() of this txn.
@@ -95,7 +98,14 @@ class WriteTxn final : public ReadView {
   const Db& db_;
   DeviceCache* cache_;
   std::vector<std::string> written_around_;  // device records Put directly (imports)
-  std::map<std::string, const rollertrace::v1::Event*, std::less<>> pending_events_;  // this write's, by key
+  // This write's events, by (device id, sequence); the views point into the events.
+  struct EventRefHash {
+    size_t operator()(const std::pair<std::string_view, uint64_t>& k) const {
+      return std::hash<std::string_view>()(k.first) ^ (k.second * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+  std::unordered_map<std::pair<std::string_view, uint64_t>, const rollertrace::v1::Event*, EventRefHash>
+      pending_events_;
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::map<std::string, Loaded> devices_;
   std::vector<std::string> touched_;  // in the order first touched by the command

@@ -83,6 +83,7 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
     events += static_cast<size_t>(b.events_size());
     rollertrace::v1::StoreCommand& c = p.commands.emplace_back(store::NewCommand(store_, judged));
     c.mutable_ingest()->Swap(&b);
+    if (guard_ != nullptr) p.command_bytes += c.ByteSizeLong();
   }
   p.bridge_received_unix_ms = request.bridge_received_unix_ms();
   std::future<IngestResponse> answer = p.promise.get_future();
@@ -211,9 +212,7 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
     // What the group will write: each event is stored as a record, in the
     // command log, in indexes and the chains; the WAL holds it all first.
     uint64_t bytes = 0;
-    for (const auto& p : group) {
-      for (const auto& c : p.commands) bytes += c.ByteSizeLong();
-    }
+    for (const auto& p : group) bytes += p.command_bytes;
     if (absl::Status writable = guard_->Writable(kWriteAmplification * bytes); !writable.ok()) {
       HoldBack(group, decisions, writable);
       return false;
@@ -285,7 +284,7 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
     metrics_.commit_events.Observe(static_cast<double>(total));
   }
   for (const auto& [type, n] : result->stored_by_type) {
-    metrics_.ingested.Add({{"type", type}}).Increment(static_cast<double>(n));
+    metrics_.ingested.Add({{"type", std::string(type)}}).Increment(static_cast<double>(n));
   }
   metrics_.duplicates.Increment(static_cast<double>(result->duplicates));
   metrics_.conflicting.Increment(static_cast<double>(result->conflicts));

@@ -91,6 +91,7 @@ class GroupCommitter {
     std::chrono::steady_clock::time_point received;
     std::vector<rollertrace::v1::StoreCommand> commands;  // one per valid batch, stamped at Submit
     int64_t bridge_received_unix_ms = 0;
+    uint64_t command_bytes = 0;  // of `commands`, measured on the submitting thread
     rollertrace::v1::IngestResponse response;  // holds validation rejections
     std::promise<rollertrace::v1::IngestResponse> promise;
   };
