@@ -2,6 +2,9 @@
 // (bench/latency.sh starts them):
 //   authorize: N sequential rollers/{id}/authorize -> rollers/{id}/decision
 //              round trips over MQTT, and the same N as AuthorizeUse over gRPC;
+//   echo:      (--echo) before each authorisation, one publish to
+//              bench/echo/{id} and its delivery back to the same client: the
+//              broker's own round trip under the same load, the floor;
 //   command:   Unlock over gRPC -> the "unlock" command on rollers/{id}/command
 //              (a command raised outside ingestion), N times: each round first
 //              locks the roller with a session it may not start (NOT_STERILE).
@@ -32,6 +35,7 @@ struct Inbox {
   std::vector<rollertrace::v1::Decision> decisions;
   std::vector<rollertrace::v1::Command> commands;
   uint64_t acked = 0;
+  size_t echoes = 0;
 };
 
 void Print(const char* what, std::vector<double> ms) {
@@ -67,6 +71,10 @@ int main(int argc, char** argv) {
   app.add_flag("--acks-only", acks_only,
                "Only event -> ack round trips: N events one at a time on rollers/{id}/events, each waited for on "
                "rollers/{id}/ack (what a device waits for before it drops the event from its spool)");
+  bool echo = false;
+  app.add_flag("--echo", echo,
+               "Before each authorisation, time one round trip through the broker alone (publish to bench/echo/{id}, "
+               "received back by this client): the floor under the same load");
   CLI11_PARSE(app, argc, argv);
 
   auto channel = grpc::CreateChannel(ingestd, grpc::InsecureChannelCredentials());
@@ -101,10 +109,13 @@ int main(int argc, char** argv) {
   client.Subscribe(rollertrace::codec::DecisionTopic(roller), 1);
   client.Subscribe(rollertrace::codec::CommandTopic(roller), 1);
   client.Subscribe(rollertrace::codec::AckTopic(rollertrace::codec::TopicKind::kRollerEvents, roller), 1);
+  const std::string echo_topic = "bench/echo/" + roller;
+  if (echo) client.Subscribe(echo_topic, 1);
   client.OnMessage([&](const std::string& topic, const std::string& payload) {
     std::lock_guard<std::mutex> lock(inbox.mu);
     if (topic.ends_with("/decision")) inbox.decisions.emplace_back().ParseFromString(payload);
     if (topic.ends_with("/command")) inbox.commands.emplace_back().ParseFromString(payload);
+    if (topic.starts_with("bench/echo/")) ++inbox.echoes;
     if (topic.ends_with("/ack")) {
       rollertrace::v1::DeviceAck ack;
       if (ack.ParseFromString(payload)) inbox.acked = std::max(inbox.acked, ack.contiguous_through());
@@ -125,7 +136,7 @@ int main(int argc, char** argv) {
     rollertrace::v1::DeviceRecord r;
     return registry->Get(&ctx, req, &r).ok() ? r.state().highest_sequence() : 0;
   };
-  std::vector<double> over_mqtt, over_grpc, command_ms;
+  std::vector<double> over_mqtt, over_grpc, command_ms, echo_ms;
   if (acks_only) {
     uint64_t sequence = highest_sequence();
     std::vector<double> ack_ms;
@@ -148,6 +159,19 @@ int main(int argc, char** argv) {
     return 0;
   }
   for (int i = 0; i < n; ++i) {
+    if (echo) {
+      const size_t before = [&] {
+        std::lock_guard<std::mutex> lock(inbox.mu);
+        return inbox.echoes;
+      }();
+      const auto t0 = Clock::now();
+      if (client.Publish(echo_topic, "echo", 1).ok()) {
+        std::unique_lock<std::mutex> lock(inbox.mu);
+        if (inbox.cv.wait_for(lock, std::chrono::seconds(5), [&] { return inbox.echoes > before; })) {
+          echo_ms.push_back(Ms(Clock::now() - t0));
+        }
+      }
+    }
     rollertrace::v1::AuthorizeRequest req;
     req.set_device_id(roller);
     req.set_correlation_id("lat-" + std::to_string(i));
@@ -173,6 +197,7 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     if (compliance->AuthorizeUse(&ctx, req, &d).ok()) over_grpc.push_back(Ms(Clock::now() - t0));
   }
+  if (echo) Print("echo through the broker alone", echo_ms);
   Print("authorize over MQTT (round trip)", over_mqtt);
   Print("AuthorizeUse over gRPC", over_grpc);
 

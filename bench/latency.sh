@@ -24,13 +24,13 @@ sleep 0.5
 for _ in $(seq 100); do curl -sf "127.0.0.1:$m2/metrics" | grep -q '^rollertrace_bridge_mqtt_connected 1' && break; sleep 0.1; done
 lat() { "$bin/bench/latency" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" -n "$N" "$@"; }
 echo "== idle"
-lat --roller LAT-IDLE
+lat --roller LAT-IDLE --echo
 echo "== while $((D * M * E)) events are published at full speed and ingested"
 "$bin/tools/loadgen/rollertrace-loadgen" --devices "$D" --register-with "127.0.0.1:$grpc" --register-only
 "$bin/tools/loadgen/rollertrace-loadgen" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" \
   --format bin >"$work/loadgen.out" & lgpid=$!
 sleep 0.3
-lat --roller LAT-BURST --no-commands
+lat --roller LAT-BURST --no-commands --echo
 wait $lgpid
 cat "$work/loadgen.out"
 stored=$(curl -s "127.0.0.1:$m1/metrics" | awk '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s}')
