@@ -3,14 +3,40 @@
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
+#include <optional>
+#include <cmath>
 
 namespace rollertrace::edge {
+
+void AckTimer::Observe(std::chrono::steady_clock::duration round_trip) {
+  const double r = std::chrono::duration<double, std::milli>(round_trip).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!seeded_) {
+    seeded_ = true;
+    srtt_ms_ = r;
+    rttvar_ms_ = r / 2;
+    return;
+  }
+  rttvar_ms_ = 0.75 * rttvar_ms_ + 0.25 * std::abs(srtt_ms_ - r);
+  srtt_ms_ = 0.875 * srtt_ms_ + 0.125 * r;
+}
+
+std::chrono::milliseconds AckTimer::Timeout(std::chrono::milliseconds floor) const {
+  double ms = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ms = seeded_ ? srtt_ms_ + 4 * rttvar_ms_ : 0;
+  }
+  const auto learnt = std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, 60000.0)));
+  return std::max(floor, learnt);
+}
 
 DeviceAgent::DeviceAgent(Spool& spool, AgentOptions options)
     : spool_(spool),
       options_(options),
       topic_(codec::EventsTopic(options.kind, spool.device_id(), options.json)),
-      current_timeout_(options.ack_timeout) {
+      current_timeout_(options.ack_timeout),
+      ack_timer_(options.ack_timer != nullptr ? options.ack_timer : std::make_shared<AckTimer>()) {
   absl::StatusOr<std::optional<rollertrace::v1::AgentState>> saved = spool_.LoadAgentState();
   if (!saved.ok()) {
     std::cerr << "agent: " << saved.status().message() << "; offline decisions start from nothing" << std::endl;
@@ -214,6 +240,17 @@ void DeviceAgent::OnAck(const std::string& payload) {
   if (!ack.ParseFromString(payload) || ack.device_id() != spool_.device_id()) return;
   absl::StatusOr<size_t> removed = spool_.Acknowledge(ack);
   if (!removed.ok() || *removed == 0) return;
+  uint64_t covered = ack.contiguous_through();
+  for (const auto& range : ack.committed()) covered = std::max(covered, range.last());
+  {
+    std::lock_guard<std::mutex> lock(rtt_mu_);
+    std::optional<Clock::time_point> sent;
+    while (!unacked_sends_.empty() && unacked_sends_.front().first <= covered) {
+      sent = unacked_sends_.front().second;
+      unacked_sends_.pop_front();
+    }
+    if (sent) ack_timer_->Observe(Clock::now() - *sent);
+  }
   acked_events_ += *removed;
   last_ack_ns_ = Clock::now().time_since_epoch().count();
 }
@@ -224,16 +261,18 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (spool_.pending_count() == 0) {
     last_progress_ = now;
-    current_timeout_ = options_.ack_timeout;
+    current_timeout_ = ack_timer_->Timeout(options_.ack_timeout);
     return;
   }
   const Clock::time_point last_ack{Clock::duration(last_ack_ns_.load())};
   if (last_ack > last_progress_) {
     last_progress_ = last_ack;
-    current_timeout_ = options_.ack_timeout;
+    current_timeout_ = ack_timer_->Timeout(options_.ack_timeout);
   }
   // Only acks count as progress. Without them the whole backlog goes out
   // again, with the wait doubling while nothing answers.
+  // What the fleet learnt of the server's round trip is the least wait.
+  current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   if (now - last_progress_ > current_timeout_) {
     resend_all_ = true;
     ++resends_;
@@ -242,6 +281,8 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   if (resend_all_.exchange(false)) {
     sent_through_ = 0;
     last_progress_ = now;
+    std::lock_guard<std::mutex> lock(rtt_mu_);
+    unacked_sends_.clear();  // an ack may now answer either send: no sample (Karn)
   }
   while (true) {
     std::vector<rollertrace::v1::Event> events = spool_.Pending(sent_through_, options_.max_batch_events);
@@ -253,8 +294,15 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
       resend_all_ = true;  // the connection is down; start over once it is back
       return;
     }
+    const bool first_send = batch.events(0).sequence() > highest_published_;
     sent_through_ = batch.events(batch.events_size() - 1).sequence();
     published_events_ += batch.events_size();
+    highest_published_ = std::max(highest_published_, sent_through_);
+    if (first_send) {
+      // Timed by the real clock: `now` may be a test's.
+      std::lock_guard<std::mutex> lock(rtt_mu_);
+      unacked_sends_.emplace_back(sent_through_, Clock::now());
+    }
   }
 }
 

@@ -13,7 +13,9 @@
 #include <string>
 
 #include <condition_variable>
+#include <deque>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "absl/status/statusor.h"
@@ -27,12 +29,34 @@ namespace rollertrace::edge {
 // Publishes one payload at QoS 1; Unavailable when it cannot now.
 using Publisher = std::function<absl::Status(const std::string& topic, const std::string& payload)>;
 
+// How long to wait for an ack before sending the backlog again, learnt from
+// the acks themselves (RFC 6298: smoothed round trip + 4 x its variation,
+// never below the configured floor; Karn: batches sent again give no sample).
+// A fleet shares one, so a slow server is learnt from the first acks instead
+// of by every device timing out on its own: that is what turned a slow
+// server into a resend storm. Thread-safe.
+class AckTimer {
+ public:
+  void Observe(std::chrono::steady_clock::duration round_trip);
+  // The wait before a resend, at least `floor` and at most 60 s.
+  std::chrono::milliseconds Timeout(std::chrono::milliseconds floor) const;
+
+ private:
+  mutable std::mutex mu_;
+  bool seeded_ = false;
+  double srtt_ms_ = 0;
+  double rttvar_ms_ = 0;
+};
+
 struct AgentOptions {
   codec::TopicKind kind = codec::TopicKind::kRollerEvents;
   // Publish on the /json form of the topic instead of binary protobuf.
   bool json = false;
   size_t max_batch_events = 100;
+  // The floor of the wait for an ack before resending (AckTimer).
   std::chrono::milliseconds ack_timeout{3000};
+  // Shared by a fleet's agents; null: the agent keeps its own.
+  std::shared_ptr<AckTimer> ack_timer;
 };
 
 // How a session start was decided at the edge.
@@ -128,6 +152,14 @@ class DeviceAgent {
   rollertrace::v1::AgentState StateLocked() const;
   void SaveStateLocked(bool sync);
   uint64_t through_sequence_ = 0;  // own events folded into cache_
+
+  // Batches published once and not yet acked, for round-trip samples:
+  // (last sequence, when). Cleared by a resend (Karn). Own lock: OnAck
+  // takes it, and it is never held while publishing.
+  std::shared_ptr<AckTimer> ack_timer_;
+  std::mutex rtt_mu_;
+  std::deque<std::pair<uint64_t, Clock::time_point>> unacked_sends_;
+  uint64_t highest_published_ = 0;  // guarded by mu_
 
   std::atomic<bool> resend_all_{true};
   std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events

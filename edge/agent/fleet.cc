@@ -31,6 +31,7 @@ absl::Status Fleet::AddDevice(const std::string& device_id, codec::TopicKind kin
   agent_options.json = options_.json;
   agent_options.max_batch_events = options_.max_batch_events;
   agent_options.ack_timeout = options_.ack_timeout;
+  agent_options.ack_timer = ack_timer_;  // one server: one round trip to learn
   m.agent = std::make_unique<DeviceAgent>(*m.spool, agent_options);
 
   mqtt::MqttOptions mo;

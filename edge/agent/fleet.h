@@ -113,6 +113,7 @@ class Fleet {
   SpoolDb& db_;
   FleetOptions options_;
   std::shared_ptr<mqtt::ConnectGate> connect_gate_;
+  std::shared_ptr<AckTimer> ack_timer_ = std::make_shared<AckTimer>();
   std::map<std::string, Member> members_;
   std::vector<const Member*> sterilisers_, rollers_;  // members_ by kind
   std::atomic<uint64_t> recorded_{0};

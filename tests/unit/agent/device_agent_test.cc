@@ -114,6 +114,62 @@ TEST_F(DeviceAgentTest, ResendsEverythingPendingAfterTheAckTimeout) {
   EXPECT_EQ(agent_->stats().resends, 1u);
 }
 
+TEST(AckTimerTest, LearnsTheRoundTripAboveItsFloor) {
+  AckTimer timer;
+  EXPECT_EQ(timer.Timeout(milliseconds(3000)), milliseconds(3000));  // nothing learnt yet
+  timer.Observe(milliseconds(4000));
+  // RFC 6298's first sample: 4000 + 4 x 2000.
+  EXPECT_EQ(timer.Timeout(milliseconds(3000)), milliseconds(12000));
+  for (int i = 0; i < 200; ++i) timer.Observe(milliseconds(10));
+  EXPECT_EQ(timer.Timeout(milliseconds(3000)), milliseconds(3000));  // fast again: the floor
+  for (int i = 0; i < 3; ++i) timer.Observe(std::chrono::seconds(600));
+  EXPECT_EQ(timer.Timeout(milliseconds(3000)), milliseconds(60000));  // capped
+}
+
+// A fleet whose acks come slowly learns it from the acks that came: its
+// devices wait that long instead of each resending its backlog at the floor
+// (the resend storm of a 10,000-roller fleet).
+TEST_F(DeviceAgentTest, ASlowServerLearntFromItsAcksCausesNoResend) {
+  AgentOptions options;
+  options.max_batch_events = 2;
+  options.ack_timeout = milliseconds(1000);
+  options.ack_timer = std::make_shared<AckTimer>();
+  options.ack_timer->Observe(milliseconds(2000));  // another device of the fleet saw a 2 s round trip
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(3);
+  agent_->Pump(broker_.publisher(), Clock::now());
+  broker_.published.clear();
+  agent_->Pump(broker_.publisher(), Clock::now() + milliseconds(1500));  // past the floor, within 2 s + 4 x 1 s
+  EXPECT_TRUE(broker_.published.empty());
+  EXPECT_EQ(agent_->stats().resends, 0u);
+  agent_->Pump(broker_.publisher(), Clock::now() + milliseconds(6500));  // beyond what was learnt
+  EXPECT_EQ(agent_->stats().resends, 1u);
+}
+
+TEST_F(DeviceAgentTest, AnAckTeachesTheRoundTripOfFirstSendsOnly) {
+  AgentOptions options;
+  options.max_batch_events = 2;
+  options.ack_timeout = milliseconds(1);
+  options.ack_timer = std::make_shared<AckTimer>();
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(2);
+  agent_->Pump(broker_.publisher(), Clock::now());
+  usleep(30000);
+  AckThrough(2);  // about 30 ms after its first send
+  EXPECT_GE(options.ack_timer->Timeout(milliseconds(1)), milliseconds(30));
+  // A resent batch gives no sample (Karn): its ack may answer either send.
+  auto resent_timer = std::make_shared<AckTimer>();
+  options.ack_timer = resent_timer;
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(2);
+  agent_->Pump(broker_.publisher(), Clock::now());
+  agent_->OnConnected();
+  agent_->Pump(broker_.publisher(), Clock::now());  // everything again
+  usleep(30000);
+  AckThrough(4);
+  EXPECT_EQ(resent_timer->Timeout(milliseconds(1)), milliseconds(1));
+}
+
 TEST_F(DeviceAgentTest, ResendsAfterAReconnect) {
   Record(2);
   agent_->Pump(broker_.publisher(), t0_);
