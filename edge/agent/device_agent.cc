@@ -1,10 +1,10 @@
 #include "agent/device_agent.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <iostream>
 #include <optional>
-#include <cmath>
 
 namespace rollertrace::edge {
 
@@ -261,18 +261,18 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (spool_.pending_count() == 0) {
     last_progress_ = now;
-    current_timeout_ = ack_timer_->Timeout(options_.ack_timeout);
+    current_timeout_ = options_.ack_timeout;
     return;
   }
   const Clock::time_point last_ack{Clock::duration(last_ack_ns_.load())};
   if (last_ack > last_progress_) {
     last_progress_ = last_ack;
-    current_timeout_ = ack_timer_->Timeout(options_.ack_timeout);
+    current_timeout_ = options_.ack_timeout;
   }
+  // What the fleet learnt of the server's ack round trip is the least wait.
+  current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   // Only acks count as progress. Without them the whole backlog goes out
   // again, with the wait doubling while nothing answers.
-  // What the fleet learnt of the server's round trip is the least wait.
-  current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   if (now - last_progress_ > current_timeout_) {
     resend_all_ = true;
     ++resends_;
