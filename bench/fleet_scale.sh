@@ -32,7 +32,10 @@ start=$(date +%s.%N)
   2>"$work/fleet.log" & fleet=$!
 fleet_hwm=0
 while kill -0 "$fleet" 2>/dev/null; do
-  h=$(awk '/VmHWM/ {print $2}' /proc/$fleet/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$fleet_hwm" ] && fleet_hwm=$h
+  # The fleet and, with --processes, its child processes: the sum of their peaks.
+  h=0; for p in $fleet $(pgrep -P "$fleet" || true); do
+    h=$((h + $(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0))); done
+  [ "${h:-0}" -gt "$fleet_hwm" ] && fleet_hwm=$h
   sleep 1
 done
 set +e; wait "$fleet"; rc=$?; set -e

@@ -1,12 +1,19 @@
-// roller-fleet: many simulated rollers and sterilisers in one process, for the
-// demo and for load. Each device has its own MQTT connection and spool.
+// roller-fleet: many simulated rollers and sterilisers, for the demo and for
+// load. Each device has its own MQTT connection and spool. Past about a
+// thousand devices the clinic is split over several processes
+// (agent/fleet_processes.h); this main is then both the parent and, run again
+// with --process, each child.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <condition_variable>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "agent/fleet.h"
+#include "agent/fleet_processes.h"
 #include "agent/registration.h"
 #include "agent/simulator.h"
 #include "process/shutdown.h"
@@ -14,6 +21,64 @@
 #include "util/secret_file.h"
 
 namespace {
+
+// A child's state, sent to its parent twice a second (nothing without a parent).
+class Reporter {
+ public:
+  explicit Reporter(int fd) : pipe_(fd), active_(fd >= 0) {}
+  ~Reporter() { Detach(); }
+  // From here on the fleet's counts go with every report.
+  void Watch(const rollertrace::edge::Fleet* fleet) {
+    if (!active_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fleet_ = fleet;
+    }
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!stop_) {
+        SendLocked();
+        cv_.wait_for(lock, std::chrono::milliseconds(500));
+      }
+    });
+  }
+  // Stops counting from the fleet (before it goes away).
+  void Detach() {
+    if (thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      thread_.join();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fleet_ != nullptr) report_.stats = fleet_->Stats();
+    fleet_ = nullptr;
+  }
+  template <typename F>
+  void Update(F change) {
+    if (!active_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    change(report_);
+    SendLocked();
+  }
+
+ private:
+  void SendLocked() {
+    if (fleet_ != nullptr) report_.stats = fleet_->Stats();
+    pipe_.Send(report_);
+  }
+  rollertrace::edge::ReportPipe pipe_;
+  const bool active_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  rollertrace::edge::ProcessReport report_;
+  const rollertrace::edge::Fleet* fleet_ = nullptr;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,12 +166,66 @@ int main(int argc, char** argv) {
                  "Devices connecting to the broker at once; the others wait their turn")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  app.add_option("--metrics", metrics_listen, "Prometheus /metrics address; empty disables")->capture_default_str();
+  app.add_option("--metrics", metrics_listen,
+                 "Prometheus /metrics address; empty disables. With several processes, process i serves port+i")
+      ->capture_default_str();
+  int processes = 0, process = -1, report_fd = -1;
+  app.add_option("--processes", processes,
+                 "Processes to play the clinic in, each with its share of the sterilisers and the rollers they "
+                 "sterilise (one MQTT client library per process carries about 1,000 devices well); 0 = one per "
+                 "1,000 devices. The spool directory remembers the number")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // Given by the parent to each of its processes.
+  app.add_option("--process", process, "")->group("")->check(CLI::Range(0, 99));
+  app.add_option("--report-fd", report_fd, "")->group("")->check(CLI::Range(3, 1023));
   CLI11_PARSE(app, argc, argv);
+  if (processes == 0) processes = rollertrace::edge::AutoProcesses(sim.rollers, sim.sterilisers);
+  const int process_limit = sim.sterilisers > 0 ? sim.sterilisers : std::max(1, sim.rollers);
+  if (processes > process_limit) {
+    std::cerr << "roller-fleet: --processes " << processes << ": at most " << process_limit
+              << (sim.sterilisers > 0 ? " (--sterilisers): a process holds whole sterilisers and their rollers"
+                                      : " (--rollers)")
+              << std::endl;
+    return 2;
+  }
+  if (process >= processes) {
+    std::cerr << "roller-fleet: --process " << process << " of --processes " << processes << std::endl;
+    return 2;
+  }
+  const bool child = process >= 0;
+  const std::string me = child ? rollertrace::util::Cat("roller-fleet[", process, "/", processes, "]: ")
+                               : std::string("roller-fleet: ");
+  if (!child) {
+    if (absl::Status s = rollertrace::edge::PrepareSpoolLayout(spool_dir, processes); !s.ok()) {
+      std::cerr << "roller-fleet: " << s.message() << std::endl;
+      return 2;
+    }
+  }
+  if (!child && processes > 1) {
+    if (!rollertrace::edge::OffsetListenAddress(metrics_listen, processes - 1).ok()) {
+      std::cerr << "roller-fleet: --metrics " << metrics_listen << ": "
+                << rollertrace::edge::OffsetListenAddress(metrics_listen, processes - 1).status().message()
+                << std::endl;
+      return 2;
+    }
+    std::cerr << "roller-fleet: " << sim.rollers << " rollers and " << sim.sterilisers << " sterilisers in "
+              << processes << " processes (--processes)" << std::endl;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    // One clinic: every process simulates the same period.
+    if (sim.end_unix_ms == 0) {
+      args.push_back("--end-time-ms");
+      args.push_back(std::to_string(rollertrace::util::NowUnixMs()));
+    }
+    return rollertrace::edge::RunFleetProcesses(args, processes);
+  }
+  Reporter reporter(report_fd);
+  reporter.Update([](auto& r) { r.phase = "registering"; });
   if (!token_file.empty()) {
     absl::StatusOr<std::string> read = rollertrace::util::ReadPrivateLine(token_file, "token file");
     if (!read.ok()) {
-      std::cerr << "roller-fleet: --token-file: " << read.status().message() << std::endl;
+      std::cerr << me << "--token-file: " << read.status().message() << std::endl;
       return 2;
     }
     token = *read;
@@ -114,7 +233,7 @@ int main(int argc, char** argv) {
   if (absl::Status s = rollertrace::mqtt::LoadLogin(fleet_options.mqtt_uri, fleet_options.mqtt_username,
                                                     password_file, &fleet_options.mqtt_password);
       !s.ok()) {
-    std::cerr << "roller-fleet: " << s.message() << std::endl;
+    std::cerr << me << s.message() << std::endl;
     return 2;
   }
   if (!credentials_file.empty()) {
@@ -124,7 +243,7 @@ int main(int argc, char** argv) {
     check.password = "set";
     absl::Status s = credentials.ok() ? rollertrace::mqtt::CheckCredentialsTransport(check) : credentials.status();
     if (!s.ok()) {
-      std::cerr << "roller-fleet: --mqtt-credentials-file: " << s.message() << std::endl;
+      std::cerr << me << "--mqtt-credentials-file: " << s.message() << std::endl;
       return 2;
     }
     fleet_options.mqtt_passwords = std::move(*credentials);
@@ -133,28 +252,48 @@ int main(int argc, char** argv) {
   fleet_options.decision_timeout = std::chrono::milliseconds(decision_timeout_ms);
   fleet_options.authorize = !no_authorize;
   fleet_options.override_seed = sim.seed;
+  // The parent passes the end of the period to every process: one clinic.
   if (sim.end_unix_ms == 0) sim.end_unix_ms = rollertrace::util::NowUnixMs();
 
   rollertrace::edge::ClinicSimulator clinic(sim);
-  std::cerr << "roller-fleet: " << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days
-            << " days, " << clinic.events().size() << " events (seed " << sim.seed << ")" << std::endl;
+  // This process's share: every device when it is alone.
+  std::vector<rollertrace::v1::Device> mine;
+  std::set<std::string> mine_ids;
+  for (size_t i = 0; i < clinic.devices().size(); ++i) {
+    if (rollertrace::edge::ProcessOfDevice(sim, static_cast<int>(i), processes) != std::max(process, 0)) continue;
+    mine.push_back(clinic.devices()[i]);
+    mine_ids.insert(clinic.devices()[i].device_id());
+  }
+  std::vector<rollertrace::edge::SimEvent> events;
+  for (const auto& e : clinic.events()) {
+    if (mine_ids.count(e.event.device_id())) events.push_back(e);
+  }
+  if (child) {
+    spool_dir = rollertrace::edge::ProcessSpoolDir(spool_dir, process);
+    metrics_listen = *rollertrace::edge::OffsetListenAddress(metrics_listen, process);
+    rate /= processes;
+  }
+  std::cerr << me << sim.rollers << " rollers, " << sim.sterilisers << " sterilisers, " << sim.days << " days, "
+            << clinic.events().size() << " events (seed " << sim.seed << ")";
+  if (child) std::cerr << "; this process plays " << mine.size() << " devices, " << events.size() << " events";
+  std::cerr << std::endl;
   if (!register_with.empty()) {
-    auto added = rollertrace::edge::RegisterDevices(register_with, token, clinic.devices(), register_tls_ca);
+    auto added = rollertrace::edge::RegisterDevices(register_with, token, mine, register_tls_ca);
     if (!added.ok()) {
-      std::cerr << "roller-fleet: " << added.status().message() << std::endl;
+      std::cerr << me << added.status().message() << std::endl;
       return 1;
     }
-    std::cerr << "roller-fleet: registered " << *added << " new devices with " << register_with << std::endl;
+    std::cerr << me << "registered " << *added << " new devices with " << register_with << std::endl;
   }
   std::vector<std::pair<std::string, rollertrace::codec::TopicKind>> devices;
-  for (const auto& d : clinic.devices()) {
+  for (const auto& d : mine) {
     devices.emplace_back(d.device_id(), d.kind() == rollertrace::v1::DEVICE_KIND_STERILISER
                                             ? rollertrace::codec::TopicKind::kSteriliserCycles
                                             : rollertrace::codec::TopicKind::kRollerEvents);
   }
   auto edge = rollertrace::edge::OpenEdge(metrics_listen, spool_dir, fleet_options, devices);
   if (!edge.ok()) {
-    std::cerr << "roller-fleet: " << edge.status().message() << std::endl;
+    std::cerr << me << edge.status().message() << std::endl;
     return 1;
   }
   rollertrace::edge::Fleet& fleet = *(*edge)->fleet;
@@ -164,6 +303,13 @@ int main(int argc, char** argv) {
   rollertrace::edge::FleetSupervisor supervisor(fleet, fleet_metrics, deadline);
   const std::atomic<bool>& stop = supervisor.stop();
   fleet.Start();
+  reporter.Update([&](auto& r) {
+    r.phase = "connecting";
+    r.source_total = events.size();
+  });
+  reporter.Watch(&fleet);
+  // A child's progress lines are its parent's to print, for the whole fleet.
+  const bool say_progress = !child;
   // A clinic's devices are online before its day starts: play once every
   // device is connected (or --duration/SIGTERM cut the wait short).
   {
@@ -171,38 +317,51 @@ int main(int argc, char** argv) {
     auto last_line = connect_start;
     while (!stop && fleet.Stats().connected < devices.size()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
-        std::cerr << "roller-fleet: connecting: " << fleet.Stats().connected << "/" << devices.size() << std::endl;
+      if (say_progress && std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
+        std::cerr << me << "connecting: " << fleet.Stats().connected << "/" << devices.size() << std::endl;
         last_line = std::chrono::steady_clock::now();
       }
     }
-    std::cerr << "roller-fleet: " << fleet.Stats().connected << "/" << devices.size() << " devices connected in "
-              << std::chrono::duration<double>(std::chrono::steady_clock::now() - connect_start).count() << " s"
-              << std::endl;
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - connect_start).count();
+    if (say_progress) {
+      std::cerr << me << fleet.Stats().connected << "/" << devices.size() << " devices connected in " << took << " s"
+                << std::endl;
+    }
+    reporter.Update([&](auto& r) {
+      r.phase = "playing";
+      r.connect_seconds = took;
+    });
   }
-  auto played = rollertrace::edge::PlaySimulation(fleet, clinic.events(), rate, stop, [&](size_t i, size_t n) {
-    std::cerr << "roller-fleet: source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
-  }, [](const std::string& line) { std::cerr << "roller-fleet: " << line << std::endl; });
+  auto played = rollertrace::edge::PlaySimulation(fleet, events, rate, stop, [&](size_t i, size_t n) {
+    reporter.Update([&](auto& r) { r.source_done = i; });
+    if (say_progress) std::cerr << me << "source " << i << "/" << n << "; " << Describe(fleet.Stats()) << std::endl;
+  }, [&](const std::string& line) { std::cerr << me << line << std::endl; });
   if (!played.ok()) {
-    std::cerr << "roller-fleet: " << played.status().message() << std::endl;
+    std::cerr << me << played.status().message() << std::endl;
+    reporter.Update([](auto& r) { r.phase = "failed"; });
     return 1;
   }
+  reporter.Update([](auto& r) { r.phase = "draining"; });
   // Cut short by --duration or a signal, the fleet has not played its clinic:
   // never "done", whatever its spool holds.
   const bool played_all = !stop;
   auto last_line = std::chrono::steady_clock::now();
   bool drained = played_all && rollertrace::edge::WaitUntilDrained(fleet, stop, deadline, [&] {
-    if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
-      std::cerr << "roller-fleet: waiting for acks; " << Describe(fleet.Stats()) << std::endl;
+    if (say_progress && std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
+      std::cerr << me << "waiting for acks; " << Describe(fleet.Stats()) << std::endl;
       last_line = std::chrono::steady_clock::now();
     }
   });
   supervisor.Stop();
-  std::cerr << "roller-fleet: " << (drained ? "done" : "stopped") << "; " << Describe(fleet.Stats()) << std::endl;
+  if (say_progress) std::cerr << me << (drained ? "done" : "stopped") << "; " << Describe(fleet.Stats()) << std::endl;
+  reporter.Detach();  // the last counts, taken while the devices are connected
   const auto stop_start = std::chrono::steady_clock::now();
   fleet.Stop();
-  std::cerr << "roller-fleet: disconnected in "
-            << std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_start).count() << " s"
-            << std::endl;
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_start).count();
+  if (say_progress) std::cerr << me << "disconnected in " << took << " s" << std::endl;
+  reporter.Update([&](auto& r) {
+    r.phase = drained ? "done" : "stopped";
+    r.disconnect_seconds = took;
+  });
   return drained ? 0 : 3;
 }

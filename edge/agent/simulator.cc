@@ -136,35 +136,39 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
 
   if (options.sterilisers > 0) {
     std::vector<uint64_t> cycle_numbers(options.sterilisers, 0);
-    int next = 0;
     // A chamber holds at most kRollersPerLoad pouched rollers: a big clinic's
-    // morning is several loads, spread over its sterilisers.
+    // morning is several loads. Each roller goes through its own room's
+    // steriliser (SteriliserOfRoller).
     constexpr size_t kRollersPerLoad = 50;
     for (const auto& [day, used] : used_on) {
-      for (size_t first = 0; first < used.size(); first += kRollersPerLoad) {
-        const int s = next++ % options.sterilisers;
-        const std::string& id = devices_[options.rollers + s].device_id();
-        const int64_t start = day0 + day * kDay + 7 * kHour + 30 * kMinute;
-        Event& e = add(codec::TopicKind::kSteriliserCycles, id, start + 45 * kMinute);
-        auto* c = e.mutable_sterilisation_cycle();
-        c->set_steriliser_id(id);
-        c->set_cycle_number(++cycle_numbers[s]);
-        c->set_method("steam_prevacuum");
-        c->set_start_unix_ms(start);
-        c->set_end_unix_ms(start + 45 * kMinute);
-        const bool fails = chance(options.failing_cycle_rate);
-        c->set_exposure_temperature_c(fails ? 128.0 + uniform(0, 30) / 10.0 : 134.0 + uniform(0, 15) / 10.0);
-        c->set_exposure_seconds(static_cast<uint32_t>(uniform(180, 240)));
-        c->set_pressure_kpa(210.0 + uniform(0, 100) / 10.0);
-        c->set_loaded_by("tech-a");
-        for (size_t i = first; i < std::min(used.size(), first + kRollersPerLoad); ++i) {
-          c->add_load(devices_[used[i]].device_id());
+      std::vector<std::vector<int>> by_steriliser(options.sterilisers);
+      for (int r : used) by_steriliser[SteriliserOfRoller(options, r)].push_back(r);
+      for (int s = 0; s < options.sterilisers; ++s) {
+        const std::vector<int>& mine = by_steriliser[s];
+        for (size_t first = 0; first < mine.size(); first += kRollersPerLoad) {
+          const std::string& id = devices_[options.rollers + s].device_id();
+          const int64_t start = day0 + day * kDay + 7 * kHour + 30 * kMinute;
+          Event& e = add(codec::TopicKind::kSteriliserCycles, id, start + 45 * kMinute);
+          auto* c = e.mutable_sterilisation_cycle();
+          c->set_steriliser_id(id);
+          c->set_cycle_number(++cycle_numbers[s]);
+          c->set_method("steam_prevacuum");
+          c->set_start_unix_ms(start);
+          c->set_end_unix_ms(start + 45 * kMinute);
+          const bool fails = chance(options.failing_cycle_rate);
+          c->set_exposure_temperature_c(fails ? 128.0 + uniform(0, 30) / 10.0 : 134.0 + uniform(0, 15) / 10.0);
+          c->set_exposure_seconds(static_cast<uint32_t>(uniform(180, 240)));
+          c->set_pressure_kpa(210.0 + uniform(0, 100) / 10.0);
+          c->set_loaded_by("tech-a");
+          for (size_t i = first; i < std::min(mine.size(), first + kRollersPerLoad); ++i) {
+            c->add_load(devices_[mine[i]].device_id());
+          }
+          c->set_chemical_indicator(rollertrace::v1::INDICATOR_PASS);
+          c->set_air_removal_test(rollertrace::v1::INDICATOR_PASS);
+          c->set_leak_rate_mbar_per_min(uniform(5, 12) / 10.0);
+          c->set_released_by("tech-b");
+          c->set_biological_indicator(rollertrace::v1::INDICATOR_PENDING);
         }
-        c->set_chemical_indicator(rollertrace::v1::INDICATOR_PASS);
-        c->set_air_removal_test(rollertrace::v1::INDICATOR_PASS);
-        c->set_leak_rate_mbar_per_min(uniform(5, 12) / 10.0);
-        c->set_released_by("tech-b");
-        c->set_biological_indicator(rollertrace::v1::INDICATOR_PENDING);
       }
     }
   }
@@ -172,6 +176,17 @@ ClinicSimulator::ClinicSimulator(const SimOptions& options) {
   std::stable_sort(events_.begin(), events_.end(), [](const SimEvent& a, const SimEvent& b) {
     return a.event.device_time_unix_ms() < b.event.device_time_unix_ms();
   });
+}
+
+int SteriliserOfRoller(const SimOptions& options, int roller) {
+  return options.sterilisers > 0 ? roller % options.sterilisers : -1;
+}
+
+int ProcessOfDevice(const SimOptions& options, int device, int processes) {
+  if (processes <= 1) return 0;
+  if (device >= options.rollers) return (device - options.rollers) % processes;
+  const int steriliser = SteriliserOfRoller(options, device);
+  return (steriliser >= 0 ? steriliser : device) % processes;
 }
 
 }  // namespace rollertrace::edge

@@ -1,6 +1,7 @@
 // ClinicSimulator: a repeatable clinic for demos, tests and load. From a seed
 // it plans rollers (one patient each, a course of up to four sessions 7-14 days
-// apart), a morning sterilisation cycle for every roller used that day, usage
+// apart), a morning sterilisation cycle for every roller used that day (each
+// roller in its own room's steriliser, SteriliserOfRoller), usage
 // samples while a session runs, and a nightly heartbeat per roller. Pure: the
 // end of the simulated period is passed in.
 #pragma once
@@ -55,5 +56,15 @@ class ClinicSimulator {
   std::vector<rollertrace::v1::Device> devices_;
   std::vector<SimEvent> events_;
 };
+
+// The steriliser (0-based) that roller number `roller` (0-based) always goes
+// through, as a treatment room has its own: -1 without sterilisers.
+int SteriliserOfRoller(const SimOptions& options, int roller);
+
+// Which of `processes` processes plays device number `device` (an index into
+// ClinicSimulator::devices()) when roller-fleet splits the clinic
+// (--processes): a steriliser by its number, a roller with its steriliser, so
+// that each process holds every cycle its rollers' sessions rely on.
+int ProcessOfDevice(const SimOptions& options, int device, int processes);
 
 }  // namespace rollertrace::edge

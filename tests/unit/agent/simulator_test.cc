@@ -104,6 +104,39 @@ TEST(ClinicSimulator, SplitsABigClinicsMorningIntoLoadsIngestdAccepts) {
   EXPECT_GT(sterilisers_used.size(), 50u);
 }
 
+// roller-fleet --processes: a process must hold every cycle its rollers'
+// sessions rely on, or a session would wait for another process's steriliser.
+TEST(ClinicSimulator, SplitsOverProcessesWithEachRollerBesideItsSteriliser) {
+  SimOptions o = Options(7);
+  o.rollers = 300;
+  o.sterilisers = 7;
+  o.days = 21;
+  ClinicSimulator sim(o);
+  constexpr int kProcesses = 3;
+  std::map<std::string, int> process_of;
+  std::vector<int> devices_in(kProcesses, 0);
+  for (size_t i = 0; i < sim.devices().size(); ++i) {
+    const int p = ProcessOfDevice(o, static_cast<int>(i), kProcesses);
+    ASSERT_GE(p, 0);
+    ASSERT_LT(p, kProcesses);
+    process_of[sim.devices()[i].device_id()] = p;
+    ++devices_in[p];
+  }
+  for (int p = 0; p < kProcesses; ++p) EXPECT_GT(devices_in[p], 60) << "process " << p << " is nearly empty";
+  size_t cycles = 0;
+  for (const auto& e : sim.events()) {
+    if (!e.event.has_sterilisation_cycle()) continue;
+    ++cycles;
+    for (const auto& roller : e.event.sterilisation_cycle().load()) {
+      EXPECT_EQ(process_of[roller], process_of[e.event.device_id()]) << roller << " in " << e.event.device_id();
+    }
+  }
+  EXPECT_GT(cycles, 0u);
+  for (int i = 0; i < static_cast<int>(sim.devices().size()); ++i) {
+    EXPECT_EQ(ProcessOfDevice(o, i, 1), 0);
+  }
+}
+
 }  // namespace
 }  // namespace rollertrace::edge
 
