@@ -5,6 +5,7 @@
 //
 //   build/bench/store_bench [--benchmark_min_time=2]
 #include <benchmark/benchmark.h>
+#include <openssl/sha.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <map>
 
 #include "ingest/group_committer.h"
+#include "store/chain.h"
 #include "store/commands.h"
 #include "store/keys.h"
 
@@ -153,6 +155,28 @@ void StoreAppend(benchmark::State& state) {
   store->reset();
   std::filesystem::remove_all(dir);
 }
+
+// One link of an event chain: SHA-256 over an event's bytes and its chain
+// head, as the store hashes it, beside OpenSSL 3's one-shot SHA256(), which
+// looks the algorithm up on every call (the store used it until 2026-12-05).
+void ChainHash(benchmark::State& state) {
+  std::string bytes(90, 'x');
+  for (auto _ : state) {
+    ++bytes[0];
+    benchmark::DoNotOptimize(rollertrace::store::Sha256(bytes));
+  }
+}
+void OpenSslOneShotSha256(benchmark::State& state) {
+  std::string bytes(90, 'x');
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  for (auto _ : state) {
+    ++bytes[0];
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+    benchmark::DoNotOptimize(digest);
+  }
+}
+BENCHMARK(ChainHash);
+BENCHMARK(OpenSslOneShotSha256);
 
 BENCHMARK(RawRocksDbWriteBatch)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(StoreAppend)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -44,7 +44,10 @@ void WriteTxn::Put(Family family, std::string_view key, std::string_view value) 
 
 absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const rollertrace::v1::Event& event,
                                                                         const std::string& key) const {
-  if (auto it = pending_events_.find({event.device_id(), event.sequence()}); it != pending_events_.end()) {
+  for (; pending_indexed_ < pending_events_.size(); ++pending_indexed_) {
+    pending_index_.insert(pending_events_[pending_indexed_]);
+  }
+  if (auto it = pending_index_.find({event.device_id(), event.sequence()}); it != pending_index_.end()) {
     return it->second->SerializeAsString();
   }
   std::string value;
@@ -57,7 +60,7 @@ absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const roll
 }
 
 void WriteTxn::PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event) {
-  pending_events_.emplace(std::make_pair(std::string_view(event->device_id()), event->sequence()), event);
+  pending_events_.emplace_back(EventRef(event->device_id(), event->sequence()), event);
   // Into the batch itself, around the index (appending keeps the offsets the index holds).
   batch_->GetWriteBatch()->Put(db_.handle(Family::kEvents), rocksdb::Slice(key.data(), key.size()),
                                rocksdb::Slice(value.data(), value.size()));

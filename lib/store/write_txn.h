@@ -98,14 +98,18 @@ class WriteTxn final : public ReadView {
   const Db& db_;
   DeviceCache* cache_;
   std::vector<std::string> written_around_;  // device records Put directly (imports)
-  // This write's events, by (device id, sequence); the views point into the events.
+  // This write's events in the order written; the views point into the events.
+  // Looked up only for a repeat of an event of the same write (rare), so the
+  // index by (device id, sequence) is built on the first lookup, not per event.
+  using EventRef = std::pair<std::string_view, uint64_t>;
   struct EventRefHash {
-    size_t operator()(const std::pair<std::string_view, uint64_t>& k) const {
+    size_t operator()(const EventRef& k) const {
       return std::hash<std::string_view>()(k.first) ^ (k.second * 0x9e3779b97f4a7c15ULL);
     }
   };
-  std::unordered_map<std::pair<std::string_view, uint64_t>, const rollertrace::v1::Event*, EventRefHash>
-      pending_events_;
+  std::vector<std::pair<EventRef, const rollertrace::v1::Event*>> pending_events_;
+  mutable std::unordered_map<EventRef, const rollertrace::v1::Event*, EventRefHash> pending_index_;
+  mutable size_t pending_indexed_ = 0;  // entries of pending_events_ in pending_index_
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::map<std::string, Loaded> devices_;
   std::vector<std::string> touched_;  // in the order first touched by the command
