@@ -12,7 +12,7 @@ packages=(
   mosquitto mosquitto-clients
   prometheus prometheus-alertmanager curl python3
   libjs-chart.js chromium fonts-dejavu-core openssl
-  libcpp-httplib-dev libsimdjson-dev
+  libcpp-httplib-dev libsimdjson-dev libjemalloc-dev
   nats-server libnats-dev python3-yaml
 )
 # Node.js and npm drive Chromium in the console's browser tests. A machine may
