@@ -257,6 +257,13 @@ void DeviceAgent::OnAck(const std::string& payload) {
 
 void DeviceAgent::OnConnected() { resend_all_ = true; }
 
+void DeviceAgent::OnDelivered(Clock::time_point when) {
+  const int64_t ns = when.time_since_epoch().count();
+  int64_t seen = last_delivered_ns_.load();
+  while (seen < ns && !last_delivered_ns_.compare_exchange_weak(seen, ns)) {
+  }
+}
+
 void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (spool_.pending_count() == 0) {
@@ -269,6 +276,9 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
     last_progress_ = last_ack;
     current_timeout_ = options_.ack_timeout;
   }
+  // The wait counts from the broker's latest PUBACK when that is later.
+  const Clock::time_point last_delivered{Clock::duration(last_delivered_ns_.load())};
+  if (last_delivered > last_progress_) last_progress_ = last_delivered;
   // What the fleet learnt of the server's ack round trip is the least wait.
   current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   // Only acks count as progress. Without them the whole backlog goes out

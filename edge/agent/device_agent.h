@@ -97,6 +97,12 @@ class DeviceAgent {
   void OnAck(const std::string& payload);
   // After a (re)connect everything pending goes out again.
   void OnConnected();
+  // The broker acknowledged a batch this agent published (its PUBACK). The
+  // wait for ingestd's ack counts from the latest such moment, not from the
+  // publish call: a batch still in the MQTT client's own send queue is not
+  // lost (a fleet's thousand clients share one send thread, and counting that
+  // queue resent thousands of batches not yet sent).
+  void OnDelivered(Clock::time_point when = Clock::now());
   // Publishes what is due. Thread-safe with the calls above.
   void Pump(const Publisher& publish, Clock::time_point now);
 
@@ -163,6 +169,7 @@ class DeviceAgent {
 
   std::atomic<bool> resend_all_{true};
   std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events
+  std::atomic<int64_t> last_delivered_ns_{0};  // steady clock of the broker's last PUBACK
   std::atomic<uint64_t> acked_events_{0};
 };
 

@@ -117,8 +117,8 @@ void Fleet::RunPump() {
       if (!m.mqtt->connected()) continue;
       mqtt::MqttClient* client = m.mqtt.get();
       m.agent->Pump(
-          [client](const std::string& topic, const std::string& payload) {
-            return client->Publish(topic, payload, 1);
+          [client, agent = m.agent.get()](const std::string& topic, const std::string& payload) {
+            return client->Publish(topic, payload, 1, false, [agent] { agent->OnDelivered(); });
           },
           now);
     }

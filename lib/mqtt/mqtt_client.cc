@@ -290,13 +290,43 @@ bool MqttClient::WaitConnected(std::chrono::milliseconds timeout) {
   return cv_.wait_for(lock, timeout, [this] { return ready_.load(); });
 }
 
+namespace {
+
+// Tells of one publish the broker acknowledged; deletes itself when Paho is
+// done with it (success or failure).
+class DeliveryListener : public ::mqtt::iaction_listener {
+ public:
+  explicit DeliveryListener(std::function<void()> delivered) : delivered_(std::move(delivered)) {}
+  void on_success(const ::mqtt::token&) override {
+    delivered_();
+    delete this;
+  }
+  void on_failure(const ::mqtt::token&) override { delete this; }
+
+ private:
+  std::function<void()> delivered_;
+};
+
+}  // namespace
+
 absl::Status MqttClient::Publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
+  return Publish(topic, payload, qos, retained, nullptr);
+}
+
+absl::Status MqttClient::Publish(const std::string& topic, const std::string& payload, int qos, bool retained,
+                                 std::function<void()> delivered) {
   // Not before the subscriptions are acknowledged: an answer to what is sent
   // now (an ack, a decision) would otherwise find nobody subscribed.
   if (!ready_) return absl::UnavailableError("MQTT broker not connected");
+  auto* listener = delivered ? new DeliveryListener(std::move(delivered)) : nullptr;
   try {
-    client_->publish(topic, payload.data(), payload.size(), qos, retained);
+    if (listener != nullptr) {
+      client_->publish(topic, payload.data(), payload.size(), qos, retained, nullptr, *listener);
+    } else {
+      client_->publish(topic, payload.data(), payload.size(), qos, retained);
+    }
   } catch (const ::mqtt::exception& e) {
+    delete listener;  // Paho did not take it
     return absl::UnavailableError(std::string("MQTT publish to ") + topic + " failed: " + e.what());
   }
   return absl::OkStatus();

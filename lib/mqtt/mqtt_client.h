@@ -128,6 +128,11 @@ class MqttClient {
   // Queues a publish; Unavailable while disconnected or before the
   // subscriptions are acknowledged. Does not wait for the broker's acknowledgement.
   absl::Status Publish(const std::string& topic, const std::string& payload, int qos, bool retained = false);
+  // The same; `delivered` then runs on Paho's callback thread once the broker
+  // has acknowledged the message (at QoS 1 its PUBACK), and never after a
+  // failure. Its target must outlive this client.
+  absl::Status Publish(const std::string& topic, const std::string& payload, int qos, bool retained,
+                       std::function<void()> delivered);
 
   // Disconnects cleanly (the will is not sent). Idempotent.
   void Stop();

@@ -146,6 +146,28 @@ TEST_F(DeviceAgentTest, ASlowServerLearntFromItsAcksCausesNoResend) {
   EXPECT_EQ(agent_->stats().resends, 1u);
 }
 
+// A fleet's thousand clients share one MQTT send thread: a batch may wait
+// there for seconds before the broker has it. That wait is no lost message;
+// counting it resent thousands of batches in a 10,000-roller fleet. The wait
+// for ingestd's ack counts from the broker's PUBACK.
+TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
+  AgentOptions options;
+  options.max_batch_events = 2;
+  options.ack_timeout = milliseconds(1000);
+  options.ack_timer = std::make_shared<AckTimer>();
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(2);
+  const auto t0 = Clock::now();
+  agent_->Pump(broker_.publisher(), t0);
+  ASSERT_EQ(broker_.published.size(), 1u);
+  agent_->OnDelivered(t0 + milliseconds(2500));  // the broker took it 2.5 s later
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(3000));
+  EXPECT_EQ(agent_->stats().resends, 0u) << "resent 0.5 s after the broker took it";
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(3600));
+  EXPECT_EQ(agent_->stats().resends, 1u) << "no ack 1.1 s after the broker took it: sent again";
+  EXPECT_EQ(broker_.published.size(), 2u);
+}
+
 TEST_F(DeviceAgentTest, AnAckTeachesTheRoundTripOfFirstSendsOnly) {
   AgentOptions options;
   options.max_batch_events = 2;
