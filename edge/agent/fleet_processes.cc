@@ -352,7 +352,10 @@ int RunFleetProcesses(const std::vector<std::string>& args, int processes) {
     }
     if (Clock::now() - last_line > std::chrono::seconds(2)) {
       last_line = Clock::now();
-      if (connecting) {
+      if (connecting && sum.devices == 0) {
+        std::cerr << "roller-fleet: starting " << processes << " processes (each simulates the clinic and "
+                  << "registers its devices)" << std::endl;
+      } else if (connecting) {
         std::cerr << "roller-fleet: connecting: " << sum.connected << "/" << sum.devices << std::endl;
       } else {
         size_t done = 0, total = 0;
