@@ -46,6 +46,14 @@ class DeviceAgentTest : public ::testing::Test {
     options.ack_timeout = milliseconds(1000);
     agent_ = std::make_unique<DeviceAgent>(*spool_, options);
   }
+  // Options as in SetUp, with a fleet's shared AckTimer and the given floor.
+  static AgentOptions SharedTimerOptions(milliseconds floor) {
+    AgentOptions options;
+    options.max_batch_events = 2;
+    options.ack_timeout = floor;
+    options.ack_timer = std::make_shared<AckTimer>();
+    return options;
+  }
   void TearDown() override {
     agent_.reset();
     spool_.reset();
@@ -130,10 +138,7 @@ TEST(AckTimerTest, LearnsTheRoundTripAboveItsFloor) {
 // devices wait that long instead of each resending its backlog at the floor
 // (the resend storm of a 10,000-roller fleet).
 TEST_F(DeviceAgentTest, ASlowServerLearntFromItsAcksCausesNoResend) {
-  AgentOptions options;
-  options.max_batch_events = 2;
-  options.ack_timeout = milliseconds(1000);
-  options.ack_timer = std::make_shared<AckTimer>();
+  AgentOptions options = SharedTimerOptions(milliseconds(1000));
   options.ack_timer->Observe(milliseconds(2000));  // another device of the fleet saw a 2 s round trip
   agent_ = std::make_unique<DeviceAgent>(*spool_, options);
   Record(3);
@@ -151,10 +156,7 @@ TEST_F(DeviceAgentTest, ASlowServerLearntFromItsAcksCausesNoResend) {
 // counting it resent thousands of batches in a 10,000-roller fleet. The wait
 // for ingestd's ack counts from the broker's PUBACK.
 TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
-  AgentOptions options;
-  options.max_batch_events = 2;
-  options.ack_timeout = milliseconds(1000);
-  options.ack_timer = std::make_shared<AckTimer>();
+  AgentOptions options = SharedTimerOptions(milliseconds(1000));
   agent_ = std::make_unique<DeviceAgent>(*spool_, options);
   Record(2);
   const auto t0 = Clock::now();
@@ -169,10 +171,7 @@ TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
 }
 
 TEST_F(DeviceAgentTest, AnAckTeachesTheRoundTripOfFirstSendsOnly) {
-  AgentOptions options;
-  options.max_batch_events = 2;
-  options.ack_timeout = milliseconds(1);
-  options.ack_timer = std::make_shared<AckTimer>();
+  AgentOptions options = SharedTimerOptions(milliseconds(1));
   agent_ = std::make_unique<DeviceAgent>(*spool_, options);
   Record(2);
   agent_->Pump(broker_.publisher(), Clock::now());

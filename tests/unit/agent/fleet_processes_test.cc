@@ -22,36 +22,27 @@ TEST(FleetProcesses, OneProcessPerThousandDevicesAtMostOnePerSteriliser) {
 }
 
 TEST(FleetProcesses, AReportLineSaysEverythingItWasGiven) {
-  ProcessReport r;
-  r.phase = "playing";
-  r.stats.devices = 1010;
-  r.stats.connected = 1009;
-  r.stats.recorded = 123456789012;
-  r.stats.pending = 17;
-  r.stats.oldest_pending_unix_ms = 1764000000123;
-  r.stats.published = 5;
-  r.stats.acked = 6;
-  r.stats.resends = 7;
-  r.stats.sessions_allowed = 8;
-  r.stats.sessions_refused = 9;
-  r.stats.offline_decisions = 10;
-  r.stats.overrides = 11;
-  r.stats.locked = 12;
-  r.source_done = 40;
-  r.source_total = 50;
-  r.connect_seconds = 2.5;
-  const std::string line = EncodeReport(r);
-  ASSERT_EQ(line.back(), '\n');
-  EXPECT_LT(line.size(), 512u) << "one atomic pipe write";
-  absl::StatusOr<ProcessReport> back = DecodeReport(std::string_view(line).substr(0, line.size() - 1));
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->phase, "playing");
-  EXPECT_EQ(Describe(back->stats), Describe(r.stats));
-  EXPECT_EQ(back->stats.oldest_pending_unix_ms, 1764000000123);
-  EXPECT_EQ(back->source_done, 40u);
-  EXPECT_EQ(back->source_total, 50u);
-  EXPECT_DOUBLE_EQ(back->connect_seconds, 2.5);
-  EXPECT_LT(back->disconnect_seconds, 0);
+  // Every field a distinct value: a field lost or swapped on either side shows.
+  const std::string line =
+      "phase=playing devices=1010 connected=1009 recorded=123456789012 pending=17 published=5 acked=6 "
+      "resends=7 allowed=8 refused=9 offline=10 overrides=11 locked=12 oldest=1764000000123 source_done=40 "
+      "source_total=50 connect_ms=2500 disconnect_ms=-1";
+  absl::StatusOr<ProcessReport> r = DecodeReport(line);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->phase, "playing");
+  EXPECT_EQ(r->stats.devices, 1010u);
+  EXPECT_EQ(r->stats.recorded, 123456789012u);
+  EXPECT_EQ(r->stats.locked, 12u);
+  EXPECT_EQ(r->stats.oldest_pending_unix_ms, 1764000000123);
+  EXPECT_EQ(r->source_total, 50u);
+  EXPECT_DOUBLE_EQ(r->connect_seconds, 2.5);
+  EXPECT_LT(r->disconnect_seconds, 0);
+  EXPECT_EQ(Describe(r->stats),
+            "123456789012 recorded, 6 acked, 17 pending, 7 resends, 1009/1010 connected; sessions 8 allowed, 9 "
+            "refused (11 carried out anyway), 10 decided offline, 12 rollers locked");
+  const std::string encoded = EncodeReport(*r);
+  EXPECT_EQ(encoded, line + "\n");
+  EXPECT_LT(encoded.size(), 512u) << "one atomic pipe write";
 }
 
 TEST(FleetProcesses, RefusesAReportLineItCannotRead) {

@@ -11,12 +11,12 @@
 namespace rollertrace::edge {
 namespace {
 
-SimOptions Options(uint64_t seed) {
+SimOptions Options(uint64_t seed, int rollers = 10, int sterilisers = 2, int days = 42) {
   SimOptions o;
   o.seed = seed;
-  o.rollers = 10;
-  o.sterilisers = 2;
-  o.days = 42;
+  o.rollers = rollers;
+  o.sterilisers = sterilisers;
+  o.days = days;
   o.end_unix_ms = 1764000000000;
   return o;
 }
@@ -83,11 +83,7 @@ TEST(ClinicSimulator, SterilisesEveryRollerOnTheMorningItIsUsed) {
 // A big clinic's morning is many loads: none may exceed what ingestd accepts
 // (a 10,000-roller fleet once sent loads of 1,400 rollers, all refused).
 TEST(ClinicSimulator, SplitsABigClinicsMorningIntoLoadsIngestdAccepts) {
-  SimOptions o = Options(5);
-  o.rollers = 10000;
-  o.sterilisers = 100;
-  o.days = 7;
-  ClinicSimulator sim(o);
+  ClinicSimulator sim(Options(5, 10000, 100, 7));
   std::set<std::string> sterilised, used;
   std::set<std::string> sterilisers_used;
   for (const auto& e : sim.events()) {
@@ -107,10 +103,7 @@ TEST(ClinicSimulator, SplitsABigClinicsMorningIntoLoadsIngestdAccepts) {
 // roller-fleet --processes: a process must hold every cycle its rollers'
 // sessions rely on, or a session would wait for another process's steriliser.
 TEST(ClinicSimulator, SplitsOverProcessesWithEachRollerBesideItsSteriliser) {
-  SimOptions o = Options(7);
-  o.rollers = 300;
-  o.sterilisers = 7;
-  o.days = 21;
+  const SimOptions o = Options(7, 300, 7, 21);
   ClinicSimulator sim(o);
   constexpr int kProcesses = 3;
   std::map<std::string, int> process_of;
