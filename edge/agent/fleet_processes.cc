@@ -84,7 +84,8 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int report_fd)
   return pid;
 }
 
-// Reads what the child wrote; false once its pipe is closed.
+// Reads what the child wrote and keeps its latest report; closes the pipe at
+// its end.
 void Drain(Child& c) {
   char buf[4096];
   while (c.fd >= 0) {
@@ -255,10 +256,9 @@ int RunFleetProcesses(const std::vector<std::string>& args, int processes) {
       std::cerr << "roller-fleet: cannot make a pipe: " << std::strerror(errno) << std::endl;
       return 1;
     }
-    // The child's end must not already be fd 3: dup2 onto itself would keep
-    // close-on-exec set.
     // Non-blocking on both ends: a parent that stops reading costs a child
-    // its report lines, never its progress.
+    // its report lines, never its progress. The child's end is moved above 3
+    // first: dup2 onto itself would leave close-on-exec set.
     const int write_end = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
     close(fds[1]);
     std::vector<std::string> argv = {"roller-fleet"};
@@ -271,11 +271,13 @@ int RunFleetProcesses(const std::vector<std::string>& args, int processes) {
     close(write_end);
     if (!pid.ok()) {
       std::cerr << "roller-fleet: " << pid.status().message() << std::endl;
+      close(fds[0]);
       for (auto& c : children) {
         if (c.pid > 0) kill(c.pid, SIGTERM);
       }
       for (auto& c : children) {
         if (c.pid > 0) waitpid(c.pid, nullptr, 0);
+        if (c.fd >= 0) close(c.fd);
       }
       return 1;
     }

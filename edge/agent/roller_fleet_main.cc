@@ -5,9 +5,9 @@
 // with --process, each child.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <iostream>
-#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
   app.add_option("--steriliser-prefix", sim.steriliser_prefix, "Steriliser ids are this plus a number")
       ->capture_default_str();
   app.add_option("--end-time-ms", sim.end_unix_ms,
-                 "End of the simulated period, unix ms (default: now); fix it to replay the same clinic");
+                 "End of the simulated period, unix ms (default: now); fix it to replay the same clinic")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a parent's processes get the parent's
   app.add_option("--rate", rate, "Events per second over the whole fleet; 0 = as fast as possible")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e7));
@@ -204,20 +205,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!child && processes > 1) {
-    if (!rollertrace::edge::OffsetListenAddress(metrics_listen, processes - 1).ok()) {
-      std::cerr << "roller-fleet: --metrics " << metrics_listen << ": "
-                << rollertrace::edge::OffsetListenAddress(metrics_listen, processes - 1).status().message()
-                << std::endl;
+    if (absl::StatusOr<std::string> last = rollertrace::edge::OffsetListenAddress(metrics_listen, processes - 1);
+        !last.ok()) {
+      std::cerr << "roller-fleet: --metrics " << metrics_listen << ": " << last.status().message() << std::endl;
       return 2;
     }
     std::cerr << "roller-fleet: " << sim.rollers << " rollers and " << sim.sterilisers << " sterilisers in "
               << processes << " processes (--processes)" << std::endl;
     std::vector<std::string> args(argv + 1, argv + argc);
     // One clinic: every process simulates the same period.
-    if (sim.end_unix_ms == 0) {
-      args.push_back("--end-time-ms");
-      args.push_back(std::to_string(rollertrace::util::NowUnixMs()));
-    }
+    args.push_back("--end-time-ms");
+    args.push_back(std::to_string(sim.end_unix_ms != 0 ? sim.end_unix_ms : rollertrace::util::NowUnixMs()));
     return rollertrace::edge::RunFleetProcesses(args, processes);
   }
   Reporter reporter(report_fd);
@@ -338,6 +336,7 @@ int main(int argc, char** argv) {
   }, [&](const std::string& line) { std::cerr << me << line << std::endl; });
   if (!played.ok()) {
     std::cerr << me << played.status().message() << std::endl;
+    reporter.Detach();  // before the fleet goes, which is declared after it
     reporter.Update([](auto& r) { r.phase = "failed"; });
     return 1;
   }
