@@ -1,10 +1,10 @@
 #include "ingest/access.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <sstream>
 
+#include "store/chain.h"
 #include "util/cat.h"
 #include "util/secret_file.h"
 
@@ -24,11 +24,9 @@ const char* RoleName(Role r) {
 
 namespace {
 
-std::string HashToken(std::string_view token) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
-  return std::string(reinterpret_cast<char*>(digest), sizeof digest);
-}
+// The store's SHA-256 (algorithm fetched once; OpenSSL 3's one-shot SHA256()
+// looks it up on every call, and every gRPC call hashes its token).
+std::string HashToken(std::string_view token) { return store::Sha256(token); }
 
 }  // namespace
 
