@@ -8,7 +8,7 @@
 
 namespace rollertrace::edge {
 
-void AckTimer::Observe(std::chrono::steady_clock::duration round_trip) {
+void AckTimer::Observe(Clock::duration round_trip) {
   const double r = std::chrono::duration<double, std::milli>(round_trip).count();
   std::lock_guard<std::mutex> lock(mu_);
   if (!seeded_) {
@@ -22,13 +22,30 @@ void AckTimer::Observe(std::chrono::steady_clock::duration round_trip) {
 }
 
 std::chrono::milliseconds AckTimer::Timeout(std::chrono::milliseconds floor) const {
-  double ms = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ms = seeded_ ? srtt_ms_ + 4 * rttvar_ms_ : 0;
-  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return TimeoutLocked(floor);
+}
+
+std::chrono::milliseconds AckTimer::TimeoutLocked(std::chrono::milliseconds floor) const {
+  const double ms = seeded_ ? srtt_ms_ + 4 * rttvar_ms_ : 0;
   const auto learnt = std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, 60000.0)));
   return std::max(floor, learnt);
+}
+
+void AckTimer::Acked(Clock::time_point delivered, Clock::time_point at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  latest_acked_delivery_ = std::max(latest_acked_delivery_, delivered);
+  last_ack_ = std::max(last_ack_, at);
+}
+
+bool AckTimer::Overtaken(Clock::time_point delivered, std::chrono::milliseconds floor) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_acked_delivery_ > delivered + TimeoutLocked(floor);
+}
+
+bool AckTimer::Progressing(Clock::time_point now, Clock::duration within) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_ack_ != Clock::time_point{} && now - last_ack_ <= within;
 }
 
 DeviceAgent::DeviceAgent(Spool& spool, AgentOptions options)
@@ -186,7 +203,7 @@ Authorization DeviceAgent::Authorize(const rollertrace::v1::SessionStarted& sess
   request.set_correlation_id(correlation);
   *request.mutable_session() = session;
   request.set_start_unix_ms(start);
-  const bool sent = publish(codec::AuthorizeTopic(spool_.device_id()), request.SerializeAsString()).ok();
+  const bool sent = publish(codec::AuthorizeTopic(spool_.device_id()), request.SerializeAsString(), {}).ok();
 
   std::unique_lock<std::mutex> lock(auth_mu_);
   const bool answered = sent && auth_cv_.wait_for(lock, timeout, [&] { return answers_.count(correlation) > 0; });
@@ -240,24 +257,48 @@ void DeviceAgent::OnAck(const std::string& payload) {
   if (!ack.ParseFromString(payload) || ack.device_id() != spool_.device_id()) return;
   absl::StatusOr<size_t> removed = spool_.Acknowledge(ack);
   if (!removed.ok() || *removed == 0) return;
-  uint64_t covered = ack.contiguous_through();
-  for (const auto& range : ack.committed()) covered = std::max(covered, range.last());
+  const Clock::time_point now = Clock::now();
   {
     std::lock_guard<std::mutex> lock(rtt_mu_);
-    std::optional<Clock::time_point> sent;
-    while (!unacked_sends_.empty() && unacked_sends_.front().first <= covered) {
-      sent = unacked_sends_.front().second;
-      unacked_sends_.pop_front();
+    std::optional<Clock::time_point> first_sent;    // the latest first send acked: a round-trip sample
+    std::optional<Clock::time_point> delivered;     // the broker's latest delivery (PUBACK) acked
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      // Settled once the spool holds none of its events (an ack may cover a
+      // batch in pieces: its contiguous part and committed ranges).
+      if (spool_.AnyPending(it->first, it->through)) {
+        ++it;
+        continue;
+      }
+      // First sends only, as for round trips: an ack that frees a resent
+      // batch may answer its first send, which the broker took long before
+      // (counting resends made each spurious resend overtake more batches).
+      if (it->first_send) {
+        first_sent = it->sent;
+        // Not yet told of its PUBACK: the broker took it after it was sent.
+        const Clock::time_point d = it->delivered.value_or(it->sent);
+        delivered = delivered ? std::max(*delivered, d) : d;
+      }
+      it = in_flight_.erase(it);
     }
-    if (sent) ack_timer_->Observe(Clock::now() - *sent);
+    if (first_sent) ack_timer_->Observe(now - *first_sent);
+    if (delivered) ack_timer_->Acked(*delivered, now);
   }
   acked_events_ += *removed;
-  last_ack_ns_ = Clock::now().time_since_epoch().count();
+  last_ack_ns_ = now.time_since_epoch().count();
 }
 
 void DeviceAgent::OnConnected() { resend_all_ = true; }
 
-void DeviceAgent::OnDelivered(Clock::time_point when) {
+void DeviceAgent::OnDelivered(uint64_t through, Clock::time_point when) {
+  {
+    std::lock_guard<std::mutex> lock(rtt_mu_);
+    for (auto& f : in_flight_) {
+      if (f.through == through && !f.delivered) {
+        f.delivered = when;
+        break;
+      }
+    }
+  }
   const int64_t ns = when.time_since_epoch().count();
   int64_t seen = last_delivered_ns_.load();
   while (seen < ns && !last_delivered_ns_.compare_exchange_weak(seen, ns)) {
@@ -281,18 +322,32 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   if (last_delivered > last_progress_) last_progress_ = last_delivered;
   // What the fleet learnt of the server's ack round trip is the least wait.
   current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
+  bool overtaken = false;
+  {
+    std::lock_guard<std::mutex> lock(rtt_mu_);
+    // An ack that raced with the publish of a batch it covers left it here.
+    while (!in_flight_.empty() && !spool_.AnyPending(in_flight_.front().first, in_flight_.front().through)) {
+      in_flight_.pop_front();
+    }
+    overtaken = !in_flight_.empty() && in_flight_.front().delivered &&
+                ack_timer_->Overtaken(*in_flight_.front().delivered, options_.ack_timeout);
+  }
   // Only acks count as progress. Without them the whole backlog goes out
-  // again, with the wait doubling while nothing answers.
-  if (now - last_progress_ > current_timeout_) {
+  // again, with the wait doubling while nothing answers; while the fleet
+  // hears acks for what the broker took before ours, ours is only queued.
+  const auto waited = now - last_progress_;
+  const bool timed_out = waited > current_timeout_ &&
+                         (waited > kMaxWait || !ack_timer_->Progressing(now, current_timeout_));
+  if (overtaken || timed_out) {
     resend_all_ = true;
     ++resends_;
-    current_timeout_ = std::min(current_timeout_ * 2, std::chrono::milliseconds(60000));
+    current_timeout_ = std::min(current_timeout_ * 2, kMaxWait);
   }
   if (resend_all_.exchange(false)) {
     sent_through_ = 0;
     last_progress_ = now;
     std::lock_guard<std::mutex> lock(rtt_mu_);
-    unacked_sends_.clear();  // an ack may now answer either send: no sample (Karn)
+    in_flight_.clear();  // an ack may now answer either send: no sample (Karn)
   }
   while (true) {
     std::vector<rollertrace::v1::Event> events = spool_.Pending(sent_through_, options_.max_batch_events);
@@ -300,19 +355,23 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
     rollertrace::v1::EventBatch batch;
     batch.set_device_id(spool_.device_id());
     for (auto& e : events) *batch.add_events() = std::move(e);
-    if (!publish(topic_, codec::EncodeBatch(batch, options_.json)).ok()) {
+    const uint64_t first = batch.events(0).sequence();
+    const uint64_t through = batch.events(batch.events_size() - 1).sequence();
+    {
+      // Listed before the publish: its PUBACK may come before publish returns.
+      std::lock_guard<std::mutex> lock(rtt_mu_);
+      // Timed by the real clock: `now` may be a test's.
+      in_flight_.push_back({first, through, Clock::now(), std::nullopt, first > highest_published_});
+    }
+    const absl::Status published = publish(topic_, codec::EncodeBatch(batch, options_.json),
+                                           [this, through] { OnDelivered(through, Clock::now()); });
+    if (!published.ok()) {
       resend_all_ = true;  // the connection is down; start over once it is back
       return;
     }
-    const bool first_send = batch.events(0).sequence() > highest_published_;
-    sent_through_ = batch.events(batch.events_size() - 1).sequence();
+    sent_through_ = through;
     published_events_ += batch.events_size();
     highest_published_ = std::max(highest_published_, sent_through_);
-    if (first_send) {
-      // Timed by the real clock: `now` may be a test's.
-      std::lock_guard<std::mutex> lock(rtt_mu_);
-      unacked_sends_.emplace_back(sent_through_, Clock::now());
-    }
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <condition_variable>
@@ -26,26 +27,51 @@
 
 namespace rollertrace::edge {
 
-// Publishes one payload at QoS 1; Unavailable when it cannot now.
-using Publisher = std::function<absl::Status(const std::string& topic, const std::string& payload)>;
+// Publishes one payload at QoS 1; Unavailable when it cannot now. `delivered`
+// (may be empty) is called once the broker has the message (its PUBACK).
+using Publisher = std::function<absl::Status(const std::string& topic, const std::string& payload,
+                                             std::function<void()> delivered)>;
 
-// How long to wait for an ack before sending the backlog again, learnt from
-// the acks themselves (RFC 6298: smoothed round trip + 4 x its variation,
-// never below the configured floor; Karn: batches sent again give no sample).
+// What a device (or a fleet's devices, sharing one) learnt from the acks, to
+// tell a slow server from a lost batch:
+// - how long to wait for an ack before sending the backlog again (RFC 6298:
+//   smoothed round trip + 4 x its variation, never below the configured floor;
+//   Karn: batches sent again give no sample);
+// - the latest broker delivery (PUBACK) of any batch acked since, and when the
+//   last ack came. The broker hands batches on in the order it took them, so
+//   while acks keep coming for batches it took before ours, ours is queued
+//   behind them, not lost; once a batch it took later than ours (by more than
+//   a reorder window) is acked and ours is not, ours is lost (RFC 8985, RACK).
 // A fleet shares one, so a slow server is learnt from the first acks instead
 // of by every device timing out on its own: that is what turned a slow
 // server into a resend storm. Thread-safe.
 class AckTimer {
  public:
-  void Observe(std::chrono::steady_clock::duration round_trip);
+  using Clock = std::chrono::steady_clock;
+  void Observe(Clock::duration round_trip);
   // The wait before a resend, at least `floor` and at most 60 s.
   std::chrono::milliseconds Timeout(std::chrono::milliseconds floor) const;
+  // A batch the broker took at `delivered` was acked at `at`.
+  void Acked(Clock::time_point delivered, Clock::time_point at);
+  // Whether a batch the broker took at `delivered` and not yet acked is lost:
+  // one it took later than that plus the reorder window has been acked. The
+  // window is the wait itself (Timeout): the moments are when a fleet's MQTT
+  // receive thread, shared by a thousand sockets, got to each PUBACK and ack,
+  // and a narrower window (a third of the floor) resent 38,267 batches of a
+  // 10,000-roller fleet that lost none.
+  bool Overtaken(Clock::time_point delivered, std::chrono::milliseconds floor) const;
+  // Whether an ack came within `within` before `now`.
+  bool Progressing(Clock::time_point now, Clock::duration within) const;
 
  private:
+  std::chrono::milliseconds TimeoutLocked(std::chrono::milliseconds floor) const;
+
   mutable std::mutex mu_;
   bool seeded_ = false;
   double srtt_ms_ = 0;
   double rttvar_ms_ = 0;
+  Clock::time_point latest_acked_delivery_{};
+  Clock::time_point last_ack_{};
 };
 
 struct AgentOptions {
@@ -97,14 +123,21 @@ class DeviceAgent {
   void OnAck(const std::string& payload);
   // After a (re)connect everything pending goes out again.
   void OnConnected();
-  // The broker acknowledged a batch this agent published (its PUBACK). The
-  // wait for ingestd's ack counts from the latest such moment, not from the
-  // publish call: a batch still in the MQTT client's own send queue is not
-  // lost (a fleet's thousand clients share one send thread, and counting that
-  // queue resent thousands of batches not yet sent).
-  void OnDelivered(Clock::time_point when = Clock::now());
-  // Publishes what is due. Thread-safe with the calls above.
+  // The broker acknowledged the batch this agent published ending at
+  // `through` (its PUBACK). The wait for ingestd's ack counts from the latest
+  // such moment, not from the publish call: a batch still in the MQTT
+  // client's own send queue is not lost (a fleet's thousand clients share one
+  // send thread, and counting that queue resent thousands of batches not yet
+  // sent). Pump's publisher calls it; tests call it with their own clock.
+  void OnDelivered(uint64_t through, Clock::time_point when);
+  // Publishes what is due, and everything pending again when a batch is
+  // lost: after a reconnect, when a batch the broker took later was acked
+  // (AckTimer::Overtaken), or when no ack came for the wait AckTimer learnt
+  // while the whole fleet heard nothing either (a fleet still hearing acks
+  // is working through a backlog; up to kMaxWait). Thread-safe with the
+  // calls above.
   void Pump(const Publisher& publish, Clock::time_point now);
+  static constexpr std::chrono::milliseconds kMaxWait{60000};
 
   // Asks the server (rollers/{id}/authorize) whether this session may start
   // and waits up to `timeout` for the decision. Without one it decides
@@ -159,12 +192,20 @@ class DeviceAgent {
   void SaveStateLocked(bool sync);
   uint64_t through_sequence_ = 0;  // own events folded into cache_
 
-  // Batches published once and not yet acked, for round-trip samples:
-  // (last sequence, when). Cleared by a resend (Karn). Own lock: OnAck
-  // takes it, and it is never held while publishing.
+  // Batches published on this connection and not yet acked, oldest first:
+  // for round-trip samples (first sends only: Karn) and to tell when one is
+  // lost (AckTimer). Cleared by a resend. Own lock: OnAck and OnDelivered
+  // take it, and it is never held while publishing.
+  struct InFlight {
+    uint64_t first = 0;
+    uint64_t through = 0;
+    Clock::time_point sent;
+    std::optional<Clock::time_point> delivered;  // the broker's PUBACK
+    bool first_send = false;
+  };
   std::shared_ptr<AckTimer> ack_timer_;
   std::mutex rtt_mu_;
-  std::deque<std::pair<uint64_t, Clock::time_point>> unacked_sends_;
+  std::deque<InFlight> in_flight_;
   uint64_t highest_published_ = 0;  // guarded by mu_
 
   std::atomic<bool> resend_all_{true};

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "agent/fleet.h"
+#include "agent/playback.h"
 #include "agent/simulator.h"
 #include "process/shutdown.h"
 #include "util/clock.h"

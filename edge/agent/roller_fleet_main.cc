@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agent/fleet.h"
+#include "agent/playback.h"
 #include "agent/fleet_processes.h"
 #include "agent/registration.h"
 #include "agent/simulator.h"

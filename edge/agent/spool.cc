@@ -189,6 +189,12 @@ size_t Spool::pending_count() const {
   return pending_.size();
 }
 
+bool Spool::AnyPending(uint64_t first, uint64_t last) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pending_.lower_bound(first);
+  return it != pending_.end() && *it <= last;
+}
+
 int64_t Spool::oldest_pending_unix_ms() const {
   std::lock_guard<std::mutex> lock(mu_);
   return oldest_pending_unix_ms_;

@@ -64,6 +64,8 @@ class Spool {
   uint64_t quarantined() const;
 
   size_t pending_count() const;
+  // Whether any sequence in [first, last] is still pending.
+  bool AnyPending(uint64_t first, uint64_t last) const;
   // Device time of the oldest pending event; 0 when none.
   int64_t oldest_pending_unix_ms() const;
   rollertrace::v1::SpoolMeta meta() const;

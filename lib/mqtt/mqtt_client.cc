@@ -138,7 +138,8 @@ void ConnectGate::Interrupt() {
 
 MqttClient::MqttClient(MqttOptions options)
     : options_(std::move(options)),
-      client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id)) {}
+      client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id,
+                                                     options_.max_buffered_messages, nullptr)) {}
 
 MqttClient::~MqttClient() {
   Stop();
@@ -327,7 +328,9 @@ absl::Status MqttClient::Publish(const std::string& topic, const std::string& pa
     }
   } catch (const ::mqtt::exception& e) {
     delete listener;  // Paho did not take it
-    return absl::UnavailableError(std::string("MQTT publish to ") + topic + " failed: " + e.what());
+    const std::string what = std::string("MQTT publish to ") + topic + " failed: " + e.what();
+    if (e.get_return_code() == MQTTASYNC_MAX_BUFFERED_MESSAGES) return absl::ResourceExhaustedError(what);
+    return absl::UnavailableError(what);
   }
   return absl::OkStatus();
 }

@@ -84,6 +84,11 @@ struct MqttOptions {
   std::chrono::seconds connect_timeout{5};
   // Longest wait between two connection attempts.
   std::chrono::milliseconds max_backoff{2000};
+  // Publishes Paho may queue before its send thread has taken them, while
+  // connected too (paho.mqtt.c #1193): beyond this Publish is
+  // ResourceExhausted. Paho's default, 100, is enough for a device; a
+  // service that answers thousands of devices needs more.
+  int max_buffered_messages = 100;
 };
 
 // Refuses (InvalidArgument) a password sent in clear: a username or password
@@ -126,7 +131,9 @@ class MqttClient {
   bool connected() const { return ready_.load(); }
 
   // Queues a publish; Unavailable while disconnected or before the
-  // subscriptions are acknowledged. Does not wait for the broker's acknowledgement.
+  // subscriptions are acknowledged, ResourceExhausted while Paho already
+  // holds max_buffered_messages not yet sent (try again in a moment). Does
+  // not wait for the broker's acknowledgement.
   absl::Status Publish(const std::string& topic, const std::string& payload, int qos, bool retained = false);
   // The same; `delivered` then runs on Paho's callback thread once the broker
   // has acknowledged the message (at QoS 1 its PUBACK), and never after a

@@ -107,11 +107,17 @@ class Bridge {
   BridgeOptions options_;
   mqtt::MqttClient control_;  // authorisations, decisions, acks, commands
 
+  // Publishes on the control connection at QoS 1, waiting while Paho's
+  // queue is full (up to kControlPublishWait); false, counted in
+  // rollertrace_bridge_publish_failures_total{what}, when it could not.
+  bool PublishControl(const std::string& topic, const std::string& payload, const char* what);
+
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& ingest_rejected_;
   prometheus::Counter& forwarded_;
   prometheus::Counter& acks_published_;
+  prometheus::Family<prometheus::Counter>& publish_failures_;
   prometheus::Counter& blocked_seconds_;
   prometheus::Gauge& broker_stored_;
   prometheus::Counter& stream_restarts_;

@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -153,6 +154,57 @@ TEST(Load, ABridgeKilledMidBurstLosesAtMostWhatItHeldAndTheBrokerDeliversTheRest
   for (int d = 0; d < kDevices; d += 9) {
     EXPECT_LE(cluster.Device(DeviceId(d)).state().events_stored(), uint64_t{kMessages} * kEvents);
   }
+}
+
+// A 10,000-roller fleet resent one batch in six: one ack in five never left
+// the bridge, whose control connection let Paho queue only its default 100
+// publishes and dropped the rest ("No more messages can be buffered"). Here
+// 2,000 devices publish one batch each at once; ingestd answers them in a
+// few requests of hundreds of devices, and every device must get its ack.
+TEST(Load, EveryDeviceOfABurstGetsItsAck) {
+  constexpr int kAckDevices = 2000;
+  Cluster cluster("burst-acks");
+  cluster.StartBroker();
+  cluster.StartIngestd();
+  cluster.StartBridge();
+  std::mutex mu;
+  std::set<std::string> acked;
+  mqtt::MqttOptions options;
+  options.server_uri = cluster.mqtt_uri();
+  options.client_id = "ack-listener";
+  mqtt::MqttClient listener(options);
+  listener.Subscribe("rollers/+/ack", 1);
+  listener.OnMessage([&](const std::string&, const std::string& payload) {
+    v1::DeviceAck ack;
+    if (!ack.ParseFromString(payload) || ack.contiguous_through() < 1) return;
+    std::lock_guard<std::mutex> lock(mu);
+    acked.insert(ack.device_id());
+  });
+  listener.Start();
+  ASSERT_TRUE(listener.WaitConnected(std::chrono::seconds(10)));
+  auto loadgen = Process::Start({ROLLERTRACE_LOADGEN, "--mqtt", cluster.mqtt_uri(), "--devices",
+                                 std::to_string(kAckDevices), "--messages", "1", "--events", "1", "--format", "bin",
+                                 "--register-with", cluster.ingestd_address(), "--token-file",
+                                 cluster.TokenFile("admin")},
+                                cluster.dir() + "/loadgen.log");
+  ASSERT_EQ(loadgen->Wait(std::chrono::seconds(120)), 0) << ReadFile(loadgen->log_path());
+  EXPECT_EQ(WaitStored(cluster, kAckDevices), uint64_t{kAckDevices});
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  size_t got = 0;
+  while (std::chrono::steady_clock::now() < give_up) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      got = acked.size();
+    }
+    if (got == kAckDevices) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  listener.Stop();
+  const std::string metrics = HttpGet(cluster.bridge_metrics_port(), "/metrics");
+  EXPECT_EQ(got, size_t{kAckDevices}) << "devices that never got their ack: " << kAckDevices - got
+                                      << "; rollertrace_bridge_publish_failures_total{what=\"ack\"} = "
+                                      << MetricValue(metrics, "rollertrace_bridge_publish_failures_total{what=\"ack\"}");
+  EXPECT_EQ(MetricValue(metrics, "rollertrace_bridge_acks_published_total"), kAckDevices);
 }
 
 TEST(Load, AnAgentFleetUnderTheSameBurstIsStoredOnceWithoutAResendStorm) {

@@ -14,10 +14,13 @@ using std::chrono::milliseconds;
 // Records what the agent publishes; can pretend the broker is gone.
 struct FakeBroker {
   std::vector<std::pair<std::string, rollertrace::v1::EventBatch>> published;
+  // What each publish was to call on the broker's PUBACK, in order.
+  std::vector<std::function<void()>> delivered_callbacks;
   bool up = true;
   Publisher publisher() {
-    return [this](const std::string& topic, const std::string& payload) {
+    return [this](const std::string& topic, const std::string& payload, std::function<void()> delivered) {
       if (!up) return absl::UnavailableError("down");
+      delivered_callbacks.push_back(std::move(delivered));
       rollertrace::v1::EventBatch b;
       EXPECT_TRUE(b.ParseFromString(payload));
       published.emplace_back(topic, b);
@@ -162,12 +165,62 @@ TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
   const auto t0 = Clock::now();
   agent_->Pump(broker_.publisher(), t0);
   ASSERT_EQ(broker_.published.size(), 1u);
-  agent_->OnDelivered(t0 + milliseconds(2500));  // the broker took it 2.5 s later
+  agent_->OnDelivered(2, t0 + milliseconds(2500));  // the broker took it 2.5 s later
   agent_->Pump(broker_.publisher(), t0 + milliseconds(3000));
   EXPECT_EQ(agent_->stats().resends, 0u) << "resent 0.5 s after the broker took it";
   agent_->Pump(broker_.publisher(), t0 + milliseconds(3600));
   EXPECT_EQ(agent_->stats().resends, 1u) << "no ack 1.1 s after the broker took it: sent again";
   EXPECT_EQ(broker_.published.size(), 2u);
+}
+
+// The first wave of a 10,000-roller fleet: every roller publishes at once and
+// the server works through them in the order the broker took them. While the
+// fleet hears acks for batches the broker took before ours, ours is queued
+// behind them, not lost: no resend past the floor. Once nothing answers
+// anyone, the backlog goes out again.
+TEST_F(DeviceAgentTest, AFleetHearingAcksForEarlierBatchesWaitsPastTheFloor) {
+  AgentOptions options = SharedTimerOptions(milliseconds(1000));
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(2);
+  const auto t0 = Clock::now();
+  agent_->Pump(broker_.publisher(), t0);
+  agent_->OnDelivered(2, t0 + milliseconds(100));
+  options.ack_timer->Acked(t0 + milliseconds(50), t0 + milliseconds(2000));  // another roller's, taken before ours
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(2500));
+  EXPECT_EQ(agent_->stats().resends, 0u) << "resent while the fleet still heard acks for earlier batches";
+  options.ack_timer->Acked(t0 + milliseconds(90), t0 + milliseconds(3000));
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(3800));
+  EXPECT_EQ(agent_->stats().resends, 0u);
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(5000));  // 2 s without any ack in the fleet
+  EXPECT_EQ(agent_->stats().resends, 1u);
+  EXPECT_EQ(broker_.published.size(), 2u);
+}
+
+// A bridge killed with our batch in its memory: the broker took it, and then
+// batches it took later are acked while ours is not. That batch is lost, and
+// goes out again at once rather than after the whole wait (RACK).
+TEST_F(DeviceAgentTest, ABatchOvertakenByOneTheBrokerTookLaterIsResentAtOnce) {
+  AgentOptions options = SharedTimerOptions(milliseconds(1000));  // reorder window: the 1 s wait
+  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
+  Record(2);
+  const auto t0 = Clock::now();
+  agent_->Pump(broker_.publisher(), t0);
+  ASSERT_EQ(broker_.delivered_callbacks.size(), 1u);
+  broker_.delivered_callbacks[0]();  // the broker's PUBACK, about t0
+  options.ack_timer->Acked(t0 + milliseconds(900), t0 + milliseconds(1000));  // later, within the window
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(1100));
+  EXPECT_EQ(agent_->stats().resends, 0u) << "within the reorder window is not overtaken";
+  options.ack_timer->Acked(t0 + milliseconds(1500), t0 + milliseconds(1600));
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(1700));
+  EXPECT_EQ(agent_->stats().resends, 1u) << "a batch taken 1.5 s after ours was acked";
+  EXPECT_EQ(broker_.Sequences(), (std::vector<uint64_t>{1, 2, 1, 2}));
+  // The window widens with what the fleet learnt: 2 s + 4 x 1 s here.
+  ASSERT_EQ(broker_.delivered_callbacks.size(), 2u);
+  broker_.delivered_callbacks[1]();  // the resent batch's PUBACK, about t0
+  options.ack_timer->Observe(milliseconds(2000));
+  options.ack_timer->Acked(t0 + milliseconds(4000), t0 + milliseconds(4100));
+  agent_->Pump(broker_.publisher(), t0 + milliseconds(4200));
+  EXPECT_EQ(agent_->stats().resends, 1u) << "taken 4 s after ours is within a 6 s window";
 }
 
 TEST_F(DeviceAgentTest, AnAckTeachesTheRoundTripOfFirstSendsOnly) {
@@ -231,7 +284,7 @@ class AgentAuthorizationTest : public DeviceAgentTest {
   // A server that allows and sends its snapshot: a roller sterile since
   // `cycle_end` (with the cycle it relied on, when `with_cycle`), no sessions.
   Publisher AnswerAllowSterileSince(int64_t cycle_end, bool with_cycle) {
-    return [this, cycle_end, with_cycle](const std::string&, const std::string& payload) {
+    return [this, cycle_end, with_cycle](const std::string&, const std::string& payload, std::function<void()>) {
       rollertrace::v1::AuthorizeRequest req;
       req.ParseFromString(payload);
       rollertrace::v1::Decision d;
@@ -260,7 +313,7 @@ class AgentAuthorizationTest : public DeviceAgentTest {
 TEST_F(AgentAuthorizationTest, AsksOnTheAuthorizeTopicAndFollowsTheServersAnswer) {
   std::string asked_topic;
   rollertrace::v1::AuthorizeRequest asked;
-  Publisher answer_deny = [&](const std::string& topic, const std::string& payload) {
+  Publisher answer_deny = [&](const std::string& topic, const std::string& payload, std::function<void()>) {
     asked_topic = topic;
     asked.ParseFromString(payload);
     rollertrace::v1::Decision d;
@@ -293,7 +346,7 @@ TEST_F(AgentAuthorizationTest, DecidesOfflineFromTheLastServerStateWhenNoAnswerC
   ended.mutable_session_ended()->set_session_id("s");
   ASSERT_TRUE(agent_->Record(ended, 2).ok());
 
-  Publisher silent = [](const std::string&, const std::string&) { return absl::OkStatus(); };
+  Publisher silent = [](const std::string&, const std::string&, std::function<void()>) { return absl::OkStatus(); };
   const int64_t eight_days = 8LL * 24 * 3600 * 1000;
   Authorization other = agent_->Authorize(Session("MRN-2"), eight_days, silent, milliseconds(50));
   EXPECT_TRUE(other.offline);
@@ -316,7 +369,7 @@ TEST_F(AgentAuthorizationTest, ARestartedAgentDecidesOfflineAsOneThatNeverStoppe
   usage.set_device_time_unix_ms(1500);
   usage.mutable_usage_sample()->set_revolutions(700);
   ASSERT_TRUE(agent_->Record(usage, 1).ok());
-  Publisher silent = [](const std::string&, const std::string&) { return absl::OkStatus(); };
+  Publisher silent = [](const std::string&, const std::string&, std::function<void()>) { return absl::OkStatus(); };
   Authorization before = agent_->Authorize(Session("MRN-1"), 1800, silent, milliseconds(50));
 
   // The agent dies (its memory is gone) and starts again on the same spool.
@@ -363,7 +416,7 @@ TEST_F(AgentAuthorizationTest, ALockSurvivesARestart) {
 TEST_F(AgentAuthorizationTest, ADecisionAfterTheTimeoutIsDropped) {
   // A decision that came too late stayed in memory for ever.
   std::string correlation;
-  Publisher late = [&](const std::string&, const std::string& payload) {
+  Publisher late = [&](const std::string&, const std::string& payload, std::function<void()>) {
     rollertrace::v1::AuthorizeRequest req;
     req.ParseFromString(payload);
     correlation = req.correlation_id();
@@ -389,7 +442,7 @@ TEST_F(AgentAuthorizationTest, RefusesEverySessionWhileLockedUntilUnlocked) {
   lock.set_reason("WORN in session s");
   agent_->OnCommand(lock.SerializeAsString());
   bool asked = false;
-  Publisher ask = [&](const std::string&, const std::string&) {
+  Publisher ask = [&](const std::string&, const std::string&, std::function<void()>) {
     asked = true;
     return absl::OkStatus();
   };
