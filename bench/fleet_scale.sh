@@ -26,7 +26,7 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_
 mosquitto -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & broker=$!; pids+=($broker)
 ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
   --metrics "127.0.0.1:$m1" --data-dir "$work/db" --insecure-no-auth >"$work/ingestd.log" 2>&1 & ingestd=$!; pids+=($ingestd)
-"$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --metrics "127.0.0.1:$m2" \
+"$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --metrics "127.0.0.1:$m2" ${BRIDGE_FLAGS:-} \
   >"$work/bridge.log" 2>&1 & bridge=$!; pids+=($bridge)
 sleep 1.5
 start=$(date +%s.%N)
@@ -52,6 +52,6 @@ grep -E "devices connected in|roller-fleet: (done|stopped)|disconnected in" "$wo
 echo "fleet exit $rc; peak RSS: fleet $((fleet_hwm/1024)) MiB, mosquitto $(hwm $broker), ingestd $(hwm $ingestd), mqtt-bridge $(hwm $bridge)"
 echo "subscription refusals: $(grep -c 'subscription was refused' "$work/fleet.log" || true)"
 # What the services counted (events forwarded include resends; every ack published reached the broker).
-curl -s "127.0.0.1:$m2/metrics" | grep -E '^rollertrace_bridge_(messages_received|events_forwarded|ingest_rejections|acks_published|publish_failures)' | sed 's/^/bridge: /'
+curl -s "127.0.0.1:$m2/metrics" | grep -E '^rollertrace_bridge_(messages_received|events_forwarded|ingest_rejections|acks_published|publish_failures|authorize_seconds_(count|sum)|authorize_seconds_bucket\{le="(0.01|0.1|1|2.5)"\})' | sed 's/^/bridge: /'
 curl -s "127.0.0.1:$m1/metrics" | grep -E '^rollertrace_ingest_(duplicates|rejected)' | sed 's/^/ingestd: /'
 

@@ -76,6 +76,11 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
           metrics.Counter("rollertrace_bridge_mqtt_reconnects_total", "Reconnections to the MQTT broker").Add({})),
       authorizations_(metrics.Counter("rollertrace_bridge_authorizations_total",
                                       "Authorisation requests relayed to ingestd, by result (allow, deny, error)")),
+      authorize_seconds_(
+          metrics
+              .Histogram("rollertrace_bridge_authorize_seconds",
+                         "From taking an authorisation request off MQTT to publishing its decision")
+              .Add({}, metrics::Metrics::LatencyBuckets())),
       commands_published_(metrics.Counter("rollertrace_bridge_commands_published_total",
                                           "Commands (lock, unlock, retire) published to devices")
                               .Add({})),
@@ -231,7 +236,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
       authorizations_.Add({{"result", "dropped"}}).Increment();
       return;  // the agent decides offline when no answer comes
     }
-    authorize_queue_.push_back(std::move(*request));
+    authorize_queue_.push_back({std::chrono::steady_clock::now(), std::move(*request)});
   }
   authorize_cv_.notify_one();
 }
@@ -243,11 +248,13 @@ void Bridge::RunAuthorizer() {
   auto stub = rollertrace::v1::ComplianceService::NewStub(channel);
   while (true) {
     rollertrace::v1::AuthorizeRequest request;
+    std::chrono::steady_clock::time_point taken;
     {
       std::unique_lock<std::mutex> lock(authorize_mu_);
       authorize_cv_.wait(lock, [this] { return stopping_ || !authorize_queue_.empty(); });
       if (stopping_) return;
-      request = std::move(authorize_queue_.front());
+      taken = authorize_queue_.front().taken;
+      request = std::move(authorize_queue_.front().request);
       authorize_queue_.pop_front();
     }
     grpc::ClientContext context;
@@ -263,7 +270,9 @@ void Bridge::RunAuthorizer() {
     }
     authorizations_.Add({{"result", decision.allowed() ? "allow" : "deny"}}).Increment();
     // Without an answer the roller decides offline (and says so).
-    (void)PublishControl(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), "decision");
+    if (PublishControl(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), "decision")) {
+      authorize_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
+    }
   }
 }
 

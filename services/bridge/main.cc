@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
                  "bounds what a killed bridge loses of a publisher that never resends")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10000000}));
-  app.add_option("--authorize-threads", options.authorize_threads, "Authorisation requests answered at once")
+  app.add_option("--authorize-threads", options.authorize_threads,
+                 "Authorisation requests answered at once (rollertrace_bridge_authorize_seconds shows the wait)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
   CLI11_PARSE(app, argc, argv);

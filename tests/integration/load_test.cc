@@ -201,9 +201,9 @@ TEST(Load, EveryDeviceOfABurstGetsItsAck) {
   }
   listener.Stop();
   const std::string metrics = HttpGet(cluster.bridge_metrics_port(), "/metrics");
+  const double failures = MetricValue(metrics, "rollertrace_bridge_publish_failures_total{what=\"ack\"}");
   EXPECT_EQ(got, size_t{kAckDevices}) << "devices that never got their ack: " << kAckDevices - got
-                                      << "; rollertrace_bridge_publish_failures_total{what=\"ack\"} = "
-                                      << MetricValue(metrics, "rollertrace_bridge_publish_failures_total{what=\"ack\"}");
+                                      << "; rollertrace_bridge_publish_failures_total{what=\"ack\"} = " << failures;
   EXPECT_EQ(MetricValue(metrics, "rollertrace_bridge_acks_published_total"), kAckDevices);
 }
 

@@ -72,9 +72,16 @@ TEST_F(RulesTest, AllowsASterileRollerForItsPatientAndEchoesTheCorrelationId) {
   SetUpDevices("OK-1");
   steriliser_->Send({Cycle(1, {"OK-1"}, Now() - 2 * kHour)});
   auto request = AuthorizeFor("OK-1", "MRN-100", Now());
+  const auto answered = [] {
+    return MetricValue(HttpGet(cluster_->bridge_metrics_port(), "/metrics"),
+                       "rollertrace_bridge_authorize_seconds_count");
+  };
+  const double before = answered();
   auto d = roller_->Authorize(request);
   ASSERT_TRUE(d.has_value());
   EXPECT_TRUE(d->allowed()) << Rules(*d);
+  // The bridge timed it, from the request off MQTT to the decision published.
+  EXPECT_EQ(answered(), before + 1);
   EXPECT_EQ(d->correlation_id(), request.correlation_id());
   EXPECT_TRUE(Has(*d, "BI_PENDING")) << Rules(*d);
   // Only ingestd makes pseudonyms, and it hands none to a device.
