@@ -263,9 +263,7 @@ void DeviceAgent::OnAck(const std::string& payload) {
     std::optional<Clock::time_point> first_sent;    // the latest first send acked: a round-trip sample
     std::optional<Clock::time_point> delivered;     // the broker's latest delivery (PUBACK) acked
     for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-      // Settled once the spool holds none of its events (an ack may cover a
-      // batch in pieces: its contiguous part and committed ranges).
-      if (spool_.AnyPending(it->first, it->through)) {
+      if (!Settled(*it)) {
         ++it;
         continue;
       }
@@ -290,20 +288,16 @@ void DeviceAgent::OnAck(const std::string& payload) {
 void DeviceAgent::OnConnected() { resend_all_ = true; }
 
 void DeviceAgent::OnDelivered(uint64_t through, Clock::time_point when) {
-  {
-    std::lock_guard<std::mutex> lock(rtt_mu_);
-    for (auto& f : in_flight_) {
-      if (f.through == through && !f.delivered) {
-        f.delivered = when;
-        break;
-      }
+  std::lock_guard<std::mutex> lock(rtt_mu_);
+  for (auto& f : in_flight_) {
+    if (f.through == through && !f.delivered) {
+      f.delivered = when;
+      break;
     }
   }
-  const int64_t ns = when.time_since_epoch().count();
-  int64_t seen = last_delivered_ns_.load();
-  while (seen < ns && !last_delivered_ns_.compare_exchange_weak(seen, ns)) {
-  }
 }
+
+bool DeviceAgent::Settled(const InFlight& batch) const { return !spool_.AnyPending(batch.first, batch.through); }
 
 void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -317,21 +311,20 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
     last_progress_ = last_ack;
     current_timeout_ = options_.ack_timeout;
   }
-  // The wait counts from the broker's latest PUBACK when that is later.
-  const Clock::time_point last_delivered{Clock::duration(last_delivered_ns_.load())};
-  if (last_delivered > last_progress_) last_progress_ = last_delivered;
-  // What the fleet learnt of the server's ack round trip is the least wait.
-  current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   bool overtaken = false;
   {
     std::lock_guard<std::mutex> lock(rtt_mu_);
     // An ack that raced with the publish of a batch it covers left it here.
-    while (!in_flight_.empty() && !spool_.AnyPending(in_flight_.front().first, in_flight_.front().through)) {
-      in_flight_.pop_front();
+    while (!in_flight_.empty() && Settled(in_flight_.front())) in_flight_.pop_front();
+    // The wait counts from the broker's latest PUBACK when that is later.
+    for (const InFlight& f : in_flight_) {
+      if (f.delivered && *f.delivered > last_progress_) last_progress_ = *f.delivered;
     }
     overtaken = !in_flight_.empty() && in_flight_.front().delivered &&
                 ack_timer_->Overtaken(*in_flight_.front().delivered, options_.ack_timeout);
   }
+  // What the fleet learnt of the server's ack round trip is the least wait.
+  current_timeout_ = std::max(current_timeout_, ack_timer_->Timeout(options_.ack_timeout));
   // Only acks count as progress. Without them the whole backlog goes out
   // again, with the wait doubling while nothing answers; while the fleet
   // hears acks for what the broker took before ours, ours is only queued.

@@ -203,6 +203,9 @@ class DeviceAgent {
     std::optional<Clock::time_point> delivered;  // the broker's PUBACK
     bool first_send = false;
   };
+  // Settled once the spool holds none of its events (an ack may cover a
+  // batch in pieces: its contiguous part and committed ranges).
+  bool Settled(const InFlight& batch) const;
   std::shared_ptr<AckTimer> ack_timer_;
   std::mutex rtt_mu_;
   std::deque<InFlight> in_flight_;
@@ -210,7 +213,6 @@ class DeviceAgent {
 
   std::atomic<bool> resend_all_{true};
   std::atomic<int64_t> last_ack_ns_{0};  // steady clock of the last ack that freed events
-  std::atomic<int64_t> last_delivered_ns_{0};  // steady clock of the broker's last PUBACK
   std::atomic<uint64_t> acked_events_{0};
 };
 

@@ -57,6 +57,16 @@ class DeviceAgentTest : public ::testing::Test {
     options.ack_timer = std::make_shared<AckTimer>();
     return options;
   }
+  // An agent with a fleet's shared AckTimer (SharedTimerOptions) that has
+  // published two events in one batch; returns when (t0).
+  Clock::time_point PublishTwoWithSharedTimer(milliseconds floor, AgentOptions* options) {
+    *options = SharedTimerOptions(floor);
+    agent_ = std::make_unique<DeviceAgent>(*spool_, *options);
+    Record(2);
+    const auto t0 = Clock::now();
+    agent_->Pump(broker_.publisher(), t0);
+    return t0;
+  }
   void TearDown() override {
     agent_.reset();
     spool_.reset();
@@ -159,11 +169,8 @@ TEST_F(DeviceAgentTest, ASlowServerLearntFromItsAcksCausesNoResend) {
 // counting it resent thousands of batches in a 10,000-roller fleet. The wait
 // for ingestd's ack counts from the broker's PUBACK.
 TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
-  AgentOptions options = SharedTimerOptions(milliseconds(1000));
-  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
-  Record(2);
-  const auto t0 = Clock::now();
-  agent_->Pump(broker_.publisher(), t0);
+  AgentOptions options;
+  const auto t0 = PublishTwoWithSharedTimer(milliseconds(1000), &options);
   ASSERT_EQ(broker_.published.size(), 1u);
   agent_->OnDelivered(2, t0 + milliseconds(2500));  // the broker took it 2.5 s later
   agent_->Pump(broker_.publisher(), t0 + milliseconds(3000));
@@ -179,11 +186,8 @@ TEST_F(DeviceAgentTest, ABatchStillInTheClientsSendQueueIsNotResent) {
 // behind them, not lost: no resend past the floor. Once nothing answers
 // anyone, the backlog goes out again.
 TEST_F(DeviceAgentTest, AFleetHearingAcksForEarlierBatchesWaitsPastTheFloor) {
-  AgentOptions options = SharedTimerOptions(milliseconds(1000));
-  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
-  Record(2);
-  const auto t0 = Clock::now();
-  agent_->Pump(broker_.publisher(), t0);
+  AgentOptions options;
+  const auto t0 = PublishTwoWithSharedTimer(milliseconds(1000), &options);
   agent_->OnDelivered(2, t0 + milliseconds(100));
   options.ack_timer->Acked(t0 + milliseconds(50), t0 + milliseconds(2000));  // another roller's, taken before ours
   agent_->Pump(broker_.publisher(), t0 + milliseconds(2500));
@@ -200,11 +204,8 @@ TEST_F(DeviceAgentTest, AFleetHearingAcksForEarlierBatchesWaitsPastTheFloor) {
 // batches it took later are acked while ours is not. That batch is lost, and
 // goes out again at once rather than after the whole wait (RACK).
 TEST_F(DeviceAgentTest, ABatchOvertakenByOneTheBrokerTookLaterIsResentAtOnce) {
-  AgentOptions options = SharedTimerOptions(milliseconds(1000));  // reorder window: the 1 s wait
-  agent_ = std::make_unique<DeviceAgent>(*spool_, options);
-  Record(2);
-  const auto t0 = Clock::now();
-  agent_->Pump(broker_.publisher(), t0);
+  AgentOptions options;
+  const auto t0 = PublishTwoWithSharedTimer(milliseconds(1000), &options);  // reorder window: the 1 s wait
   ASSERT_EQ(broker_.delivered_callbacks.size(), 1u);
   broker_.delivered_callbacks[0]();  // the broker's PUBACK, about t0
   options.ack_timer->Acked(t0 + milliseconds(900), t0 + milliseconds(1000));  // later, within the window
