@@ -1,0 +1,88 @@
+// The bridge's control side: authorisation requests answered by a pool of
+// threads (each with its own stub), and what the bridge publishes to devices
+// on its control connection (decisions here; acks and commands from
+// HandleResponse), waiting while Paho's queue is full.
+#include <grpcpp/grpcpp.h>
+
+#include <iostream>
+#include <thread>
+
+#include "bridge/bridge.h"
+
+namespace rollertrace::bridge {
+namespace {
+
+// How long an ack, decision or command waits for room in Paho's queue.
+constexpr auto kControlPublishWait = std::chrono::seconds(5);
+
+}  // namespace
+
+void Bridge::OnAuthorize(const std::string& device_id, const std::string& payload) {
+  absl::StatusOr<rollertrace::v1::AuthorizeRequest> request =
+      codec::DecodeAuthorize(device_id, payload, options_.max_payload_bytes);
+  if (!request.ok()) {
+    rejected_.Add({{"reason", std::string(codec::RejectReason(request.status()))}}).Increment();
+    std::cerr << "mqtt-bridge: rejected authorisation: " << request.status().message() << std::endl;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(authorize_mu_);
+    if (authorize_queue_.size() >= 10000) {
+      authorizations_.Add({{"result", "dropped"}}).Increment();
+      return;  // the agent decides offline when no answer comes
+    }
+    authorize_queue_.push_back({std::chrono::steady_clock::now(), std::move(*request)});
+  }
+  authorize_cv_.notify_one();
+}
+
+void Bridge::RunAuthorizer() {
+  auto channel = grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
+                                                                   ? options_.ingestd_credentials
+                                                                   : grpc::InsecureChannelCredentials());
+  auto stub = rollertrace::v1::ComplianceService::NewStub(channel);
+  while (true) {
+    rollertrace::v1::AuthorizeRequest request;
+    std::chrono::steady_clock::time_point taken;
+    {
+      std::unique_lock<std::mutex> lock(authorize_mu_);
+      authorize_cv_.wait(lock, [this] { return stopping_ || !authorize_queue_.empty(); });
+      if (stopping_) return;
+      taken = authorize_queue_.front().taken;
+      request = std::move(authorize_queue_.front().request);
+      authorize_queue_.pop_front();
+    }
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!options_.ingestd_token.empty()) context.AddMetadata("authorization", "Bearer " + options_.ingestd_token);
+    rollertrace::v1::Decision decision;
+    grpc::Status s = stub->AuthorizeUse(&context, request, &decision);
+    if (!s.ok()) {
+      authorizations_.Add({{"result", "error"}}).Increment();
+      std::cerr << "mqtt-bridge: authorisation for " << request.device_id() << " failed: " << s.error_message()
+                << std::endl;
+      continue;
+    }
+    authorizations_.Add({{"result", decision.allowed() ? "allow" : "deny"}}).Increment();
+    // Without an answer the roller decides offline (and says so).
+    if (PublishControl(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), "decision")) {
+      authorize_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
+    }
+  }
+}
+
+bool Bridge::PublishControl(const std::string& topic, const std::string& payload, const char* what) {
+  const auto deadline = std::chrono::steady_clock::now() + kControlPublishWait;
+  absl::Status s;
+  // A full Paho queue is waited out (this thread then stops taking ingestd's
+  // answers, and the backpressure reaches the broker); a lost connection is not.
+  while (absl::IsResourceExhausted(s = control_.Publish(topic, payload, 1)) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (s.ok()) return true;
+  publish_failures_.Add({{"what", what}}).Increment();
+  return false;
+}
+
+}  // namespace rollertrace::bridge
