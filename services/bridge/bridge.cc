@@ -249,10 +249,14 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
   cv_.notify_all();
 }
 
+std::shared_ptr<grpc::Channel> Bridge::IngestdChannel() const {
+  return grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
+                                                           ? options_.ingestd_credentials
+                                                           : grpc::InsecureChannelCredentials());
+}
+
 void Bridge::RunForwarder() {
-  auto channel = grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
-                                                                   ? options_.ingestd_credentials
-                                                                   : grpc::InsecureChannelCredentials());
+  const std::shared_ptr<grpc::Channel> channel = IngestdChannel();
   auto stub = rollertrace::v1::IngestService::NewStub(channel);
   std::chrono::milliseconds backoff(100);
   while (!stopping_) {

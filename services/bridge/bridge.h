@@ -114,6 +114,8 @@ class Bridge {
   // queue is full (up to kControlPublishWait); false, counted in
   // rollertrace_bridge_publish_failures_total{what}, when it could not.
   bool PublishControl(const std::string& topic, const std::string& payload, const char* what);
+  // A new channel to ingestd (TLS when options_.ingestd_credentials is set).
+  std::shared_ptr<grpc::Channel> IngestdChannel() const;
 
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& rejected_;

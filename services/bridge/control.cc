@@ -37,10 +37,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
 }
 
 void Bridge::RunAuthorizer() {
-  auto channel = grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
-                                                                   ? options_.ingestd_credentials
-                                                                   : grpc::InsecureChannelCredentials());
-  auto stub = rollertrace::v1::ComplianceService::NewStub(channel);
+  auto stub = rollertrace::v1::ComplianceService::NewStub(IngestdChannel());
   while (true) {
     rollertrace::v1::AuthorizeRequest request;
     std::chrono::steady_clock::time_point taken;
