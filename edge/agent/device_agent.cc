@@ -358,6 +358,13 @@ void DeviceAgent::Pump(const Publisher& publish, Clock::time_point now) {
     }
     const absl::Status published = publish(topic_, codec::EncodeBatch(batch, options_.json),
                                            [this, through] { OnDelivered(through, Clock::now()); });
+    if (absl::IsResourceExhausted(published)) {
+      // The client's queue is full, not the connection down: what it took
+      // stays in flight, and this batch goes out on a later pump.
+      std::lock_guard<std::mutex> lock(rtt_mu_);
+      in_flight_.pop_back();
+      return;
+    }
     if (!published.ok()) {
       resend_all_ = true;  // the connection is down; start over once it is back
       return;

@@ -17,9 +17,12 @@ struct FakeBroker {
   // What each publish was to call on the broker's PUBACK, in order.
   std::vector<std::function<void()>> delivered_callbacks;
   bool up = true;
+  size_t room = SIZE_MAX;  // publishes the client's queue still takes
   Publisher publisher() {
     return [this](const std::string& topic, const std::string& payload, std::function<void()> delivered) {
       if (!up) return absl::UnavailableError("down");
+      if (room == 0) return absl::ResourceExhaustedError("no more messages can be buffered");
+      --room;
       delivered_callbacks.push_back(std::move(delivered));
       rollertrace::v1::EventBatch b;
       EXPECT_TRUE(b.ParseFromString(payload));
@@ -252,6 +255,19 @@ TEST_F(DeviceAgentTest, ResendsAfterAReconnect) {
   agent_->OnConnected();
   agent_->Pump(broker_.publisher(), t0_ + milliseconds(1));
   EXPECT_EQ(broker_.Sequences(), (std::vector<uint64_t>{1, 2}));
+}
+
+// A full client queue (Paho's maxBufferedMessages) is no lost connection:
+// what the client took is not sent again, the rest follows later.
+TEST_F(DeviceAgentTest, AFullClientQueueHoldsTheRestBackWithoutResending) {
+  Record(5);
+  broker_.room = 1;
+  agent_->Pump(broker_.publisher(), t0_);
+  EXPECT_EQ(broker_.Sequences(), (std::vector<uint64_t>{1, 2}));
+  broker_.room = SIZE_MAX;
+  agent_->Pump(broker_.publisher(), t0_ + milliseconds(20));
+  EXPECT_EQ(broker_.Sequences(), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(agent_->stats().resends, 0u);
 }
 
 TEST_F(DeviceAgentTest, KeepsEventsWhileTheBrokerIsDownAndSendsThemLater) {
