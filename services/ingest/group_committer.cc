@@ -52,7 +52,7 @@ GroupCommitter::~GroupCommitter() {
   writer_.join();
 }
 
-std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
+GroupCommitter::Pending GroupCommitter::Prepare(IngestRequest request) {
   Pending p;
   p.received = std::chrono::steady_clock::now();
   p.response.set_request_id(request.request_id());
@@ -76,17 +76,20 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
     ++keep;
   }
   batches->DeleteSubrange(keep, batches->size() - keep);
-  size_t events = 0;
   // Each batch becomes a store command, judged now: the time it entered ingestd.
   const int64_t judged = clock_();
   for (auto& b : *batches) {
-    events += static_cast<size_t>(b.events_size());
+    p.events += static_cast<size_t>(b.events_size());
     rollertrace::v1::StoreCommand& c = p.commands.emplace_back(store::NewCommand(store_, judged));
     c.mutable_ingest()->Swap(&b);
     if (guard_ != nullptr) p.command_bytes += c.ByteSizeLong();
   }
   p.bridge_received_unix_ms = request.bridge_received_unix_ms();
-  std::future<IngestResponse> answer = p.promise.get_future();
+  return p;
+}
+
+void GroupCommitter::Queue(Pending p) {
+  const size_t events = p.events;
   {
     std::unique_lock<std::mutex> lock(mu_);
     // Backpressure: a request larger than the bound is let in alone.
@@ -97,7 +100,39 @@ std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
     queue_.push_back(std::move(p));
   }
   cv_.notify_one();
+}
+
+std::future<IngestResponse> GroupCommitter::Submit(IngestRequest request) {
+  Pending p = Prepare(std::move(request));
+  std::future<IngestResponse> answer = p.promise.get_future();
+  Queue(std::move(p));
   return answer;
+}
+
+IngestResponse GroupCommitter::SubmitAndWait(IngestRequest request) {
+  Pending p = Prepare(std::move(request));
+  std::future<IngestResponse> answer = p.promise.get_future();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (writing_ || !queue_.empty() || stopping_) {
+    // A commit is under way or others wait: join them, in order.
+    lock.unlock();
+    Queue(std::move(p));
+    return answer.get();
+  }
+  // Lead: commit this request (and the decisions waiting) here, now.
+  writing_ = true;
+  std::vector<rollertrace::v1::StoreCommand> decisions;
+  decisions.swap(decisions_);
+  lock.unlock();
+  if (!decisions.empty()) room_cv_.notify_all();
+  std::deque<Pending> group;
+  group.push_back(std::move(p));
+  CommitGroup(group, decisions);
+  lock.lock();
+  writing_ = false;
+  lock.unlock();
+  cv_.notify_one();  // what queued meanwhile is the writer's
+  return answer.get();
 }
 
 absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const rollertrace::v1::AuthorizeRequest& request) {
@@ -167,22 +202,25 @@ void GroupCommitter::RemoveCommandSink(uint64_t id) {
 void GroupCommitter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return stopping_ || !queue_.empty() || !decisions_.empty(); });
+    // A caller committing its own request (SubmitAndWait) finishes first.
+    cv_.wait(lock, [this] { return !writing_ && (stopping_ || !queue_.empty() || !decisions_.empty()); });
     if (queue_.empty() && decisions_.empty()) return;  // stopping, and everything answered
     std::deque<Pending> group;
     size_t events = 0;
     while (!queue_.empty() && (group.empty() || events < options_.max_group_events)) {
-      for (const auto& c : queue_.front().commands) events += c.ingest().events_size();
+      events += queue_.front().events;
       group.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
     queued_events_ -= std::min(queued_events_, events);
     std::vector<rollertrace::v1::StoreCommand> decisions;
     decisions.swap(decisions_);
+    writing_ = true;
     lock.unlock();
     room_cv_.notify_all();
     const bool committed = CommitGroup(group, decisions);
     lock.lock();
+    writing_ = false;
     if (!committed && stopping_ && !decisions_.empty()) {
       std::cerr << "ingestd: stopping with " << decisions_.size()
                 << " authorisation decisions answered but not stored (the store took no writes)" << std::endl;

@@ -55,6 +55,13 @@ class GroupCommitter {
   // store refused are listed as rejections. Thread-safe.
   std::future<rollertrace::v1::IngestResponse> Submit(rollertrace::v1::IngestRequest request);
 
+  // Submit and wait for the answer, for a caller that waits anyway (a unary
+  // IngestBatch): when no commit is under way and nothing is queued, the
+  // request is committed on the caller's own thread, sparing it the round
+  // trip through the writer thread; else it queues as Submit does.
+  // Thread-safe.
+  rollertrace::v1::IngestResponse SubmitAndWait(rollertrace::v1::IngestRequest request);
+
   // Decides at once (EventStore::Decide, no write lock) and answers; the
   // decision is stored with the next commit group. Thread-safe.
   absl::StatusOr<rollertrace::v1::Decision> Authorize(const rollertrace::v1::AuthorizeRequest& request);
@@ -92,9 +99,14 @@ class GroupCommitter {
     std::vector<rollertrace::v1::StoreCommand> commands;  // one per valid batch, stamped at Submit
     int64_t bridge_received_unix_ms = 0;
     uint64_t command_bytes = 0;  // of `commands`, measured on the submitting thread
+    size_t events = 0;           // in `commands`
     rollertrace::v1::IngestResponse response;  // holds validation rejections
     std::promise<rollertrace::v1::IngestResponse> promise;
   };
+  // Validates, pseudonymises and stamps the request's batches as commands.
+  Pending Prepare(rollertrace::v1::IngestRequest request);
+  // Queues a prepared request for the writer, waiting for room.
+  void Queue(Pending p);
   void Run();
   // False when the group was held back (the store takes no writes).
   bool CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
@@ -122,6 +134,7 @@ class GroupCommitter {
   uint64_t next_sink_ = 1;
   uint64_t last_sink_ = 0;
   bool stopping_ = false;
+  bool writing_ = false;  // a group is being committed (by the writer or a caller)
   std::thread writer_;
 };
 

@@ -122,7 +122,7 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
 grpc::Status IngestServiceImpl::IngestBatch(grpc::ServerContext* context, const IngestRequest* request,
                                             IngestResponse* response) {
   if (grpc::Status denied = access_.Check(context, {Role::kDevice, Role::kAdmin}, "IngestBatch"); !denied.ok()) return denied;
-  *response = committer_.Submit(*request).get();
+  *response = committer_.SubmitAndWait(*request);
   // A gateway is told plainly: nothing of it was stored, send it again.
   if (!response->unavailable().empty()) return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, response->unavailable());
   return grpc::Status::OK;
