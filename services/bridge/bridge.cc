@@ -299,19 +299,19 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   });
 
   // What the previous stream took and did not answer goes first, in order.
-  std::vector<IngestRequest> resend;
+  std::vector<std::shared_ptr<const IngestRequest>> resend;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, inflight] : inflight_) resend.push_back(inflight.request);
   }
   bool ok = true;
   for (const auto& request : resend) {
-    if (!(ok = stream->Write(request))) break;
+    if (!(ok = stream->Write(*request))) break;
   }
 
   auto last_write = std::chrono::steady_clock::now();
   while (ok && !stopping_) {
-    IngestRequest request;
+    std::shared_ptr<const IngestRequest> request;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(200), [this] {
@@ -335,28 +335,27 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
                      [this] { return stopping_ || queued_events_ >= options_.max_request_events; });
       }
       Inflight inflight;
+      auto next = std::make_shared<IngestRequest>();
       size_t events = 0;
       while (!queue_.empty() && (events == 0 || events + queue_.front().batch.events_size() <= options_.max_request_events)) {
         Queued& q = queue_.front();
         events += q.batch.events_size();
-        if (inflight.request.bridge_received_unix_ms() == 0) {
-          inflight.request.set_bridge_received_unix_ms(q.received_unix_ms);
-        }
+        if (next->bridge_received_unix_ms() == 0) next->set_bridge_received_unix_ms(q.received_unix_ms);
         inflight.kinds[q.batch.device_id()] = q.kind;
-        *inflight.request.add_batches() = std::move(q.batch);
+        *next->add_batches() = std::move(q.batch);
         queue_.pop_front();
       }
       queued_events_ -= events;
       queue_depth_.Set(static_cast<double>(queued_events_));
       room_cv_.notify_all();
       const uint64_t id = next_request_id_++;
-      inflight.request.set_request_id(id);
-      request = inflight.request;
+      next->set_request_id(id);
+      request = inflight.request = std::move(next);
       inflight_.emplace(id, std::move(inflight));
       inflight_depth_.Set(static_cast<double>(inflight_.size()));
       forwarded_.Increment(static_cast<double>(events));
     }
-    ok = stream->Write(request);
+    ok = stream->Write(*request);
     last_write = std::chrono::steady_clock::now();
   }
   context.TryCancel();
@@ -381,12 +380,13 @@ void Bridge::HandleResponse(const IngestResponse& response) {
     if (!response.unavailable().empty()) {
       // Nothing of it was stored (ingestd's store takes no writes): back to
       // the head of the queue, unacked, and a pause before sending again.
-      auto* batches = it->second.request.mutable_batches();
-      for (int i = batches->size() - 1; i >= 0; --i) {
-        EventBatch& b = (*batches)[i];
+      // (Copied: the request is shared with the stream that sent it. Rare.)
+      const auto& batches = it->second.request->batches();
+      for (int i = batches.size() - 1; i >= 0; --i) {
+        const EventBatch& b = batches[i];
         queued_events_ += static_cast<size_t>(b.events_size());
         const auto kind = it->second.kinds[b.device_id()];
-        queue_.push_front(Queued{kind, std::move(b), it->second.request.bridge_received_unix_ms()});
+        queue_.push_front(Queued{kind, b, it->second.request->bridge_received_unix_ms()});
       }
       queue_depth_.Set(static_cast<double>(queued_events_));
       const bool was_holding = holding_;

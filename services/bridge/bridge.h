@@ -92,7 +92,8 @@ class Bridge {
     int64_t received_unix_ms;
   };
   struct Inflight {
-    rollertrace::v1::IngestRequest request;
+    // Shared with the stream's Write, so a request is not copied to be sent.
+    std::shared_ptr<const rollertrace::v1::IngestRequest> request;
     std::map<std::string, codec::TopicKind> kinds;
   };
   void RunForwarder();
