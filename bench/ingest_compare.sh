@@ -5,13 +5,14 @@
 #   2. RollerTrace, JSON batches: publish -> bridge -> ingestd -> synced RocksDB, every rule applied;
 #   3. RollerTrace, binary batches, the same way.
 # Prints events/s, the ratio to Mosquitto alone, the dropped count (must be 0),
-# CPU per event of mqtt-bridge (with its event reader) and ingestd, and peak RSS.
+# CPU per event of mqtt-bridge (with its event reader and ack publisher) and ingestd, and peak RSS.
 # With --peers DIR (the shared peers, e.g. ../shared/peers) it first runs
 # DIR/measure.sh on the same load, so Node-RED and Python+SQLite are in the
 # same run, and prints RollerTrace's ratios to them too.
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
 # With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
-# bridge's event reader during each run, into DIR/{ingestd,bridge,reader}-FORMAT.data
+# bridge's event reader and ack publisher during each run, into
+# DIR/{ingestd,bridge,reader,acks}-FORMAT.data
 # (the profile costs CPU: figures from such a run are not the benchmark's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap 'cleanup; rm -rf "$work"' EXIT
 now() { date +%s.%N; }
-cpu_ticks() { local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+cpu_ticks() { local t=0; for p in "$@"; do [ -n "$p" ] && [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 hwm_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 lg="$bin/tools/loadgen/rollertrace-loadgen"
@@ -61,7 +62,7 @@ broker=$(echo "$total / ($t1 - $t0)" | bc -l)
 printf 'mosquitto alone:       %8.0f events/s\n' "$broker"
 
 run_rollertrace() {  # format
-  local format=$1 grpc m1 m2 ingestd bridge reader
+  local format=$1 grpc m1 m2 ingestd bridge reader acks
   start_broker
   grpc=$(free_port) m1=$(free_port) m2=$(free_port)
   rm -rf "$work/db-$format"
@@ -74,17 +75,18 @@ run_rollertrace() {  # format
   for _ in $(seq 100); do
     curl -sf "127.0.0.1:$m2/metrics" 2>/dev/null | grep -q '^rollertrace_bridge_mqtt_connected 1' && break; sleep 0.1
   done
-  reader=$(pgrep -P "$bridge" | head -1)
+  reader=$(pgrep -P "$bridge" -f -- '--event-reader' | head -1)
+  acks=$(pgrep -P "$bridge" -f -- '--ack-publisher' | head -1 || true)
   # Registration is not part of the measured run.
   "$lg" --devices "$D" --register-with "127.0.0.1:$grpc" --register-only
   sleep 1
   local base c0 c1 t0 t1 n=0
   base=$(curl -s "127.0.0.1:$m1/metrics" | awk '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s}')
-  c0=$(cpu_ticks "$bridge" "$reader"); local i0; i0=$(cpu_ticks "$ingestd")
+  c0=$(cpu_ticks "$bridge" "$reader" "$acks"); local i0; i0=$(cpu_ticks "$ingestd")
   local perfs=()
   if [ -n "${ROLLERTRACE_PERF_DIR:-}" ]; then
     mkdir -p "$ROLLERTRACE_PERF_DIR"
-    for who in ingestd bridge reader; do
+    for who in ingestd bridge reader acks; do
       perf record -q -g -p "${!who}" -o "$ROLLERTRACE_PERF_DIR/$who-$format.data" >/dev/null 2>&1 & perfs+=($!)
     done
     sleep 0.5
@@ -98,7 +100,7 @@ run_rollertrace() {  # format
     sleep 0.05
   done
   t1=$(now)
-  c1=$(cpu_ticks "$bridge" "$reader"); local i1; i1=$(cpu_ticks "$ingestd")
+  c1=$(cpu_ticks "$bridge" "$reader" "$acks"); local i1; i1=$(cpu_ticks "$ingestd")
   for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   local rate blocked
   rate=$(echo "$n / ($t1 - $t0)" | bc -l)
@@ -106,9 +108,9 @@ run_rollertrace() {  # format
   printf 'rollertrace %-6s     %8.0f events/s = %.2fx mosquitto alone%s; %d of %d stored, 0 dropped (the bridge has no drop path), bridge held back %.1f s\n' \
     "$format:" "$rate" "$(echo "$rate / $broker" | bc -l)" \
     "$( [ -n "$nodered" ] && printf ', %.2fx node-red' "$(echo "$rate / $nodered" | bc -l)")" "$n" "$total" "${blocked:-0}"
-  printf '  CPU per event: mqtt-bridge %.2f us (with its event reader), ingestd %.2f us; peak RSS: bridge %s MiB + reader %s MiB, ingestd %s MiB\n' \
+  printf '  CPU per event: mqtt-bridge %.2f us (with its event reader and ack publisher), ingestd %.2f us; peak RSS: bridge %s MiB + reader %s MiB + ack publisher %s MiB, ingestd %s MiB\n' \
     "$(echo "($c1 - $c0) / $hz * 1000000 / $n" | bc -l)" "$(echo "($i1 - $i0) / $hz * 1000000 / $n" | bc -l)" \
-    "$(hwm_mib "$bridge")" "$(hwm_mib "$reader")" "$(hwm_mib "$ingestd")"
+    "$(hwm_mib "$bridge")" "$(hwm_mib "$reader")" "$(hwm_mib "${acks:-0}")" "$(hwm_mib "$ingestd")"
   kill "$bridge" "$ingestd" 2>/dev/null || true
   wait "$bridge" "$ingestd" 2>/dev/null || true
 }

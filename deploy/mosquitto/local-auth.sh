@@ -13,14 +13,14 @@ Writes into DIR (created, mode 700):
   mosquitto.conf       the shipped deploy/mosquitto/mosquitto.conf on 127.0.0.1:PORT,
                        with the password file and ACL below
   mosquitto.passwd     hashed passwords (mosquitto_passwd) for every DEVICE and bridge
-  mosquitto.acl        deploy/mosquitto/acl.conf with a block pair per bridge user
+  mosquitto.acl        deploy/mosquitto/acl.conf with the three blocks per bridge user
   mqtt-credentials     "<device> <password>" lines for roller-fleet --mqtt-credentials-file
   mqtt-password-DEVICE one device's password, for roller-agent --mqtt-password-file
   bridge-password      the bridges' password, for mqtt-bridge --mqtt-password-file
 
   --port N              listener port on 127.0.0.1 (default 1883)
   --bridge USER         a bridge's MQTT user (default mqtt-bridge); the bridge logs in
-                        as USER for events and USER-control for the rest; repeatable
+                        as USER for events, USER-control for decisions and commands, USER-acks for acks; repeatable
   --insecure-anonymous  INSECURE: let any local process connect without a password and
                         publish as any device (no password file, no ACL); for debugging
   DEVICE                roller and steriliser ids (their MQTT user names)
@@ -78,7 +78,8 @@ printf '%s\n' "$bridge_password" >"$dir/bridge-password"
 plain="$dir/mosquitto.passwd"
 : >"$plain"
 for user in "${bridges[@]}"; do
-  printf '%s:%s\n%s-control:%s\n' "$user" "$bridge_password" "$user" "$bridge_password" >>"$plain"
+  printf '%s:%s\n%s-control:%s\n%s-acks:%s\n' "$user" "$bridge_password" "$user" "$bridge_password" \
+    "$user" "$bridge_password" >>"$plain"
 done
 for device in "${devices[@]}"; do
   password=$(secret)
@@ -88,7 +89,7 @@ for device in "${devices[@]}"; do
 done
 mosquitto_passwd -U "$plain"  # hashes the plain passwords in place
 
-# The device patterns as shipped, then the two bridge blocks for each bridge user.
+# The device patterns as shipped, then the three bridge blocks for each bridge user.
 acl="$dir/mosquitto.acl"
 sed '/^user /,$d' "$here/acl.conf" >"$acl"
 for user in "${bridges[@]}"; do
@@ -101,4 +102,4 @@ if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
   chmod 600 "$plain" "$acl"
   # The rest stays readable by this script's user only through root.
 fi
-echo "local-auth: $dir: ${#devices[@]} device users, ${#bridges[@]} bridge user(s) (+ -control), ACL from acl.conf"
+echo "local-auth: $dir: ${#devices[@]} device users, ${#bridges[@]} bridge user(s) (+ -control, -acks), ACL from acl.conf"

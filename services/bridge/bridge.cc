@@ -1,5 +1,6 @@
 #include "bridge/bridge.h"
 
+#include "bridge/ack_publisher.h"
 #include "bridge/event_reader.h"
 
 #include <grpcpp/grpcpp.h>
@@ -17,20 +18,21 @@ namespace {
 
 constexpr int kControlBufferedMessages = 10000;
 
-mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, bool control) {
+// The connection `suffix` names: "" the event connection (persistent
+// session), "-control" and "-acks" the others (clean sessions).
+mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, const std::string& suffix) {
   mqtt::MqttOptions m;
   m.server_uri = options.mqtt_uri;
   m.ca_file = options.mqtt_ca_file;
-  const std::string suffix = control ? "-control" : "";
   m.client_id = options.mqtt_client_id + suffix;
   m.username = options.mqtt_username.empty() ? "" : options.mqtt_username + suffix;
   m.password = options.mqtt_password;
-  m.clean_session = control;
+  m.clean_session = !suffix.empty();
   m.tcp_nodelay = true;
-  // The control connection answers every device: Paho's default of 100
-  // queued publishes dropped about one ack in five under a 10,000-roller
-  // fleet. Beyond this bound the bridge waits (PublishControl).
-  if (control) m.max_buffered_messages = kControlBufferedMessages;
+  // These connections answer every device: Paho's default of 100 queued
+  // publishes dropped about one ack in five under a 10,000-roller fleet.
+  // Beyond this bound the bridge waits (PublishControl, AckPublisher).
+  if (!suffix.empty()) m.max_buffered_messages = kControlBufferedMessages;
   return m;
 }
 
@@ -41,7 +43,7 @@ constexpr char kBrokerStoredTopic[] = "$SYS/broker/store/messages/count";
 
 Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
     : options_(std::move(options)),
-      control_(MqttOptionsFor(options_, true)),
+      control_(MqttOptionsFor(options_, "-control")),
       received_(metrics.Counter("rollertrace_bridge_messages_received_total",
                                 "MQTT messages taken from device topics, by topic kind")),
       rejected_(metrics.Counter("rollertrace_bridge_messages_rejected_total",
@@ -106,6 +108,11 @@ void Bridge::Start() {
     std::cerr << "mqtt-bridge: control connection lost, reconnecting" << std::endl;
   });
   control_.Start();
+  AckPublisher::Options ao;
+  ao.mqtt = MqttOptionsFor(options_, "-acks");
+  ao.executable = options_.executable;
+  ao.on_failure = [this] { publish_failures_.Add({{"what", "ack"}}).Increment(); };
+  acks_ = std::make_unique<AckPublisher>(std::move(ao));
   event_reader_ = std::thread([this] { RunEventReader(); });
   forwarder_ = std::thread([this] { RunForwarder(); });
   for (size_t i = 0; i < std::max<size_t>(1, options_.authorize_threads); ++i) {
@@ -132,6 +139,7 @@ void Bridge::Stop() {
   if (event_reader_.joinable()) event_reader_.join();
   control_.Stop();
   if (forwarder_.joinable()) forwarder_.join();
+  acks_.reset();  // after the forwarder's stream reader, which publishes them
   for (auto& t : authorizers_) t.join();
   authorizers_.clear();
 }
@@ -139,7 +147,7 @@ void Bridge::Stop() {
 void Bridge::RunEventReader() {
   const std::string share = "$share/" + options_.share_group + "/";
   EventReader::Options ro;
-  ro.mqtt = MqttOptionsFor(options_, false);
+  ro.mqtt = MqttOptionsFor(options_, "");
   ro.filters = {share + "rollers/+/events", share + "rollers/+/events/json", share + "sterilisers/+/cycles",
                 share + "sterilisers/+/cycles/json"};
   ro.executable = options_.executable;
@@ -415,9 +423,14 @@ void Bridge::HandleResponse(const IngestResponse& response) {
     if (kind == kinds.end()) continue;
     std::string payload;
     ack.SerializeToString(&payload);
-    // Lost only with the control connection: the device then sends the
-    // batch again, and the repeat is acked, not stored twice.
-    if (PublishControl(codec::AckTopic(kind->second, ack.device_id()), payload, "ack")) acks_published_.Increment();
+    // Lost only with the ack publisher's connection: the device then sends
+    // the batch again, and the repeat is acked, not stored twice.
+    const bool published = acks_ != nullptr && acks_->Publish(codec::AckTopic(kind->second, ack.device_id()), payload).ok();
+    if (published) {
+      acks_published_.Increment();
+    } else {
+      publish_failures_.Add({{"what", "ack"}}).Increment();
+    }
   }
 }
 

@@ -32,6 +32,7 @@
 
 namespace rollertrace::bridge {
 
+class AckPublisher;
 class EventReader;
 
 struct BridgeOptions {
@@ -39,7 +40,8 @@ struct BridgeOptions {
   std::string mqtt_ca_file;  // TLS to the broker (ssl:// URI)
   // The event connection's client id: fixed, so its persistent session (and
   // what the broker queued for it) survives a restart. The control
-  // connection uses this + "-control" (and the user name + "-control").
+  // connection uses this + "-control" (and the user name + "-control"), the
+  // ack publisher this + "-acks" (and the user name + "-acks").
   std::string mqtt_client_id = "mqtt-bridge";
   std::string mqtt_username;
   std::string mqtt_password;
@@ -64,7 +66,7 @@ struct BridgeOptions {
   // requests over 100 ms, nearly all of it queued here; with 16, 20 ms and
   // 2 % (docs/BENCHMARKS.md).
   size_t authorize_threads = 16;
-  // The bridge binary, which the event connection's child process runs.
+  // The bridge binary, which the event reader and ack publisher processes run.
   std::string executable = "/proc/self/exe";
 };
 
@@ -109,7 +111,10 @@ class Bridge {
   void RunEventReader();
 
   BridgeOptions options_;
-  mqtt::MqttClient control_;  // authorisations, decisions, acks, commands
+  mqtt::MqttClient control_;  // authorisations, decisions, commands
+  // Acks, from a child process with a connection of its own (ack_publisher.h);
+  // set in Start.
+  std::unique_ptr<AckPublisher> acks_;
 
   // Publishes on the control connection at QoS 1, waiting while Paho's
   // queue is full (up to kControlPublishWait); false, counted in

@@ -9,7 +9,8 @@
 // the child the callback may wait: it writes each message to a socket that
 // the parent reads only while it has room; when the socket is full the
 // child's Paho stops reading and the broker keeps the rest for the
-// persistent session. The socket's buffer is small (kSocketBytes), so it adds
+// persistent session. The socket's buffer is small (kSocketBytes, and the
+// parent reads at most child::FrameReader::kReadAhead ahead), so it adds
 // little to what a killed bridge can lose (docs/ARCHITECTURE.md).
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bridge/child.h"
 #include "mqtt/mqtt_client.h"
 
 namespace rollertrace::bridge {
@@ -55,9 +57,10 @@ class EventReader {
   pid_t pid() const { return pid_; }
 
  private:
-  EventReader(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
+  EventReader(pid_t pid, int fd) : pid_(pid), fd_(fd), frames_(fd) {}
   pid_t pid_;
   int fd_;
+  child::FrameReader frames_;
 };
 
 // The child's main (`mqtt-bridge --event-reader`): reads its options from

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "bridge/bridge.h"
+#include "bridge/ack_publisher.h"
 #include "bridge/event_reader.h"
 #include "metrics/metrics.h"
 #include "rpc/credentials.h"
@@ -14,6 +15,8 @@
 int main(int argc, char** argv) {
   // The bridge's own child process that holds its event connection (bridge/event_reader.h).
   if (argc == 2 && std::string(argv[1]) == "--event-reader") return rollertrace::bridge::RunEventReaderChild();
+  // And the one that publishes its acks (bridge/ack_publisher.h).
+  if (argc == 2 && std::string(argv[1]) == "--ack-publisher") return rollertrace::bridge::RunAckPublisherChild();
   rollertrace::process::BlockShutdownSignals();
   CLI::App app{
       "mqtt-bridge - forwards device batches from MQTT to ingestd and publishes ingestd's acks.\n"
@@ -27,8 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--client-id", options.mqtt_client_id,
                  "MQTT client id of the event connection: unique per bridge and the same across its restarts (its "
                  "persistent session keeps what the broker queued meanwhile); the control connection adds "
-                 "'-control'. A broker with use_username_as_clientid uses the user names instead: give each "
-                 "bridge a user U and U-control")
+                 "'-control', its ack publisher '-acks'. A broker with use_username_as_clientid uses the user names "
+                 "instead: give each bridge users U, U-control and U-acks")
       ->capture_default_str();
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
   std::string password_file, token_file;

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -135,12 +136,16 @@ TEST(Load, ABridgeKilledMidBurstLosesAtMostWhatItHeldAndTheBrokerDeliversTheRest
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const pid_t reader = cluster.bridge_reader_pid();
+  const pid_t ack_publisher = cluster.bridge_ack_publisher_pid();
+  ASSERT_GT(reader, 0);
+  ASSERT_GT(ack_publisher, 0);
   cluster.KillBridge();
   const uint64_t at_kill = Stored(cluster);
   ASSERT_LT(at_kill, kTotal) << "the burst was stored before the kill; nothing was tested";
   // The event reader dies with the bridge: nothing takes messages for nobody.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_FALSE(Alive(reader)) << "the event reader outlived its bridge";
+  EXPECT_FALSE(Alive(ack_publisher)) << "the ack publisher outlived its bridge";
   ASSERT_EQ(loadgen->Wait(std::chrono::seconds(120)), 0) << ReadFile(loadgen->log_path());
   // The broker kept the bridge's persistent session's share meanwhile.
   cluster.StartBridge(kBridgeBounds);
@@ -161,50 +166,109 @@ TEST(Load, ABridgeKilledMidBurstLosesAtMostWhatItHeldAndTheBrokerDeliversTheRest
 // publishes and dropped the rest ("No more messages can be buffered"). Here
 // 2,000 devices publish one batch each at once; ingestd answers them in a
 // few requests of hundreds of devices, and every device must get its ack.
+// Listens to every roller's ack topic and keeps the devices acked.
+class AckListener {
+ public:
+  explicit AckListener(const Cluster& cluster) : client_(Options(cluster)) {
+    client_.Subscribe("rollers/+/ack", 1);
+    client_.OnMessage([this](const std::string&, const std::string& payload) {
+      v1::DeviceAck ack;
+      if (!ack.ParseFromString(payload) || ack.contiguous_through() < 1) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      acked_.insert(ack.device_id());
+    });
+    client_.Start();
+  }
+  ~AckListener() { client_.Stop(); }
+  bool WaitConnected() { return client_.WaitConnected(std::chrono::seconds(10)); }
+  // Waits up to 30 s for `devices` acked devices; how many there were.
+  size_t WaitAcked(size_t devices) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (acked_.size() >= devices || std::chrono::steady_clock::now() >= give_up) return acked_.size();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  void Forget() {
+    std::lock_guard<std::mutex> lock(mu_);
+    acked_.clear();
+  }
+
+ private:
+  static mqtt::MqttOptions Options(const Cluster& cluster) {
+    mqtt::MqttOptions options;
+    options.server_uri = cluster.mqtt_uri();
+    options.client_id = "ack-listener";
+    return options;
+  }
+  mqtt::MqttClient client_;
+  std::mutex mu_;
+  std::set<std::string> acked_;
+};
+
+// `devices` loadgen devices publish one one-event batch each.
+std::unique_ptr<Process> StartOneBatchEach(Cluster& cluster, int devices, const std::string& log) {
+  return Process::Start({ROLLERTRACE_LOADGEN, "--mqtt", cluster.mqtt_uri(), "--devices", std::to_string(devices),
+                         "--messages", "1", "--events", "1", "--format", "bin", "--register-with",
+                         cluster.ingestd_address(), "--token-file", cluster.TokenFile("admin")},
+                        cluster.dir() + "/" + log);
+}
+
+// A 10,000-roller fleet resent one batch in six: one ack in five never left
+// the bridge, whose control connection let Paho queue only its default 100
+// publishes and dropped the rest ("No more messages can be buffered"). Here
+// 2,000 devices publish one batch each at once; ingestd answers them in a
+// few requests of hundreds of devices, and every device must get its ack.
 TEST(Load, EveryDeviceOfABurstGetsItsAck) {
   constexpr int kAckDevices = 2000;
   Cluster cluster("burst-acks");
   cluster.StartBroker();
   cluster.StartIngestd();
   cluster.StartBridge();
-  std::mutex mu;
-  std::set<std::string> acked;
-  mqtt::MqttOptions options;
-  options.server_uri = cluster.mqtt_uri();
-  options.client_id = "ack-listener";
-  mqtt::MqttClient listener(options);
-  listener.Subscribe("rollers/+/ack", 1);
-  listener.OnMessage([&](const std::string&, const std::string& payload) {
-    v1::DeviceAck ack;
-    if (!ack.ParseFromString(payload) || ack.contiguous_through() < 1) return;
-    std::lock_guard<std::mutex> lock(mu);
-    acked.insert(ack.device_id());
-  });
-  listener.Start();
-  ASSERT_TRUE(listener.WaitConnected(std::chrono::seconds(10)));
-  auto loadgen = Process::Start({ROLLERTRACE_LOADGEN, "--mqtt", cluster.mqtt_uri(), "--devices",
-                                 std::to_string(kAckDevices), "--messages", "1", "--events", "1", "--format", "bin",
-                                 "--register-with", cluster.ingestd_address(), "--token-file",
-                                 cluster.TokenFile("admin")},
-                                cluster.dir() + "/loadgen.log");
+  AckListener listener(cluster);
+  ASSERT_TRUE(listener.WaitConnected());
+  auto loadgen = StartOneBatchEach(cluster, kAckDevices, "loadgen.log");
   ASSERT_EQ(loadgen->Wait(std::chrono::seconds(120)), 0) << ReadFile(loadgen->log_path());
   EXPECT_EQ(WaitStored(cluster, kAckDevices), uint64_t{kAckDevices});
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  size_t got = 0;
-  while (std::chrono::steady_clock::now() < give_up) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      got = acked.size();
-    }
-    if (got == kAckDevices) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  listener.Stop();
+  const size_t got = listener.WaitAcked(kAckDevices);
   const std::string metrics = HttpGet(cluster.bridge_metrics_port(), "/metrics");
   const double failures = MetricValue(metrics, "rollertrace_bridge_publish_failures_total{what=\"ack\"}");
   EXPECT_EQ(got, size_t{kAckDevices}) << "devices that never got their ack: " << kAckDevices - got
                                       << "; rollertrace_bridge_publish_failures_total{what=\"ack\"} = " << failures;
   EXPECT_EQ(MetricValue(metrics, "rollertrace_bridge_acks_published_total"), kAckDevices);
+}
+
+// Acks leave from a process of their own (so that decisions do not queue
+// behind them in Paho's one send thread). Killed, it is replaced by the
+// bridge, and devices get their acks again.
+TEST(Load, AKilledAckPublisherIsReplacedAndDevicesGetTheirAcksAgain) {
+  constexpr int kAckDevices = 200;
+  Cluster cluster("ack-publisher-kill");
+  cluster.StartBroker();
+  cluster.StartIngestd();
+  cluster.StartBridge();
+  AckListener listener(cluster);
+  ASSERT_TRUE(listener.WaitConnected());
+  auto first = StartOneBatchEach(cluster, kAckDevices, "loadgen-1.log");
+  ASSERT_EQ(first->Wait(std::chrono::seconds(120)), 0) << ReadFile(first->log_path());
+  ASSERT_EQ(listener.WaitAcked(kAckDevices), size_t{kAckDevices});
+  const pid_t killed = cluster.bridge_ack_publisher_pid();
+  ASSERT_GT(killed, 0) << "no ack publisher process beside the bridge";
+  ASSERT_EQ(kill(killed, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The same batches again: repeats, stored once and acked again.
+  listener.Forget();
+  auto again = StartOneBatchEach(cluster, kAckDevices, "loadgen-2.log");
+  ASSERT_EQ(again->Wait(std::chrono::seconds(120)), 0) << ReadFile(again->log_path());
+  EXPECT_EQ(listener.WaitAcked(kAckDevices), size_t{kAckDevices}) << ReadFile(cluster.dir() + "/bridge.log");
+  const pid_t replacement = cluster.bridge_ack_publisher_pid();
+  EXPECT_GT(replacement, 0);
+  EXPECT_NE(replacement, killed);
+  EXPECT_EQ(Stored(cluster), uint64_t{kAckDevices}) << "a repeat was stored twice";
+  EXPECT_TRUE(Alive(cluster.bridge_pid()));
 }
 
 TEST(Load, AnAgentFleetUnderTheSameBurstIsStoredOnceWithoutAResendStorm) {

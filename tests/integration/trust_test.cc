@@ -533,7 +533,7 @@ TEST(Credentials, TheProductionBrokerTakesOnlyLoggedInDevicesEachOnItsOwnTopics)
   auto passwd = Process::Start({ROLLERTRACE_MOSQUITTO_PASSWD, "-c", "-b", dir + "/passwd", "R-1", "r1-password"},
                                dir + "/passwd.log");
   ASSERT_EQ(passwd->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir + "/passwd.log");
-  for (const char* bridge_user : {"mqtt-bridge", "mqtt-bridge-control"}) {
+  for (const char* bridge_user : {"mqtt-bridge", "mqtt-bridge-control", "mqtt-bridge-acks"}) {
     passwd = Process::Start({ROLLERTRACE_MOSQUITTO_PASSWD, "-b", dir + "/passwd", bridge_user, "bridge-password"},
                             dir + "/passwd.log");
     ASSERT_EQ(passwd->Wait(std::chrono::seconds(10)), 0) << ReadFile(dir + "/passwd.log");

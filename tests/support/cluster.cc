@@ -103,7 +103,7 @@ void Cluster::StartBridge(const std::vector<std::string>& extra) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the SUBACKs land
 }
 
-pid_t Cluster::bridge_reader_pid() const {
+pid_t Cluster::bridge_child_pid(const std::string& flag) const {
   if (!bridge_) return -1;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
@@ -118,7 +118,13 @@ pid_t Cluster::bridge_reader_pid() const {
     std::string state;
     pid_t ppid = 0;
     rest >> state >> ppid;
-    if (ppid == bridge_->pid()) return static_cast<pid_t>(std::stol(name));
+    if (ppid != bridge_->pid()) continue;
+    // argv, NUL-separated: the bridge binary, then the child's flag.
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string arg0, arg1;
+    std::getline(cmdline, arg0, '\0');
+    std::getline(cmdline, arg1, '\0');
+    if (arg1 == flag) return static_cast<pid_t>(std::stol(name));
   }
   return -1;
 }

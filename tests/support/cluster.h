@@ -49,8 +49,11 @@ class Cluster {
   int ingestd_metrics_port() const { return ingestd_metrics_port_; }
   int bridge_metrics_port() const { return bridge_metrics_port_; }
   pid_t bridge_pid() const { return bridge_ ? bridge_->pid() : -1; }
-  // The bridge's event-reader child process; -1 when there is none.
-  pid_t bridge_reader_pid() const;
+  // The bridge's child process run with `flag`; -1 when there is none.
+  pid_t bridge_child_pid(const std::string& flag) const;
+  // Its event reader and its ack publisher.
+  pid_t bridge_reader_pid() const { return bridge_child_pid("--event-reader"); }
+  pid_t bridge_ack_publisher_pid() const { return bridge_child_pid("--ack-publisher"); }
   const std::string& dir() const { return dir_; }
   std::string ingestd_data_dir() const { return dir_ + "/ingestd-db"; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
