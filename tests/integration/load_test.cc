@@ -209,12 +209,16 @@ class AckListener {
   std::set<std::string> acked_;
 };
 
-// `devices` loadgen devices publish one one-event batch each.
-std::unique_ptr<Process> StartOneBatchEach(Cluster& cluster, int devices, const std::string& log) {
-  return Process::Start({ROLLERTRACE_LOADGEN, "--mqtt", cluster.mqtt_uri(), "--devices", std::to_string(devices),
-                         "--messages", "1", "--events", "1", "--format", "bin", "--register-with",
-                         cluster.ingestd_address(), "--token-file", cluster.TokenFile("admin")},
-                        cluster.dir() + "/" + log);
+// `devices` loadgen devices publish one one-event batch each (the loadgen
+// registers them first); true once the loadgen is done.
+::testing::AssertionResult PublishOneBatchEach(Cluster& cluster, int devices, const std::string& log) {
+  auto loadgen = Process::Start({ROLLERTRACE_LOADGEN, "--mqtt", cluster.mqtt_uri(), "--devices",
+                                 std::to_string(devices), "--messages", "1", "--events", "1", "--format", "bin",
+                                 "--register-with", cluster.ingestd_address(), "--token-file",
+                                 cluster.TokenFile("admin")},
+                                cluster.dir() + "/" + log);
+  if (loadgen->Wait(std::chrono::seconds(120)) == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << ReadFile(loadgen->log_path());
 }
 
 // A 10,000-roller fleet resent one batch in six: one ack in five never left
@@ -225,13 +229,10 @@ std::unique_ptr<Process> StartOneBatchEach(Cluster& cluster, int devices, const 
 TEST(Load, EveryDeviceOfABurstGetsItsAck) {
   constexpr int kAckDevices = 2000;
   Cluster cluster("burst-acks");
-  cluster.StartBroker();
-  cluster.StartIngestd();
-  cluster.StartBridge();
+  cluster.StartAll();
   AckListener listener(cluster);
   ASSERT_TRUE(listener.WaitConnected());
-  auto loadgen = StartOneBatchEach(cluster, kAckDevices, "loadgen.log");
-  ASSERT_EQ(loadgen->Wait(std::chrono::seconds(120)), 0) << ReadFile(loadgen->log_path());
+  ASSERT_TRUE(PublishOneBatchEach(cluster, kAckDevices, "loadgen.log"));
   EXPECT_EQ(WaitStored(cluster, kAckDevices), uint64_t{kAckDevices});
   const size_t got = listener.WaitAcked(kAckDevices);
   const std::string metrics = HttpGet(cluster.bridge_metrics_port(), "/metrics");
@@ -247,13 +248,10 @@ TEST(Load, EveryDeviceOfABurstGetsItsAck) {
 TEST(Load, AKilledAckPublisherIsReplacedAndDevicesGetTheirAcksAgain) {
   constexpr int kAckDevices = 200;
   Cluster cluster("ack-publisher-kill");
-  cluster.StartBroker();
-  cluster.StartIngestd();
-  cluster.StartBridge();
+  cluster.StartAll();
   AckListener listener(cluster);
   ASSERT_TRUE(listener.WaitConnected());
-  auto first = StartOneBatchEach(cluster, kAckDevices, "loadgen-1.log");
-  ASSERT_EQ(first->Wait(std::chrono::seconds(120)), 0) << ReadFile(first->log_path());
+  ASSERT_TRUE(PublishOneBatchEach(cluster, kAckDevices, "loadgen-1.log"));
   ASSERT_EQ(listener.WaitAcked(kAckDevices), size_t{kAckDevices});
   const pid_t killed = cluster.bridge_ack_publisher_pid();
   ASSERT_GT(killed, 0) << "no ack publisher process beside the bridge";
@@ -261,8 +259,7 @@ TEST(Load, AKilledAckPublisherIsReplacedAndDevicesGetTheirAcksAgain) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   // The same batches again: repeats, stored once and acked again.
   listener.Forget();
-  auto again = StartOneBatchEach(cluster, kAckDevices, "loadgen-2.log");
-  ASSERT_EQ(again->Wait(std::chrono::seconds(120)), 0) << ReadFile(again->log_path());
+  ASSERT_TRUE(PublishOneBatchEach(cluster, kAckDevices, "loadgen-2.log"));
   EXPECT_EQ(listener.WaitAcked(kAckDevices), size_t{kAckDevices}) << ReadFile(cluster.dir() + "/bridge.log");
   const pid_t replacement = cluster.bridge_ack_publisher_pid();
   EXPECT_GT(replacement, 0);
