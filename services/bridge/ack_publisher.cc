@@ -35,11 +35,6 @@ AckPublisher::~AckPublisher() {
   StopLocked();
 }
 
-pid_t AckPublisher::pid() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return child_ ? child_->process.pid : 0;
-}
-
 absl::Status AckPublisher::StartLocked() {
   absl::StatusOr<child::Spawned> spawned =
       child::Spawn(options_.executable, "--ack-publisher", kSocketBytes, options_.mqtt, {});

@@ -56,8 +56,6 @@ class AckPublisher {
   // waits while the child is behind. Unavailable when no child could take it.
   // Thread-safe.
   absl::Status Publish(const std::string& topic, const std::string& payload);
-  // The running child, 0 when none (for tests).
-  pid_t pid() const;
 
  private:
   struct Child;
@@ -65,7 +63,7 @@ class AckPublisher {
   void StopLocked();
 
   Options options_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::unique_ptr<Child> child_;  // guarded by mu_
 };
 

@@ -116,8 +116,8 @@ class Bridge {
   // set in Start.
   std::unique_ptr<AckPublisher> acks_;
 
-  // Publishes on the control connection at QoS 1, waiting while Paho's
-  // queue is full (up to kControlPublishWait); false, counted in
+  // Publishes a decision or command on the control connection at QoS 1,
+  // waiting while Paho's queue is full (up to kControlPublishWait); false, counted in
   // rollertrace_bridge_publish_failures_total{what}, when it could not.
   bool PublishControl(const std::string& topic, const std::string& payload, const char* what);
   // A new channel to ingestd (TLS when options_.ingestd_credentials is set).

@@ -35,17 +35,6 @@ bool WriteAll(int fd, const char* data, size_t size) {
   return true;
 }
 
-bool ReadAll(int fd, char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = read(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 void PutU32(std::string* out, uint32_t v) {
   for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
@@ -113,7 +102,7 @@ bool FrameReader::Fill(size_t n) {
       start_ = 0;
     }
     const size_t have = buffer_.size();
-    buffer_.resize(have + std::max(n - have, kReadAhead));
+    buffer_.resize(have + std::max(n - have, read_ahead_));
     const ssize_t got = read(fd_, buffer_.data() + have, buffer_.size() - have);
     buffer_.resize(have + static_cast<size_t>(std::max<ssize_t>(got, 0)));
     if (got < 0 && errno == EINTR) continue;
@@ -194,17 +183,10 @@ bool StartChild(mqtt::MqttOptions* mqtt, std::vector<std::string>* filters) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) return false;
   signal(SIGPIPE, SIG_IGN);
+  // Nothing past the options may be read ahead: the child's own reader goes on.
+  FrameReader reader(kChildFd, 0);
   Frame options;
-  // Unbuffered: nothing after the options may be read ahead here.
-  char header[9];
-  if (!ReadAll(kChildFd, header, sizeof header)) return false;
-  const uint32_t topic = GetU32(header + 1), payload = GetU32(header + 5);
-  if (topic > (1u << 16) || payload > (1u << 20)) return false;
-  options.topic.resize(topic);
-  options.payload.resize(payload);
-  if (!ReadAll(kChildFd, options.topic.data(), topic) || !ReadAll(kChildFd, options.payload.data(), payload)) {
-    return false;
-  }
+  if (!reader.Next(&options)) return false;
   DecodeOptions(options.payload, mqtt, filters);
   return true;
 }

@@ -34,7 +34,9 @@ bool WriteFrame(int fd, char type, const std::string& topic, const std::string& 
 class FrameReader {
  public:
   static constexpr size_t kReadAhead = 8 * 1024;
-  explicit FrameReader(int fd) : fd_(fd) {}
+  // With read_ahead 0, reads no byte past the frame (for a descriptor that
+  // another reader goes on with).
+  explicit FrameReader(int fd, size_t read_ahead = kReadAhead) : fd_(fd), read_ahead_(read_ahead) {}
   // False at the end of the stream, on an error or an oversized frame.
   bool Next(Frame* frame);
 
@@ -42,6 +44,7 @@ class FrameReader {
   // Makes `n` bytes available at buffer_[start_]; false when the stream ends first.
   bool Fill(size_t n);
   int fd_;
+  size_t read_ahead_;
   std::string buffer_;
   size_t start_ = 0;
 };

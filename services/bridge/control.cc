@@ -1,7 +1,8 @@
 // The bridge's control side: authorisation requests answered by a pool of
 // threads (each with its own stub), and what the bridge publishes to devices
-// on its control connection (decisions here; acks and commands from
-// HandleResponse), waiting while Paho's queue is full.
+// on its control connection (decisions here; commands from HandleResponse),
+// waiting while Paho's queue is full. Acks leave from the ack publisher
+// process (ack_publisher.h).
 #include <grpcpp/grpcpp.h>
 
 #include <iostream>
@@ -12,7 +13,7 @@
 namespace rollertrace::bridge {
 namespace {
 
-// How long an ack, decision or command waits for room in Paho's queue.
+// How long a decision or command waits for room in Paho's queue.
 constexpr auto kControlPublishWait = std::chrono::seconds(5);
 
 }  // namespace
