@@ -136,10 +136,20 @@ void ConnectGate::Interrupt() {
   for (Waiter* w : waiters_) w->cv.notify_one();
 }
 
+namespace {
+
+// A persistent session that expires needs MQTT 5 (3.1.1 has no expiry).
+bool UsesMqtt5(const MqttOptions& o) { return !o.clean_session && o.session_expiry.count() > 0; }
+
+}  // namespace
+
 MqttClient::MqttClient(MqttOptions options)
     : options_(std::move(options)),
-      client_(std::make_unique<::mqtt::async_client>(options_.server_uri, options_.client_id,
-                                                     options_.max_buffered_messages, nullptr)) {}
+      client_(std::make_unique<::mqtt::async_client>(
+          options_.server_uri, options_.client_id,
+          ::mqtt::create_options(UsesMqtt5(options_) ? MQTTVERSION_5 : MQTTVERSION_DEFAULT,
+                                 options_.max_buffered_messages),
+          nullptr)) {}
 
 MqttClient::~MqttClient() {
   Stop();
@@ -227,8 +237,17 @@ void MqttClient::FinishConnected() {
 
 void MqttClient::RunConnector() {
   ::mqtt::connect_options_builder builder;
-  builder.clean_session(options_.clean_session)
-      .keep_alive_interval(options_.keep_alive)
+  if (UsesMqtt5(options_)) {
+    // Clean start off resumes the session; the interval is in seconds.
+    builder.mqtt_version(MQTTVERSION_5)
+        .clean_session(false)
+        .clean_start(false)
+        .properties({::mqtt::property(::mqtt::property::SESSION_EXPIRY_INTERVAL,
+                                      static_cast<int>(options_.session_expiry.count()))});
+  } else {
+    builder.clean_session(options_.clean_session);
+  }
+  builder.keep_alive_interval(options_.keep_alive)
       .connect_timeout(options_.connect_timeout)
       .max_inflight(1024)
       .automatic_reconnect(false);

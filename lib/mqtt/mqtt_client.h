@@ -72,6 +72,11 @@ struct MqttOptions {
   // false: a persistent session; the broker keeps this client id's
   // subscriptions and queues its QoS 1 messages while it is away.
   bool clean_session = true;
+  // How long a persistent session outlives its connection. Zero: until the
+  // client returns (MQTT 3.1.1, whose sessions never expire). Otherwise the
+  // client connects with MQTT 5 and asks for this session expiry interval,
+  // after which the broker ends the session and drops what it queued for it.
+  std::chrono::seconds session_expiry{0};
   // Set TCP_NODELAY on the connection (small packets are not held back by
   // Nagle's algorithm waiting for a delayed ACK). Costs a scan of the
   // process's descriptors per connect: for the few clients of a service, not

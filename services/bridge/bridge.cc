@@ -28,6 +28,7 @@ mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, const std::string
   m.username = options.mqtt_username.empty() ? "" : options.mqtt_username + suffix;
   m.password = options.mqtt_password;
   m.clean_session = !suffix.empty();
+  if (suffix.empty()) m.session_expiry = options.session_expiry;
   m.tcp_nodelay = true;
   // These connections answer every device: Paho's default of 100 queued
   // publishes dropped about one ack in five under a 10,000-roller fleet.

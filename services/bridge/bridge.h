@@ -43,6 +43,13 @@ struct BridgeOptions {
   // connection uses this + "-control" (and the user name + "-control"), the
   // ack publisher this + "-acks" (and the user name + "-acks").
   std::string mqtt_client_id = "mqtt-bridge";
+  // How long the broker keeps the event connection's session after it is
+  // lost (MQTT 5 session expiry). A bridge back within it finds what was
+  // queued meanwhile; one that never returns (its machine lost, its pod
+  // replaced under a new name) stops taking a share of the group's messages
+  // once it ends: Mosquitto goes on giving a share to a persistent session
+  // whose client is away. Zero: the session never expires (MQTT 3.1.1).
+  std::chrono::seconds session_expiry{60};
   std::string mqtt_username;
   std::string mqtt_password;
   // Shared-subscription group; bridges in one group split the devices' messages.

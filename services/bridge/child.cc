@@ -55,6 +55,7 @@ std::string EncodeOptions(const mqtt::MqttOptions& o, const std::vector<std::str
   add("username", o.username);
   add("password", o.password);
   add("clean_session", o.clean_session ? "1" : "0");
+  add("session_expiry", std::to_string(o.session_expiry.count()));
   add("tcp_nodelay", o.tcp_nodelay ? "1" : "0");
   add("max_buffered_messages", std::to_string(o.max_buffered_messages));
   for (const auto& f : filters) add("filter", f);
@@ -76,6 +77,7 @@ void DecodeOptions(const std::string& text, mqtt::MqttOptions* o, std::vector<st
     if (key == "username") o->username = value;
     if (key == "password") o->password = value;
     if (key == "clean_session") o->clean_session = value == "1";
+    if (key == "session_expiry") o->session_expiry = std::chrono::seconds(std::atoll(value.c_str()));
     if (key == "tcp_nodelay") o->tcp_nodelay = value == "1";
     if (key == "max_buffered_messages") o->max_buffered_messages = std::atoi(value.c_str());
     if (key == "filter") filters->push_back(value);

@@ -33,6 +33,14 @@ int main(int argc, char** argv) {
                  "'-control', its ack publisher '-acks'. A broker with use_username_as_clientid uses the user names "
                  "instead: give each bridge users U, U-control and U-acks")
       ->capture_default_str();
+  int64_t session_expiry_s = options.session_expiry.count();
+  app.add_option("--session-expiry", session_expiry_s,
+                 "Seconds the broker keeps the event connection's session after the bridge is gone (MQTT 5). A "
+                 "bridge back within it gets what was queued meanwhile; after it the broker drops that queue and "
+                 "gives the bridge's share of the group's messages to the bridges still connected (devices resend "
+                 "what they were not acked). 0: never expires, and a bridge that never returns keeps its share")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{4294967295}));
   app.add_option("--mqtt-username", options.mqtt_username, "Broker user name");
   std::string password_file, token_file;
   app.add_option("--mqtt-password-file", password_file,
@@ -66,6 +74,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
   CLI11_PARSE(app, argc, argv);
+  options.session_expiry = std::chrono::seconds(session_expiry_s);
   if (absl::Status s = rollertrace::mqtt::LoadLogin(options.mqtt_uri, options.mqtt_username, password_file,
                                                     &options.mqtt_password);
       !s.ok()) {

@@ -268,6 +268,29 @@ TEST(Load, AKilledAckPublisherIsReplacedAndDevicesGetTheirAcksAgain) {
   EXPECT_TRUE(Alive(cluster.bridge_pid()));
 }
 
+// Two bridges share the broker's load; one dies and never comes back (its
+// machine is gone, or its pod was replaced under a new name). Mosquitto goes
+// on giving a share of every message to a persistent session whose client is
+// away, so with sessions that never expire half of what devices sent after
+// the death waited for a bridge that would never return. The bridge's session
+// now expires (--session-expiry) and the others take the whole share.
+TEST(Load, ABridgeThatNeverReturnsGivesUpItsShareToTheOtherBridge) {
+  constexpr int kShareDevices = 400;
+  const std::vector<std::string> expiry = {"--session-expiry", "2"};
+  Cluster cluster("bridge-gone");
+  cluster.StartBroker();
+  cluster.StartIngestd();
+  cluster.StartBridge(expiry);
+  const Cluster::OtherBridge other = cluster.StartAnotherBridge("bridge-other", expiry);
+  cluster.KillBridge();
+  // Past the killed bridge's session expiry (and Mosquitto's check of it).
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  ASSERT_TRUE(PublishOneBatchEach(cluster, kShareDevices, "loadgen.log"));
+  EXPECT_EQ(WaitStored(cluster, kShareDevices), uint64_t{kShareDevices})
+      << "the share of the bridge that never returned was not delivered to the other\n"
+      << ReadFile(other.log);
+}
+
 TEST(Load, AnAgentFleetUnderTheSameBurstIsStoredOnceWithoutAResendStorm) {
   Cluster cluster("burst-fleet");
   cluster.StartBroker();

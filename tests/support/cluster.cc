@@ -86,21 +86,43 @@ void Cluster::StartIngestd(const std::vector<std::string>& extra) {
   ASSERT_TRUE(WaitForPort(ingestd_port_, std::chrono::seconds(20))) << ReadFile(dir_ + "/ingestd.log");
 }
 
-void Cluster::StartBridge(const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {ROLLERTRACE_BRIDGE, "--mqtt", mqtt_uri(), "--ingestd", ingestd_address(),
-                                   "--metrics", "127.0.0.1:" + std::to_string(bridge_metrics_port_), "--client-id",
-                                   "bridge-" + std::to_string(bridge_metrics_port_), "--token-file",
-                                   TokenFile("device")};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  bridge_ = Process::Start(argv, dir_ + "/bridge.log");
-  ASSERT_TRUE(WaitForPort(bridge_metrics_port_, std::chrono::seconds(10))) << ReadFile(dir_ + "/bridge.log");
-  // Subscribed once it says it is connected.
+namespace {
+
+// Waits until a bridge's metrics say it is connected, then for its SUBACKs.
+void WaitBridgeConnected(int metrics_port, const std::string& log) {
+  ASSERT_TRUE(WaitForPort(metrics_port, std::chrono::seconds(10))) << ReadFile(log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (MetricValue(HttpGet(bridge_metrics_port_, "/metrics"), "rollertrace_bridge_mqtt_connected") != 1) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ReadFile(dir_ + "/bridge.log");
+  while (MetricValue(HttpGet(metrics_port, "/metrics"), "rollertrace_bridge_mqtt_connected") != 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ReadFile(log);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the SUBACKs land
+}
+
+}  // namespace
+
+std::vector<std::string> Cluster::BridgeArgs(int metrics_port, const std::string& client_id) const {
+  return {ROLLERTRACE_BRIDGE, "--mqtt",      mqtt_uri(), "--ingestd",    ingestd_address(),
+          "--metrics",        "127.0.0.1:" + std::to_string(metrics_port), "--client-id", client_id,
+          "--token-file",     TokenFile("device")};
+}
+
+void Cluster::StartBridge(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = BridgeArgs(bridge_metrics_port_, "bridge-" + std::to_string(bridge_metrics_port_));
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  bridge_ = Process::Start(argv, dir_ + "/bridge.log");
+  WaitBridgeConnected(bridge_metrics_port_, dir_ + "/bridge.log");
+}
+
+Cluster::OtherBridge Cluster::StartAnotherBridge(const std::string& client_id, const std::vector<std::string>& extra) {
+  OtherBridge other;
+  other.metrics_port = FreePort();
+  std::vector<std::string> argv = BridgeArgs(other.metrics_port, client_id);
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  other.log = dir_ + "/" + client_id + ".log";
+  other.process = Process::Start(argv, other.log);
+  WaitBridgeConnected(other.metrics_port, other.log);
+  return other;
 }
 
 pid_t Cluster::bridge_child_pid(const std::string& flag) const {

@@ -29,6 +29,14 @@ class Cluster {
   // `extra` flags are added to ingestd's.
   void StartIngestd(const std::vector<std::string>& extra = {});
   void StartBridge(const std::vector<std::string>& extra = {});
+  // A bridge beside this cluster's own, in the same shared-subscription
+  // group, with its own client id; waits until it is connected.
+  struct OtherBridge {
+    std::unique_ptr<Process> process;
+    int metrics_port = 0;
+    std::string log;
+  };
+  OtherBridge StartAnotherBridge(const std::string& client_id, const std::vector<std::string>& extra = {});
   void StartAll();
   // SIGKILL: no clean shutdown, the way a crash looks.
   void KillBroker();
@@ -85,6 +93,7 @@ class Cluster {
   std::vector<rollertrace::v1::StoredEvent> History(const std::string& device_id);
 
  private:
+  std::vector<std::string> BridgeArgs(int metrics_port, const std::string& client_id) const;
   std::string dir_;
   std::string front_;  // ServeThrough
   int mqtt_port_;
