@@ -188,9 +188,9 @@ void OpenSslOneShotSha256(benchmark::State& state) {
 BENCHMARK(ChainHash);
 BENCHMARK(OpenSslOneShotSha256);
 
-BENCHMARK(RawRocksDbWriteBatch)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(RawRocksDbWriteBatch)->Arg(100)->Arg(1000)->Arg(10000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(StoreAppend)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(IngestWritePath)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(IngestWritePath)->Arg(100)->Arg(1000)->Arg(10000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(IngestWritePathQueued)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // Console output plus the ingest/raw ratio for each batch size.

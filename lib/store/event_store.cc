@@ -1,5 +1,7 @@
 #include "store/event_store.h"
 
+#include <rocksdb/utilities/write_batch_with_index.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -50,6 +52,8 @@ absl::Status EventStore::AdoptPolicy(const rules::Policy& policy, int64_t now_un
   return Execute(command).status();
 }
 
+EventStore::~EventStore() = default;
+
 absl::StatusOr<CommandResult> EventStore::Execute(const rollertrace::v1::StoreCommand& command) {
   absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> results = ExecuteGroup({&command, 1});
   if (!results.ok()) return results.status();
@@ -59,7 +63,7 @@ absl::StatusOr<CommandResult> EventStore::Execute(const rollertrace::v1::StoreCo
 absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGroup(
     std::span<const rollertrace::v1::StoreCommand> commands) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  WriteTxn txn(*db_, &device_cache_);
+  WriteTxn txn(*db_, &device_cache_, &spare_batch_);
   std::vector<absl::StatusOr<CommandResult>> results;
   results.reserve(commands.size());
   for (const rollertrace::v1::StoreCommand& command : commands) {

@@ -47,6 +47,7 @@ class EventStore {
  public:
   // Opens (creating if missing) the store in directory `path`.
   static absl::StatusOr<std::unique_ptr<EventStore>> Open(const std::string& path, StoreOptions options = {});
+  ~EventStore();
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
@@ -98,6 +99,7 @@ class EventStore {
   mutable std::atomic<uint64_t> decision_counter_{0};  // from meta at open
   std::mutex write_mu_;  // one write at a time: commands apply in order
   DeviceCache device_cache_;  // guarded by write_mu_
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> spare_batch_;  // guarded by write_mu_ (WriteTxn)
 };
 
 }  // namespace rollertrace::store

@@ -9,13 +9,20 @@
 
 namespace rollertrace::store {
 
-WriteTxn::WriteTxn(const Db& db, DeviceCache* cache)
-    : db_(db),
-      cache_(cache),
-      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
-                                                            /*overwrite_key=*/true)) {}
+WriteTxn::WriteTxn(const Db& db, DeviceCache* cache, std::unique_ptr<rocksdb::WriteBatchWithIndex>* spare)
+    : db_(db), cache_(cache), spare_(spare) {
+  if (spare_ != nullptr && *spare_ != nullptr) {
+    batch_ = std::move(*spare_);
+  } else {
+    batch_ = std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
+  }
+}
 
-WriteTxn::~WriteTxn() = default;
+WriteTxn::~WriteTxn() {
+  if (spare_ == nullptr || batch_->GetWriteBatch()->Data().capacity() > kSpareBytes) return;
+  batch_->Clear();  // the write batch keeps its buffer; the index starts anew
+  *spare_ = std::move(batch_);
+}
 
 absl::StatusOr<bool> WriteTxn::Get(Family family, std::string_view key, std::string* value) const {
   if (family == Family::kEvents) return absl::InternalError("events are not read back during a write");

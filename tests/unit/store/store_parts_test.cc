@@ -4,6 +4,7 @@
 // judged without a recorded policy version.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include "store/commands.h"
 #include "store/keys.h"
 #include "store/signer.h"
+#include "store/write_txn.h"
 
 namespace rollertrace::store {
 namespace {
@@ -165,6 +167,39 @@ TEST_F(StorePartsTest, ARestartAddsNoLinkToADevicesRecordChain) {
   ASSERT_TRUE(Retire(*store_, "R-1", "worn", kNow + 2).ok());
   EXPECT_EQ(store_->audit().GetDevice("R-1")->state().records_length(), before + 2)
       << "a retirement: its log entry and the changed definition";
+}
+
+TEST_F(StorePartsTest, AWriteOnAKeptBatchCarriesNothingOfTheWriteBeforeIt) {
+  // The one writer keeps its batch between writes (its buffer, not what was
+  // in it): a write given up before its commit must leave nothing behind for
+  // the next one to commit, and a committed one nothing to commit twice.
+  Open();
+  store_.reset();
+  auto db = Db::Open(dir_, true);
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> spare;
+  {
+    WriteTxn given_up(**db, nullptr, &spare);
+    given_up.Put(Family::kMeta, "test/given-up", "x");
+  }
+  ASSERT_NE(spare, nullptr) << "the batch was not kept";
+  {
+    WriteTxn committed(**db, nullptr, &spare);
+    EXPECT_EQ(committed.Count(), 0u);
+    std::string value;
+    EXPECT_FALSE(*committed.Get(Family::kMeta, "test/given-up", &value)) << "read back from the kept batch";
+    committed.Put(Family::kMeta, "test/committed", "y");
+    ASSERT_TRUE(committed.Commit("test").ok());
+  }
+  {
+    WriteTxn next(**db, nullptr, &spare);
+    EXPECT_EQ(next.Count(), 0u) << "the committed write is still in the kept batch";
+  }
+  std::string value;
+  EXPECT_TRUE((*db)->raw()->Get(rocksdb::ReadOptions(), (*db)->handle(Family::kMeta), "test/given-up", &value)
+                  .IsNotFound());
+  ASSERT_TRUE((*db)->raw()->Get(rocksdb::ReadOptions(), (*db)->handle(Family::kMeta), "test/committed", &value).ok());
+  EXPECT_EQ(value, "y");
 }
 
 TEST_F(StorePartsTest, AStoreRecordsItsFormatAndRefusesANewerOne) {
