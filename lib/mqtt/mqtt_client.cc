@@ -238,12 +238,13 @@ void MqttClient::FinishConnected() {
 void MqttClient::RunConnector() {
   ::mqtt::connect_options_builder builder;
   if (UsesMqtt5(options_)) {
-    // Clean start off resumes the session; the interval is in seconds.
+    // Clean start off resumes the session. The interval is a four-byte
+    // count of seconds (0xFFFFFFFF: never), which Paho takes as an int.
+    const auto seconds = static_cast<uint32_t>(std::min<int64_t>(options_.session_expiry.count(), 0xFFFFFFFF));
     builder.mqtt_version(MQTTVERSION_5)
         .clean_session(false)
         .clean_start(false)
-        .properties({::mqtt::property(::mqtt::property::SESSION_EXPIRY_INTERVAL,
-                                      static_cast<int>(options_.session_expiry.count()))});
+        .properties({::mqtt::property(::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(seconds))});
   } else {
     builder.clean_session(options_.clean_session);
   }
