@@ -2,7 +2,6 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
-#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -11,6 +10,7 @@
 #include <set>
 
 #include "store/keys.h"
+#include "store/memtable.h"
 #include "util/cat.h"
 
 namespace rollertrace::store {
@@ -53,37 +53,19 @@ absl::Status ReadView::Scan(Family family, std::string_view prefix, const Visito
   return absl::OkStatus();
 }
 
-namespace {
-
-// The device a key belongs to: everything up to and including its first NUL
-// (keys/keys.h: per-device keys are the id, a NUL, then a big-endian number).
-// Only a hint for memtable inserts (each device's keys arrive in ascending
-// order, so an insert starts where the device's last one ended); it changes
-// nothing a read sees. Keys without a NUL are inserted without a hint.
-class DevicePrefixHint final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "rollertrace.DevicePrefixHint"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    const void* nul = std::memchr(key.data(), '\0', key.size());
-    return rocksdb::Slice(key.data(), static_cast<const char*>(nul) - key.data() + 1);
-  }
-  bool InDomain(const rocksdb::Slice& key) const override {
-    return std::memchr(key.data(), '\0', key.size()) != nullptr;
-  }
-};
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync, Mode mode) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.IncreaseParallelism(2);
+  // The store's own memtable (memtable.h: Debian's RocksDB checks its own
+  // skip list on every insert); it takes one inserting thread at a time.
+  options.allow_concurrent_memtable_write = false;
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  cf_options.memtable_insert_with_hint_prefix_extractor = std::make_shared<DevicePrefixHint>();
+  cf_options.memtable_factory = NewSkipListMemTable();
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return absl::UnavailableError(util::Cat("cannot create the store directory ", path, ": ", ec.message()));
