@@ -14,6 +14,7 @@ packages=(
   libjs-chart.js chromium fonts-dejavu-core openssl
   libcpp-httplib-dev libsimdjson-dev libjemalloc-dev
   nats-server libnats-dev python3-yaml
+  python3-paho-mqtt bc  # the shared peers (bench/ingest_compare.sh --peers): Python + SQLite subscriber
 )
 # Node.js and npm drive Chromium in the console's browser tests. A machine may
 # have them from elsewhere (NodeSource's nodejs bundles npm and conflicts with
