@@ -68,15 +68,24 @@ class SkipList final : public MemTableRep {
     const int height = static_cast<int>(reinterpret_cast<uintptr_t>(LinkOf(x, 0)->load(std::memory_order_relaxed)));
     const char* prev[kMaxHeight];
     const int max_height = max_height_.load(std::memory_order_relaxed);
-    if (last_ != nullptr && compare_(last_, x) < 0 && !Before(Next(last_, 0), x)) {
-      // Right after the previous insert (a device's next sequence): nothing
-      // lies between the two at any level.
+    // Right after the previous insert (a device's next sequence), nothing lies
+    // between the two at any level: two comparisons, the second telling a
+    // repeat of the same internal key apart too.
+    const char* after_last = last_ != nullptr ? Next(last_, 0) : nullptr;
+    int next_vs_x = 1;
+    bool follows_last = last_ != nullptr && compare_(last_, x) < 0;
+    if (follows_last && after_last != nullptr) {
+      next_vs_x = compare_(after_last, x);
+      follows_last = next_vs_x >= 0;
+    }
+    if (follows_last) {
+      if (next_vs_x == 0) return false;
       for (int i = 0; i < max_height; ++i) prev[i] = i < last_height_ ? last_ : last_prev_[i];
     } else {
       FindLessThan(max_height, [&](const char* e) { return compare_(e, x) < 0; }, prev);
+      const char* next = Next(prev[0], 0);
+      if (next != nullptr && compare_(next, x) == 0) return false;  // the same internal key
     }
-    const char* next = Next(prev[0], 0);
-    if (next != nullptr && compare_(next, x) == 0) return false;  // the same internal key
     for (int i = max_height; i < height; ++i) prev[i] = head_;
     for (int i = 0; i < height; ++i) {
       LinkOf(x, i)->store(Next(prev[i], i), std::memory_order_relaxed);
@@ -147,9 +156,6 @@ class SkipList final : public MemTableRep {
     return LinkOf(entry, level)->load(std::memory_order_acquire);
   }
 
-  bool Before(const char* maybe_null, const char* x) const {
-    return maybe_null != nullptr && compare_(maybe_null, x) < 0;
-  }
   int CompareToTarget(const char* e, const Slice& internal_key, const char* memtable_key) const {
     return memtable_key != nullptr ? compare_(e, memtable_key) : compare_(e, internal_key);
   }
