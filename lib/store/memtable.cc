@@ -162,12 +162,17 @@ class SkipList final : public MemTableRep {
 
   // The first entry for which below(e) is false; nullptr when none.
   template <typename Below>
+  // The answer is the link read last at level 0, never read again: an entry
+  // the writer links in meanwhile right after x may sort before the target
+  // (a newer version of the key a snapshot read asks for: a get returned a
+  // value the snapshot must not see, until this was fixed).
   const char* FindGreaterOrEqual(const Below& below) const {
     const char* x = head_;
+    const char* next = nullptr;
     for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level) {
-      for (const char* next = Next(x, level); next != nullptr && below(next); next = Next(x, level)) x = next;
+      for (next = Next(x, level); next != nullptr && below(next); next = Next(x, level)) x = next;
     }
-    return Next(x, 0);
+    return next;
   }
 
   // For each level, the last node whose entry is below; the head when none.
