@@ -46,6 +46,10 @@ struct FamilyInfo {
   std::string_view name;         // the RocksDB column family
   std::string_view record_kind;  // its name in LedgerEntry.kind and ArchiveRecord.kind; empty: never named there
   bool archived;                 // carried by an archive (a device's own records)
+  // Read back by the applier during a write (write_txn.h): only these
+  // families' writes go through the batch's index, which costs an
+  // assertion-checked skip-list insert a key in Debian's RocksDB.
+  bool read_in_write;
 };
 
 // Every family, in enum order.

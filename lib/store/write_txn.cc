@@ -25,7 +25,9 @@ WriteTxn::~WriteTxn() {
 }
 
 absl::StatusOr<bool> WriteTxn::Get(Family family, std::string_view key, std::string* value) const {
-  if (family == Family::kEvents) return absl::InternalError("events are not read back during a write");
+  if (!Info(family).read_in_write) {
+    return absl::InternalError(util::Cat(Info(family).name, " are not read back during a write"));
+  }
   rocksdb::Status s = batch_->GetFromBatchAndDB(db_.raw(), rocksdb::ReadOptions(), db_.handle(family),
                                                 rocksdb::Slice(key.data(), key.size()), value);
   if (s.IsNotFound()) return false;
@@ -34,10 +36,10 @@ absl::StatusOr<bool> WriteTxn::Get(Family family, std::string_view key, std::str
 }
 
 std::unique_ptr<rocksdb::Iterator> WriteTxn::Iterate(Family family) const {
-  if (family == Family::kEvents) {
-    // Not indexed (PutEvent): an iterator over them would miss this write's.
-    return std::unique_ptr<rocksdb::Iterator>(
-        rocksdb::NewErrorIterator(rocksdb::Status::NotSupported("events are not read back during a write")));
+  if (!Info(family).read_in_write) {
+    // Not indexed (Put): an iterator over them would miss this write's.
+    return std::unique_ptr<rocksdb::Iterator>(rocksdb::NewErrorIterator(
+        rocksdb::Status::NotSupported(util::Cat(Info(family).name, " are not read back during a write"))));
   }
   rocksdb::ColumnFamilyHandle* h = db_.handle(family);
   return std::unique_ptr<rocksdb::Iterator>(
@@ -46,7 +48,15 @@ std::unique_ptr<rocksdb::Iterator> WriteTxn::Iterate(Family family) const {
 
 void WriteTxn::Put(Family family, std::string_view key, std::string_view value) {
   if (family == Family::kDevices && cache_ != nullptr) written_around_.emplace_back(key);
-  batch_->Put(db_.handle(family), rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
+  const rocksdb::Slice k(key.data(), key.size());
+  const rocksdb::Slice v(value.data(), value.size());
+  if (Info(family).read_in_write) {
+    batch_->Put(db_.handle(family), k, v);
+  } else {
+    // Into the batch itself, around the index (appending keeps the offsets
+    // the index holds); Get and Iterate refuse the family.
+    batch_->GetWriteBatch()->Put(db_.handle(family), k, v);
+  }
 }
 
 absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const rollertrace::v1::Event& event,
@@ -68,9 +78,7 @@ absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const roll
 
 void WriteTxn::PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event) {
   pending_events_.emplace_back(EventRef(event->device_id(), event->sequence()), event);
-  // Into the batch itself, around the index (appending keeps the offsets the index holds).
-  batch_->GetWriteBatch()->Put(db_.handle(Family::kEvents), rocksdb::Slice(key.data(), key.size()),
-                               rocksdb::Slice(value.data(), value.size()));
+  Put(Family::kEvents, key, value);
 }
 
 void WriteTxn::PutRecord(rollertrace::v1::DeviceRecord* owner, Family family, std::string_view key,

@@ -1,7 +1,9 @@
 // WriteTxn: one atomic write of the store, built up by the applier and
-// committed once. Reads see what the write has put so far (a
+// committed once. Reads of the families the applier reads while writing
+// (schema.h, read_in_write) see what the write has put so far (a
 // WriteBatchWithIndex over the DB), so nothing in the applier has to keep its
-// own list of "written in this batch, not yet on disk".
+// own list of "written in this batch, not yet on disk"; reads of the others
+// are refused.
 //
 // Device records are loaded once per write and staged by EndCommand, after
 // each command: a changed definition (lifecycle, lock, retirement) is linked
@@ -50,10 +52,12 @@ class WriteTxn final : public ReadView {
   absl::StatusOr<bool> Get(Family family, std::string_view key, std::string* value) const override;
   std::unique_ptr<rocksdb::Iterator> Iterate(Family family) const override;
 
+  // Only a family read back during a write (FamilyInfo::read_in_write) is
+  // put through the batch's index: the index is the cost of a write. Get and
+  // Iterate refuse the others.
   void Put(Family family, std::string_view key, std::string_view value);
-  // Events skip the index: the applier never reads an event back during a
-  // write (a repeat is found from the device's state), and the index is
-  // the cost of a write. Get and Iterate refuse Family::kEvents.
+  // Events are not read back during a write either (a repeat is found from
+  // the device's state; its stored bytes by StoredEventBytes).
   // `event` must outlive the txn (it is the command's own).
   void PutEvent(std::string_view key, std::string_view value, const rollertrace::v1::Event* event);
   // The bytes of the event stored for `event`'s device and sequence under
