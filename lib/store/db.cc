@@ -5,7 +5,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
-#include <cstring>
 #include <filesystem>
 #include <set>
 

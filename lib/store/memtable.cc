@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <new>
 
 // RocksDB's Arena (memory/arena.h) is not installed; an iterator RocksDB asks
@@ -107,8 +106,8 @@ class SkipList final : public MemTableRep {
            bool (*callback_func)(void* arg, const char* entry)) override {
     // LookupKey is RocksDB's internal class (db/lookup_key.h, not installed): a
     // standard-layout class whose first member points at the memtable key,
-    // which is what this reads. Every read of the store goes through here,
-    // so a RocksDB that changed it would fail every store test.
+    // which is what this reads. Every point read of the store goes through
+    // here, so a RocksDB that changed it would fail the store's tests.
     const char* target = *reinterpret_cast<const char* const*>(&k);
     for (const char* x = FindGreaterOrEqual([&](const char* e) { return compare_(e, target) < 0; });
          x != nullptr && callback_func(callback_args, x); x = Next(x, 0)) {
