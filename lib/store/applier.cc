@@ -24,6 +24,30 @@ absl::Status ApplyPolicy(WriteTxn& txn, PolicyBook& book, const rollertrace::v1:
   return absl::OkStatus();
 }
 
+// The bridges published these device commands: they leave the outbox.
+absl::Status ApplyCommandsPublished(WriteTxn& txn, const rollertrace::v1::CommandsPublishedCommand& command) {
+  if (command.outbox_indexes().empty()) return absl::InvalidArgumentError("commands published: no outbox index");
+  for (uint64_t index : command.outbox_indexes()) txn.Delete(Family::kOutbox, OutboxKey(index));
+  return absl::OkStatus();
+}
+
+// The device commands this command raised go into the outbox with it, each
+// under the next outbox index, so that they are sent again after a restart
+// until a bridge says they were published.
+absl::Status KeepInOutbox(WriteTxn& txn, std::vector<rollertrace::v1::Command>& commands) {
+  if (commands.empty()) return absl::OkStatus();
+  absl::StatusOr<uint64_t> next = txn.ReadCounter(kMetaNextOutbox, 1);
+  if (!next.ok()) return next.status();
+  uint64_t index = *next;
+  for (rollertrace::v1::Command& c : commands) {
+    c.set_outbox_index(index);
+    txn.Put(Family::kOutbox, OutboxKey(index), c.SerializeAsString());
+    ++index;
+  }
+  txn.Put(Family::kMeta, kMetaNextOutbox, CounterValue(index));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status PolicyBook::Load(const ReadView& view) {
@@ -94,8 +118,10 @@ absl::Status Applier::Apply(const rollertrace::v1::StoreCommand& command, WriteT
     case C::kDecision: s = apply::StoreDecision(c, command.decision()); break;
     case C::kCheckpoint: s = apply::StoreCheckpoint(c, command.checkpoint()); break;
     case C::kPolicy: s = ApplyPolicy(txn, policies_, command.policy(), command.judged_unix_ms()); break;
+    case C::kCommandsPublished: s = ApplyCommandsPublished(txn, command.commands_published()); break;
     default: s = absl::InvalidArgumentError("a store command without a body"); break;
   }
+  if (s.ok()) s = KeepInOutbox(txn, result->commands);
   if (!s.ok()) {
     txn.ForgetCommand();
     return s;

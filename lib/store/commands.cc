@@ -73,6 +73,13 @@ absl::StatusOr<rollertrace::v1::Device> Retire(EventStore& store, std::string_vi
   return r->device;
 }
 
+rollertrace::v1::StoreCommand CommandsPublishedCommand(const EventStore& store, std::span<const uint64_t> outbox_indexes,
+                                                       int64_t now) {
+  rollertrace::v1::StoreCommand c = NewCommand(store, now);
+  for (uint64_t index : outbox_indexes) c.mutable_commands_published()->add_outbox_indexes(index);
+  return c;
+}
+
 absl::StatusOr<rollertrace::v1::Device> Unlock(EventStore& store, std::string_view device_id, std::string_view reason,
                                                std::string_view by, int64_t now, rollertrace::v1::Command* command) {
   rollertrace::v1::StoreCommand c = NewCommand(store, now);

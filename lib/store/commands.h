@@ -17,6 +17,9 @@ class Signer;
 rollertrace::v1::StoreCommand NewCommand(const EventStore& store, int64_t now);
 rollertrace::v1::StoreCommand IngestCommand(const EventStore& store, const rollertrace::v1::EventBatch& batch,
                                             int64_t now);
+// The bridges published these device commands (Command.outbox_index).
+rollertrace::v1::StoreCommand CommandsPublishedCommand(const EventStore& store, std::span<const uint64_t> outbox_indexes,
+                                                       int64_t now);
 rollertrace::v1::StoreCommand DecisionCommand(const EventStore& store, const RecordedDecision& decision, int64_t now);
 
 absl::StatusOr<rollertrace::v1::Device> Register(EventStore& store, rollertrace::v1::Device device, int64_t now);

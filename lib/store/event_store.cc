@@ -94,4 +94,17 @@ absl::StatusOr<RecordedDecision> EventStore::Decide(const rollertrace::v1::Autho
   return store::Decide(SnapshotView(*db_), *policy, version, request, now, ++decision_counter_);
 }
 
+absl::StatusOr<std::vector<rollertrace::v1::Command>> EventStore::OutboxCommands() const {
+  std::vector<rollertrace::v1::Command> commands;
+  absl::Status s = SnapshotView(*db_).Scan(Family::kOutbox, {}, [&](std::string_view key, std::string_view value)
+                                                                    -> absl::StatusOr<bool> {
+    if (!commands.emplace_back().ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return ReadView::Corrupt(Family::kOutbox, key);
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  return commands;
+}
+
 }  // namespace rollertrace::store

@@ -72,6 +72,9 @@ class EventStore {
   // The rules' answer for a session about to start, from what is committed
   // (never waits behind a write); store it with a decision command.
   absl::StatusOr<RecordedDecision> Decide(const rollertrace::v1::AuthorizeRequest& request, int64_t now_unix_ms) const;
+  // The device commands not yet published by a bridge (the outbox), in the
+  // order they were raised.
+  absl::StatusOr<std::vector<rollertrace::v1::Command>> OutboxCommands() const;
   // The policy new commands are judged under, and its version.
   std::pair<uint64_t, std::shared_ptr<const rules::Policy>> policy() const { return policies_.Current(); }
 

@@ -93,10 +93,13 @@ std::string DeviceViolationKey(std::string_view device_id, uint64_t sequence, st
 // checkpoints: be64(unix_ms). commands: be64(index).
 std::string CheckpointKey(int64_t unix_ms);
 std::string CommandKey(uint64_t index);
+// A device command's place in the outbox (Command.outbox_index).
+inline std::string OutboxKey(uint64_t index) { return CommandKey(index); }
 
 // meta: the store's own bookkeeping (db.h).
 inline constexpr std::string_view kMetaFormat = "format";
 inline constexpr std::string_view kMetaNextCommand = "next_command";
+inline constexpr std::string_view kMetaNextOutbox = "next_outbox";
 inline constexpr std::string_view kMetaMigratedFrom = "migrated_from";
 inline constexpr std::string_view kMetaDecisionCounter = "decision_counter";
 inline constexpr std::string_view kMetaPolicyVersion = "policy_version";

@@ -24,6 +24,7 @@ const std::array<FamilyInfo, kFamilyCount>& Families() {
       {Family::kSessionsByTime, "sessions_by_time", "", false, false},
       {Family::kCyclesByTime, "cycles_by_time", "", false, false},
       {Family::kMeta, "meta", "", false, true},
+      {Family::kOutbox, "outbox", "", false, false},
       {Family::kCommands, "commands", "", false, false},
   }};
   return kTable;

@@ -34,8 +34,10 @@ enum class Family {
   kDeviceViolations,
   kSessionsByTime,
   kCyclesByTime,
-  // The store's own bookkeeping and its command log.
+  // The store's own bookkeeping, the device commands not yet published
+  // (the outbox) and its command log.
   kMeta,
+  kOutbox,
   kCommands,
 };
 

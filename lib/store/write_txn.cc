@@ -59,6 +59,15 @@ void WriteTxn::Put(Family family, std::string_view key, std::string_view value) 
   }
 }
 
+void WriteTxn::Delete(Family family, std::string_view key) {
+  const rocksdb::Slice k(key.data(), key.size());
+  if (Info(family).read_in_write) {
+    batch_->Delete(db_.handle(family), k);
+  } else {
+    batch_->GetWriteBatch()->Delete(db_.handle(family), k);
+  }
+}
+
 absl::StatusOr<std::optional<std::string>> WriteTxn::StoredEventBytes(const rollertrace::v1::Event& event,
                                                                         const std::string& key) const {
   for (; pending_indexed_ < pending_events_.size(); ++pending_indexed_) {

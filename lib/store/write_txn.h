@@ -56,6 +56,7 @@ class WriteTxn final : public ReadView {
   // put through the batch's index: the index is the cost of a write. Get and
   // Iterate refuse the others.
   void Put(Family family, std::string_view key, std::string_view value);
+  void Delete(Family family, std::string_view key);
   // Events are not read back during a write either (a repeat is found from
   // the device's state; its stored bytes by StoredEventBytes).
   // `event` must outlive the txn (it is the command's own).

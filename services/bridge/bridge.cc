@@ -324,11 +324,36 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(200), [this] {
-        return stopping_ || stream_broken_ ||
+        return stopping_ || stream_broken_ || !published_commands_.empty() ||
+               (!unpublished_commands_.empty() && control_up_) ||
                (!queue_.empty() && inflight_.size() < options_.max_inflight_requests &&
                 std::chrono::steady_clock::now() >= paused_until_);
       });
       if (stopping_ || stream_broken_) break;
+      if (!unpublished_commands_.empty() && control_up_) {
+        std::vector<rollertrace::v1::Command> again;
+        again.swap(unpublished_commands_);
+        lock.unlock();
+        for (const auto& command : again) PublishCommand(command);
+        lock.lock();
+        const bool failed_again = !unpublished_commands_.empty();
+        lock.unlock();
+        if (failed_again) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // no spinning
+        continue;
+      }
+      if (!published_commands_.empty()) {
+        // Commands the broker has: ingestd forgets them (an answer with
+        // request id 0, which nothing waits for).
+        IngestRequest confirm;
+        for (uint64_t index : published_commands_) confirm.add_commands_published(index);
+        lock.unlock();
+        if (!(ok = stream->Write(confirm))) break;  // kept: the next stream says it
+        lock.lock();
+        published_commands_.erase(published_commands_.begin(),
+                                  published_commands_.begin() + confirm.commands_published_size());
+        last_write = std::chrono::steady_clock::now();
+        continue;
+      }
       if (std::chrono::steady_clock::now() < paused_until_) continue;
       if (queue_.empty() && std::chrono::steady_clock::now() - last_write > std::chrono::seconds(1)) {
         // An empty request now and then collects commands ingestd raised
@@ -375,12 +400,32 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   }
 }
 
-void Bridge::HandleResponse(const IngestResponse& response) {
-  for (const auto& command : response.commands()) {
-    if (PublishControl(codec::CommandTopic(command.device_id()), command.SerializeAsString(), "command")) {
-      commands_published_.Increment();
-    }
+void Bridge::PublishCommand(const rollertrace::v1::Command& command) {
+  // Confirmed to ingestd once the broker has it; until then ingestd owes it
+  // (and sends it again if this bridge goes away first).
+  std::function<void()> delivered;
+  const uint64_t index = command.outbox_index();
+  if (index != 0) {
+    delivered = [this, index] {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        published_commands_.push_back(index);
+      }
+      cv_.notify_all();
+    };
   }
+  if (PublishControl(codec::CommandTopic(command.device_id()), command.SerializeAsString(), "command",
+                     std::move(delivered))) {
+    commands_published_.Increment();
+  } else if (index != 0) {
+    // The control connection is not up (yet): tried again once it is.
+    std::lock_guard<std::mutex> lock(mu_);
+    unpublished_commands_.push_back(command);
+  }
+}
+
+void Bridge::HandleResponse(const IngestResponse& response) {
+  for (const auto& command : response.commands()) PublishCommand(command);
   std::map<std::string, codec::TopicKind> kinds;
   {
     std::lock_guard<std::mutex> lock(mu_);

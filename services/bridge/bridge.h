@@ -112,6 +112,8 @@ class Bridge {
   // One stream's life: resend in-flight, then forward until it breaks.
   void ServeStream(rollertrace::v1::IngestService::Stub& stub);
   void HandleResponse(const rollertrace::v1::IngestResponse& response);
+  // Publishes a device command; confirms it to ingestd once the broker has it.
+  void PublishCommand(const rollertrace::v1::Command& command);
 
   // Reads the event connection (an EventReader child process) while the
   // queue has room; restarts the child if it dies.
@@ -126,7 +128,9 @@ class Bridge {
   // Publishes a decision or command on the control connection at QoS 1,
   // waiting while Paho's queue is full (up to kControlPublishWait); false, counted in
   // rollertrace_bridge_publish_failures_total{what}, when it could not.
-  bool PublishControl(const std::string& topic, const std::string& payload, const char* what);
+  // `delivered` (may be empty) runs once the broker acknowledged it.
+  bool PublishControl(const std::string& topic, const std::string& payload, const char* what,
+                      std::function<void()> delivered = {});
   // A new channel to ingestd (TLS when options_.ingestd_credentials is set).
   std::shared_ptr<grpc::Channel> IngestdChannel() const;
 
@@ -158,6 +162,12 @@ class Bridge {
   // ingestd's store takes no writes: send nothing new before this.
   std::chrono::steady_clock::time_point paused_until_{};
   bool holding_ = false;  // the latest answer was "held back"
+  // Outbox indexes of commands the broker acknowledged, to tell ingestd
+  // (IngestRequest.commands_published) on whichever stream is open.
+  std::vector<uint64_t> published_commands_;
+  // Commands that could not be handed to Paho (the control connection was
+  // down): published again once it is up.
+  std::vector<rollertrace::v1::Command> unpublished_commands_;
   std::condition_variable room_cv_;  // the queue has room again
   std::mutex authorize_mu_;
   struct PendingAuthorize {

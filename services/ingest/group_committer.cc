@@ -161,13 +161,24 @@ void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& c : commands) metrics_.commands.Add({{"command", c.command()}}).Increment();
   }
-  while (true) {
+  Deliver(std::move(commands));
+}
+
+void GroupCommitter::Resume(std::vector<rollertrace::v1::Command> commands) { Deliver(std::move(commands)); }
+
+void GroupCommitter::CountUnpublishedLocked() {
+  metrics_.commands_unpublished.Set(static_cast<double>(outbox_.size() + sent_.size()));
+}
+
+void GroupCommitter::Deliver(std::vector<rollertrace::v1::Command> commands) {
+  while (!commands.empty()) {
     CommandSink sink;
     uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (sinks_.empty()) {
         for (auto& c : commands) outbox_.push_back(std::move(c));
+        CountUnpublishedLocked();
         return;
       }
       // Round robin over the connected bridges.
@@ -175,10 +186,40 @@ void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
       if (it == sinks_.end()) it = sinks_.begin();
       id = last_sink_ = it->first;
       sink = it->second;
+      // Owed by this sink from now on (before it can confirm them).
+      for (const auto& c : commands) {
+        if (c.outbox_index() != 0) sent_[c.outbox_index()] = {id, c};
+      }
+      CountUnpublishedLocked();
     }
+    std::vector<uint64_t> indexes;
+    for (const auto& c : commands) indexes.push_back(c.outbox_index());
     if (sink(commands)) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (uint64_t index : indexes) sent_.erase(index);
+      CountUnpublishedLocked();
+    }
     RemoveCommandSink(id);  // its stream closed meanwhile: the next one
   }
+}
+
+void GroupCommitter::CommandsPublished(const std::vector<uint64_t>& outbox_indexes) {
+  std::vector<uint64_t> known;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint64_t index : outbox_indexes) {
+      if (index == 0) continue;
+      sent_.erase(index);
+      // One sent before a restart of ingestd may be waiting here again.
+      std::erase_if(outbox_, [&](const rollertrace::v1::Command& c) { return c.outbox_index() == index; });
+      known.push_back(index);
+    }
+    CountUnpublishedLocked();
+    if (known.empty()) return;
+    decisions_.push_back(store::CommandsPublishedCommand(store_, known, clock_()));
+  }
+  cv_.notify_one();
 }
 
 uint64_t GroupCommitter::AddCommandSink(CommandSink sink) {
@@ -189,14 +230,28 @@ uint64_t GroupCommitter::AddCommandSink(CommandSink sink) {
     id = next_sink_++;
     sinks_.emplace(id, sink);
     waiting.swap(outbox_);
+    CountUnpublishedLocked();
   }
-  if (!waiting.empty()) Enqueue(std::move(waiting));
+  Deliver(std::move(waiting));
   return id;
 }
 
 void GroupCommitter::RemoveCommandSink(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  sinks_.erase(id);
+  std::vector<rollertrace::v1::Command> owed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sinks_.erase(id);
+    for (auto it = sent_.begin(); it != sent_.end();) {
+      if (it->second.first != id) {
+        ++it;
+        continue;
+      }
+      owed.push_back(std::move(it->second.second));
+      it = sent_.erase(it);
+    }
+    CountUnpublishedLocked();
+  }
+  Deliver(std::move(owed));  // in outbox order (sent_ is by index)
 }
 
 void GroupCommitter::Run() {
@@ -336,13 +391,6 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
   for (const auto& f : result->findings) metrics_.findings.Add({{"kind", f.kind()}}).Increment();
   metrics_.recalls.Increment(static_cast<double>(result->recalls.size()));
   Enqueue(std::move(result->commands));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!outbox_.empty() && !group.empty()) {
-      for (auto& c : outbox_) *group.front().response.add_commands() = std::move(c);
-      outbox_.clear();
-    }
-  }
   metrics_.gaps.Increment(static_cast<double>(result->gaps_opened));
 
   std::map<std::string, const rollertrace::v1::DeviceAck*> acks;

@@ -79,15 +79,25 @@ class GroupCommitter {
   // The largest command the store takes now (0: no bound beyond the store's).
   size_t MaxCommandBytes() const { return durability_ != nullptr ? durability_->MaxCommandBytes() : 0; }
 
-  // Commands for devices (locks, unlocks, recalls). Handed at once to one of
-  // the command sinks (the bridges' streams), else they ride on the next
-  // response. Thread-safe.
+  // Commands for devices (locks, unlocks, recalls), each stored in the
+  // store's outbox with the change that raised it (Command.outbox_index).
+  // Handed at once to one of the command sinks (the bridges' streams), else
+  // kept until one connects. A command is owed until a bridge says it was
+  // published (CommandsPublished); if its stream closes first it goes to
+  // the next one. Thread-safe.
   void Enqueue(std::vector<rollertrace::v1::Command> commands);
+  // The outbox the store kept across a restart: sent as Enqueue sends, not
+  // counted as issued again.
+  void Resume(std::vector<rollertrace::v1::Command> commands);
+  // A bridge published these (the broker acknowledged them): forgotten, and
+  // their outbox entries dropped with the next group. Thread-safe.
+  void CommandsPublished(const std::vector<uint64_t>& outbox_indexes);
   // Takes the commands and returns true, or returns false (leaving them) once
   // its stream has closed. Called without the committer's lock held; it must
   // not block, and may be called after RemoveCommandSink returned.
   using CommandSink = std::function<bool(std::vector<rollertrace::v1::Command>&)>;
   uint64_t AddCommandSink(CommandSink sink);
+  // The commands it took and did not confirm go to the next sink.
   void RemoveCommandSink(uint64_t id);
 
  private:
@@ -108,6 +118,8 @@ class GroupCommitter {
   // Queues a prepared request for the writer, waiting for room.
   void Queue(Pending p);
   void Run();
+  void Deliver(std::vector<rollertrace::v1::Command> commands);
+  void CountUnpublishedLocked();  // REQUIRES: mu_ held
   // False when the group was held back (the store takes no writes).
   bool CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
   // Answers every request of the group "not stored, send again" and puts the
@@ -128,8 +140,11 @@ class GroupCommitter {
   std::condition_variable room_cv_;  // room in the queue
   std::deque<Pending> queue_;
   size_t queued_events_ = 0;
-  std::vector<rollertrace::v1::StoreCommand> decisions_;  // decision commands, stored with the next group
-  std::vector<rollertrace::v1::Command> outbox_;
+  // Decision and commands-published commands, stored with the next group.
+  std::vector<rollertrace::v1::StoreCommand> decisions_;
+  std::vector<rollertrace::v1::Command> outbox_;  // waiting for a sink
+  // Handed to a sink, not confirmed yet: by outbox index, with the sink's id.
+  std::map<uint64_t, std::pair<uint64_t, rollertrace::v1::Command>> sent_;
   std::map<uint64_t, CommandSink> sinks_;
   uint64_t next_sink_ = 1;
   uint64_t last_sink_ = 0;

@@ -101,6 +101,9 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
 
   IngestRequest request;
   while (stream->Read(&request)) {
+    if (request.commands_published_size() > 0) {
+      committer_.CommandsPublished({request.commands_published().begin(), request.commands_published().end()});
+    }
     std::future<IngestResponse> answer = committer_.Submit(std::move(request));
     {
       std::lock_guard<std::mutex> lock(out->mu);

@@ -44,6 +44,10 @@ struct IngestMetrics {
                              "Biological-indicator results recorded, by result")),
         recalls(m.Counter("rollertrace_recalls_total", "Recalls started by a failed biological indicator").Add({})),
         commands(m.Counter("rollertrace_device_commands_total", "Commands issued to devices, by command")),
+        commands_unpublished(m.Gauge("rollertrace_device_commands_unpublished",
+                                     "Device commands stored and not yet published by a bridge (waiting for one, "
+                                     "or sent and not confirmed)")
+                                 .Add({})),
         findings(m.Counter("rollertrace_findings_total",
                            "Device input refused or flagged and kept as a finding, by kind (CYCLE_TIME, "
                            "CYCLE_CONFLICT, EVENT_CONFLICT, CLOCK_AHEAD)")),
@@ -77,6 +81,7 @@ struct IngestMetrics {
   prometheus::Family<prometheus::Counter>& bi_results;
   prometheus::Counter& recalls;
   prometheus::Family<prometheus::Counter>& commands;
+  prometheus::Gauge& commands_unpublished;
   prometheus::Family<prometheus::Counter>& findings;
   prometheus::Family<prometheus::Counter>& audit_requests;
   prometheus::Family<prometheus::Counter>& archive_records;

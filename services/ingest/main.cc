@@ -200,6 +200,14 @@ int main(int argc, char** argv) {
     shard = std::move(*started);
     committer->SetDurability(shard.get());
   }
+  // Device commands raised before a restart and never published go out again.
+  if (absl::StatusOr<std::vector<rollertrace::v1::Command>> owed = (*store)->OutboxCommands(); !owed.ok()) {
+    std::cerr << "ingestd: " << owed.status().message() << "\n";
+    return 1;
+  } else if (!owed->empty()) {
+    std::cerr << "ingestd: " << owed->size() << " device commands not yet published, sent again" << std::endl;
+    committer->Resume(std::move(*owed));
+  }
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
   rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);
   rollertrace::ingest::ComplianceServiceImpl compliance(**store, *committer, *pseudonymizer, ingest_metrics, *access,

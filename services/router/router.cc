@@ -266,6 +266,14 @@ Status IngestRouter::Ingest(ServerContext* context,
   std::atomic<bool> stopping{false};
   std::mutex companions_mu;
   std::vector<grpc::ClientContext*> companions(shards_.size(), nullptr);
+  using Companion = grpc::ClientReaderWriter<v1::IngestRequest, v1::IngestResponse>;
+  std::vector<Companion*> companion_streams(shards_.size(), nullptr);  // guarded by companions_mu
+  // Outbox indexes are each shard's own: the bridge is given the router's
+  // (unique on this stream), and its confirmations go back to the shard that
+  // raised the command under the shard's index.
+  std::mutex owed_mu;
+  std::map<uint64_t, std::pair<size_t, uint64_t>> owed;  // router index -> shard, shard index
+  uint64_t next_owed = 1;
   std::vector<std::thread> relays;
   for (size_t i = 0; i < shards_.size(); ++i) {
     relays.emplace_back([&, i] {
@@ -277,10 +285,22 @@ Status IngestRouter::Ingest(ServerContext* context,
           companions[i] = c.get();
         }
         auto companion = shards_.ingest(i).Ingest(c.get());
+        {
+          std::lock_guard<std::mutex> lock(companions_mu);
+          companion_streams[i] = companion.get();
+        }
         v1::IngestResponse pushed;
         while (companion->Read(&pushed)) {
           if (pushed.commands_size() == 0) continue;
           pushed.set_request_id(0);
+          {
+            std::lock_guard<std::mutex> lock(owed_mu);
+            for (auto& command : *pushed.mutable_commands()) {
+              if (command.outbox_index() == 0) continue;
+              owed[next_owed] = {i, command.outbox_index()};
+              command.set_outbox_index(next_owed++);
+            }
+          }
           std::promise<v1::IngestResponse> ready;
           ready.set_value(std::move(pushed));
           {
@@ -290,11 +310,12 @@ Status IngestRouter::Ingest(ServerContext* context,
           cv.notify_all();
           pushed.Clear();
         }
-        (void)companion->Finish();
         {
           std::lock_guard<std::mutex> lock(companions_mu);
           companions[i] = nullptr;
+          companion_streams[i] = nullptr;
         }
+        (void)companion->Finish();
         // The shard went away (a restart): open it again shortly.
         for (int k = 0; k < 10 && !stopping; ++k) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -302,6 +323,26 @@ Status IngestRouter::Ingest(ServerContext* context,
   }
   v1::IngestRequest request;
   while (!write_failed && stream->Read(&request)) {
+    if (request.commands_published_size() > 0) {
+      // Confirmations go to the shards that raised the commands, on their
+      // companion streams (the shard sends a command again if its stream
+      // closed before the confirmation came).
+      std::map<size_t, v1::IngestRequest> confirm;
+      {
+        std::lock_guard<std::mutex> lock(owed_mu);
+        for (uint64_t index : request.commands_published()) {
+          auto it = owed.find(index);
+          if (it == owed.end()) continue;
+          confirm[it->second.first].add_commands_published(it->second.second);
+          owed.erase(it);
+        }
+      }
+      std::lock_guard<std::mutex> lock(companions_mu);
+      for (const auto& [shard, c] : confirm) {
+        if (companion_streams[shard] != nullptr) (void)companion_streams[shard]->Write(c);
+      }
+      request.clear_commands_published();
+    }
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return answers.size() < kInFlight; });
     answers.push_back(std::async(std::launch::async, [this, context, r = std::move(request)] { return Route(*context, r); }));

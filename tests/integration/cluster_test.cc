@@ -438,6 +438,15 @@ TEST(ClusterMode, ALockAndAnUnlockReachTheRollerThroughTheRouter) {
   auto unlock = device.NextCommand(std::chrono::seconds(10));
   ASSERT_TRUE(unlock.has_value()) << "the unlock never reached the roller";
   EXPECT_EQ(unlock->command(), "unlock");
+  // The bridge's confirmations go back through the router to the shard that
+  // raised the commands: its outbox empties (else it would send them again).
+  double owed = -1;
+  for (int i = 0; i < 200 && owed != 0; ++i) {
+    owed = shards.Metric(0, "rollertrace_device_commands_unpublished") +
+           shards.Metric(1, "rollertrace_device_commands_unpublished");
+    if (owed != 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(owed, 0) << "device commands still owed by the shards";
 
   // The web console works against the router unchanged: an auditor signs in
   // and reads the roller's page and the violations.

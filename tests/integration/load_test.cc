@@ -332,5 +332,50 @@ TEST(Load, AnAgentFleetUnderTheSameBurstIsStoredOnceWithoutAResendStorm) {
   EXPECT_LE(resends, 22u) << last_stats;
 }
 
+// Point 3: a command raised outside ingestion (an administrator's unlock)
+// while no bridge is connected, and ingestd SIGKILLed before any bridge took
+// it. It was stored with the unlock, so it reaches the roller once ingestd is
+// back and a bridge connects; the bridge's confirmation then empties the outbox.
+TEST(Commands, AnUnlockRaisedWithNoBridgeSurvivesAnIngestdKillAndReachesTheRoller) {
+  Cluster cluster("commands-restart");
+  cluster.StartAll();
+  cluster.Register(Cluster::Roller("CR-1"));
+  TestDevice roller(cluster.mqtt_uri(), "CR-1");
+  // Used offline, never sterilised: NOT_STERILE, and a lock.
+  roller.Send({SessionStart("CR-1-s1", "MRN-CR", Now() - kHour, /*offline=*/true)});
+  auto lock = roller.NextCommand();
+  ASSERT_TRUE(lock.has_value()) << "no lock on rollers/CR-1/command";
+  EXPECT_EQ(lock->command(), "lock");
+  EXPECT_NE(lock->outbox_index(), 0u);
+  auto unpublished = [&] {
+    return MetricValue(HttpGet(cluster.ingestd_metrics_port(), "/metrics"), "rollertrace_device_commands_unpublished");
+  };
+  auto wait_unpublished = [&](double want) {
+    for (int i = 0; i < 200 && unpublished() != want; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return unpublished();
+  };
+  ASSERT_EQ(wait_unpublished(0), 0) << "the bridge never confirmed the lock";
+
+  cluster.KillBridge();
+  std::string out;
+  ASSERT_EQ(cluster.Rollerctl({"unlock", "CR-1", "--reason", "sterilised and checked", "--by", "admin-jo"}, &out), 0)
+      << out;
+  EXPECT_EQ(wait_unpublished(1), 1) << "the unlock waits for a bridge";
+  cluster.KillIngestd();
+  cluster.StartIngestd();
+  EXPECT_EQ(wait_unpublished(1), 1) << "the restarted ingestd holds the unlock again";
+  cluster.StartBridge();
+  auto unlock = roller.NextCommand(std::chrono::seconds(20));
+  ASSERT_TRUE(unlock.has_value()) << "the unlock raised before ingestd's kill never reached the roller\n"
+                                  << ReadFile(cluster.dir() + "/ingestd.log") << ReadFile(cluster.dir() + "/bridge.log");
+  EXPECT_EQ(unlock->command(), "unlock");
+  EXPECT_EQ(wait_unpublished(0), 0) << "the bridge's confirmation never emptied the outbox";
+
+  // Confirmed and stored: a second restart sends nothing again.
+  cluster.KillIngestd();
+  cluster.StartIngestd();
+  EXPECT_FALSE(roller.NextCommand(std::chrono::seconds(3)).has_value()) << "a confirmed command was sent again";
+}
+
 }  // namespace
 }  // namespace rollertrace::testing

@@ -159,5 +159,45 @@ TEST_F(IndicatorTest, ARecallReachesPastASterilisersOwnPass) {
   EXPECT_EQ(suspect, (std::vector<uint64_t>{3, 4, 5}));
 }
 
+// A recall's lock and an unlock are device commands: each waits in the
+// store's outbox, under its own index, until a bridge says it was published,
+// and a store opened again still holds them (ingestd sends them again).
+TEST_F(IndicatorTest, DeviceCommandsWaitInTheOutboxUntilPublishedAndSurviveAReopen) {
+  auto outbox = [&] {
+    absl::StatusOr<std::vector<rollertrace::v1::Command>> commands = store_->OutboxCommands();
+    EXPECT_TRUE(commands.ok()) << commands.status();
+    std::vector<std::string> out;
+    for (const auto& c : commands.value_or(std::vector<rollertrace::v1::Command>{})) {
+      out.push_back(std::to_string(c.outbox_index()) + " " + c.command() + " " + c.device_id());
+    }
+    return out;
+  };
+  EXPECT_TRUE(outbox().empty());
+  SendCycle(1, 1, kFail);  // the recall locks R-1
+  EXPECT_EQ(outbox(), (std::vector<std::string>{"1 lock R-1"}));
+
+  store_.reset();
+  auto reopened = EventStore::Open(dir_.string());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(outbox(), (std::vector<std::string>{"1 lock R-1"}));
+
+  rollertrace::v1::Command unlock;
+  ASSERT_TRUE(store::Unlock(*store_, "R-1", "re-sterilised", "admin", kNow + kHour, &unlock).ok());
+  EXPECT_EQ(unlock.outbox_index(), 2u);
+  EXPECT_EQ(outbox(), (std::vector<std::string>{"1 lock R-1", "2 unlock R-1"}));
+
+  const uint64_t first[] = {1};
+  ASSERT_TRUE(store_->Execute(CommandsPublishedCommand(*store_, first, kNow + kHour)).ok());
+  EXPECT_EQ(outbox(), (std::vector<std::string>{"2 unlock R-1"}));
+  // Said twice (a bridge that told two streams): nothing changes.
+  ASSERT_TRUE(store_->Execute(CommandsPublishedCommand(*store_, first, kNow + kHour)).ok());
+  EXPECT_EQ(outbox(), (std::vector<std::string>{"2 unlock R-1"}));
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->Execute(CommandsPublishedCommand(*store_, {}, kNow + kHour)).status()));
+  const uint64_t second[] = {2};
+  ASSERT_TRUE(store_->Execute(CommandsPublishedCommand(*store_, second, kNow + kHour)).ok());
+  EXPECT_TRUE(outbox().empty());
+}
+
 }  // namespace
 }  // namespace rollertrace::store

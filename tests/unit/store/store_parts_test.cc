@@ -119,7 +119,8 @@ TEST(Schema, FamilyNamesAndRecordKindsArePinned) {
       {"device_log", "device_log"}, {"findings", "findings"}, {"ledger", "ledger"},
       {"checkpoints", ""},       {"cycle_sessions", ""},     {"patient_sessions", ""},
       {"roller_cycles", ""},     {"device_violations", ""},  {"sessions_by_time", ""},
-      {"cycles_by_time", ""},    {"meta", ""},               {"commands", ""}};
+      {"cycles_by_time", ""},    {"meta", ""},               {"outbox", ""},
+      {"commands", ""}};
   ASSERT_EQ(Families().size(), pinned.size());
   for (size_t i = 0; i < pinned.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(Families()[i].family), i) << "the table is in enum order";
