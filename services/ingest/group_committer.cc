@@ -187,8 +187,9 @@ void GroupCommitter::Deliver(std::vector<rollertrace::v1::Command> commands) {
       id = last_sink_ = it->first;
       sink = it->second;
       // Owed by this sink from now on (before it can confirm them).
+      const auto now = std::chrono::steady_clock::now();
       for (const auto& c : commands) {
-        if (c.outbox_index() != 0) sent_[c.outbox_index()] = {id, c};
+        if (c.outbox_index() != 0) sent_[c.outbox_index()] = Sent{id, now, c};
       }
       CountUnpublishedLocked();
     }
@@ -242,11 +243,11 @@ void GroupCommitter::RemoveCommandSink(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     sinks_.erase(id);
     for (auto it = sent_.begin(); it != sent_.end();) {
-      if (it->second.first != id) {
+      if (it->second.sink != id) {
         ++it;
         continue;
       }
-      owed.push_back(std::move(it->second.second));
+      owed.push_back(std::move(it->second.command));
       it = sent_.erase(it);
     }
     CountUnpublishedLocked();
@@ -254,11 +255,38 @@ void GroupCommitter::RemoveCommandSink(uint64_t id) {
   Deliver(std::move(owed));  // in outbox order (sent_ is by index)
 }
 
+std::vector<rollertrace::v1::Command> GroupCommitter::TakeOverdueLocked() {
+  std::vector<rollertrace::v1::Command> overdue;
+  const auto due = std::chrono::steady_clock::now() - options_.command_resend_after;
+  for (auto it = sent_.begin(); it != sent_.end();) {
+    if (it->second.at > due) {
+      ++it;
+      continue;
+    }
+    overdue.push_back(std::move(it->second.command));
+    it = sent_.erase(it);
+  }
+  if (!overdue.empty()) CountUnpublishedLocked();
+  return overdue;
+}
+
 void GroupCommitter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  // Also wakes now and then to hand out again commands no bridge confirmed.
+  const auto tick = std::max(std::chrono::milliseconds(10), options_.command_resend_after / 4);
   while (true) {
     // A caller committing its own request (SubmitAndWait) finishes first.
-    cv_.wait(lock, [this] { return !writing_ && (stopping_ || !queue_.empty() || !decisions_.empty()); });
+    const bool work = cv_.wait_for(
+        lock, tick, [this] { return !writing_ && (stopping_ || !queue_.empty() || !decisions_.empty()); });
+    if (!stopping_) {
+      if (std::vector<rollertrace::v1::Command> overdue = TakeOverdueLocked(); !overdue.empty()) {
+        lock.unlock();
+        Deliver(std::move(overdue));
+        lock.lock();
+        continue;
+      }
+    }
+    if (!work) continue;
     if (queue_.empty() && decisions_.empty()) return;  // stopping, and everything answered
     std::deque<Pending> group;
     size_t events = 0;

@@ -32,6 +32,9 @@ struct GroupCommitOptions {
   size_t max_queued_events = 65536;
   // Decisions waiting to be stored; Authorize waits beyond it.
   size_t max_queued_decisions = 4096;
+  // A device command handed to a bridge and not confirmed within this is
+  // handed out again (its bridge lost the control connection, say).
+  std::chrono::milliseconds command_resend_after{10000};
 };
 
 class GroupCommitter {
@@ -143,8 +146,15 @@ class GroupCommitter {
   // Decision and commands-published commands, stored with the next group.
   std::vector<rollertrace::v1::StoreCommand> decisions_;
   std::vector<rollertrace::v1::Command> outbox_;  // waiting for a sink
-  // Handed to a sink, not confirmed yet: by outbox index, with the sink's id.
-  std::map<uint64_t, std::pair<uint64_t, rollertrace::v1::Command>> sent_;
+  // Handed to a sink, not confirmed yet: by outbox index.
+  struct Sent {
+    uint64_t sink;
+    std::chrono::steady_clock::time_point at;
+    rollertrace::v1::Command command;
+  };
+  std::map<uint64_t, Sent> sent_;
+  // Takes what was sent longer ago than command_resend_after. REQUIRES: mu_ held.
+  std::vector<rollertrace::v1::Command> TakeOverdueLocked();
   std::map<uint64_t, CommandSink> sinks_;
   uint64_t next_sink_ = 1;
   uint64_t last_sink_ = 0;
