@@ -40,7 +40,17 @@ GroupCommitter::GroupCommitter(store::EventStore& store, const pseudonym::Pseudo
       clock_(std::move(clock)),
       options_(options),
       guard_(guard),
+      outbox_(metrics, [this](std::vector<uint64_t> indexes) { StorePublished(std::move(indexes)); },
+              options.command_resend_after),
       writer_([this] { Run(); }) {}
+
+void GroupCommitter::StorePublished(std::vector<uint64_t> outbox_indexes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    decisions_.push_back(store::CommandsPublishedCommand(store_, outbox_indexes, clock_()));
+  }
+  cv_.notify_one();
+}
 
 GroupCommitter::~GroupCommitter() {
   {
@@ -155,138 +165,11 @@ absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const roller
   return d->decision;
 }
 
-void GroupCommitter::Enqueue(std::vector<rollertrace::v1::Command> commands) {
-  if (commands.empty()) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& c : commands) metrics_.commands.Add({{"command", c.command()}}).Increment();
-  }
-  Deliver(std::move(commands));
-}
-
-void GroupCommitter::Resume(std::vector<rollertrace::v1::Command> commands) { Deliver(std::move(commands)); }
-
-void GroupCommitter::CountUnpublishedLocked() {
-  metrics_.commands_unpublished.Set(static_cast<double>(outbox_.size() + sent_.size()));
-}
-
-void GroupCommitter::Deliver(std::vector<rollertrace::v1::Command> commands) {
-  while (!commands.empty()) {
-    CommandSink sink;
-    uint64_t id = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (sinks_.empty()) {
-        for (auto& c : commands) outbox_.push_back(std::move(c));
-        CountUnpublishedLocked();
-        return;
-      }
-      // Round robin over the connected bridges.
-      auto it = sinks_.upper_bound(last_sink_);
-      if (it == sinks_.end()) it = sinks_.begin();
-      id = last_sink_ = it->first;
-      sink = it->second;
-      // Owed by this sink from now on (before it can confirm them).
-      const auto now = std::chrono::steady_clock::now();
-      for (const auto& c : commands) {
-        if (c.outbox_index() != 0) sent_[c.outbox_index()] = Sent{id, now, c};
-      }
-      CountUnpublishedLocked();
-    }
-    std::vector<uint64_t> indexes;
-    for (const auto& c : commands) indexes.push_back(c.outbox_index());
-    if (sink(commands)) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (uint64_t index : indexes) sent_.erase(index);
-      CountUnpublishedLocked();
-    }
-    RemoveCommandSink(id);  // its stream closed meanwhile: the next one
-  }
-}
-
-void GroupCommitter::CommandsPublished(const std::vector<uint64_t>& outbox_indexes) {
-  std::vector<uint64_t> known;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (uint64_t index : outbox_indexes) {
-      if (index == 0) continue;
-      sent_.erase(index);
-      // One sent before a restart of ingestd may be waiting here again.
-      std::erase_if(outbox_, [&](const rollertrace::v1::Command& c) { return c.outbox_index() == index; });
-      known.push_back(index);
-    }
-    CountUnpublishedLocked();
-    if (known.empty()) return;
-    decisions_.push_back(store::CommandsPublishedCommand(store_, known, clock_()));
-  }
-  cv_.notify_one();
-}
-
-uint64_t GroupCommitter::AddCommandSink(CommandSink sink) {
-  std::vector<rollertrace::v1::Command> waiting;
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    id = next_sink_++;
-    sinks_.emplace(id, sink);
-    waiting.swap(outbox_);
-    CountUnpublishedLocked();
-  }
-  Deliver(std::move(waiting));
-  return id;
-}
-
-void GroupCommitter::RemoveCommandSink(uint64_t id) {
-  std::vector<rollertrace::v1::Command> owed;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    sinks_.erase(id);
-    for (auto it = sent_.begin(); it != sent_.end();) {
-      if (it->second.sink != id) {
-        ++it;
-        continue;
-      }
-      owed.push_back(std::move(it->second.command));
-      it = sent_.erase(it);
-    }
-    CountUnpublishedLocked();
-  }
-  Deliver(std::move(owed));  // in outbox order (sent_ is by index)
-}
-
-std::vector<rollertrace::v1::Command> GroupCommitter::TakeOverdueLocked() {
-  std::vector<rollertrace::v1::Command> overdue;
-  const auto due = std::chrono::steady_clock::now() - options_.command_resend_after;
-  for (auto it = sent_.begin(); it != sent_.end();) {
-    if (it->second.at > due) {
-      ++it;
-      continue;
-    }
-    overdue.push_back(std::move(it->second.command));
-    it = sent_.erase(it);
-  }
-  if (!overdue.empty()) CountUnpublishedLocked();
-  return overdue;
-}
-
 void GroupCommitter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
-  // Also wakes now and then to hand out again commands no bridge confirmed.
-  const auto tick = std::max(std::chrono::milliseconds(10), options_.command_resend_after / 4);
   while (true) {
     // A caller committing its own request (SubmitAndWait) finishes first.
-    const bool work = cv_.wait_for(
-        lock, tick, [this] { return !writing_ && (stopping_ || !queue_.empty() || !decisions_.empty()); });
-    if (!stopping_) {
-      if (std::vector<rollertrace::v1::Command> overdue = TakeOverdueLocked(); !overdue.empty()) {
-        lock.unlock();
-        Deliver(std::move(overdue));
-        lock.lock();
-        continue;
-      }
-    }
-    if (!work) continue;
+    cv_.wait(lock, [this] { return !writing_ && (stopping_ || !queue_.empty() || !decisions_.empty()); });
     if (queue_.empty() && decisions_.empty()) return;  // stopping, and everything answered
     std::deque<Pending> group;
     size_t events = 0;
@@ -418,7 +301,7 @@ bool GroupCommitter::CommitGroup(std::deque<Pending>& group, std::vector<rollert
   }
   for (const auto& f : result->findings) metrics_.findings.Add({{"kind", f.kind()}}).Increment();
   metrics_.recalls.Increment(static_cast<double>(result->recalls.size()));
-  Enqueue(std::move(result->commands));
+  outbox_.Enqueue(std::move(result->commands));
   metrics_.gaps.Increment(static_cast<double>(result->gaps_opened));
 
   std::map<std::string, const rollertrace::v1::DeviceAck*> acks;

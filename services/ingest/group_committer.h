@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ingest/command_outbox.h"
 #include "ingest/durability.h"
 #include "ingest/ingest_metrics.h"
 #include "ingest/store_guard.h"
@@ -82,26 +83,8 @@ class GroupCommitter {
   // The largest command the store takes now (0: no bound beyond the store's).
   size_t MaxCommandBytes() const { return durability_ != nullptr ? durability_->MaxCommandBytes() : 0; }
 
-  // Commands for devices (locks, unlocks, recalls), each stored in the
-  // store's outbox with the change that raised it (Command.outbox_index).
-  // Handed at once to one of the command sinks (the bridges' streams), else
-  // kept until one connects. A command is owed until a bridge says it was
-  // published (CommandsPublished); if its stream closes first it goes to
-  // the next one. Thread-safe.
-  void Enqueue(std::vector<rollertrace::v1::Command> commands);
-  // The outbox the store kept across a restart: sent as Enqueue sends, not
-  // counted as issued again.
-  void Resume(std::vector<rollertrace::v1::Command> commands);
-  // A bridge published these (the broker acknowledged them): forgotten, and
-  // their outbox entries dropped with the next group. Thread-safe.
-  void CommandsPublished(const std::vector<uint64_t>& outbox_indexes);
-  // Takes the commands and returns true, or returns false (leaving them) once
-  // its stream has closed. Called without the committer's lock held; it must
-  // not block, and may be called after RemoveCommandSink returned.
-  using CommandSink = std::function<bool(std::vector<rollertrace::v1::Command>&)>;
-  uint64_t AddCommandSink(CommandSink sink);
-  // The commands it took and did not confirm go to the next sink.
-  void RemoveCommandSink(uint64_t id);
+  // The device commands owed to the bridges (command_outbox.h).
+  CommandOutbox& outbox() { return outbox_; }
 
  private:
   // Bytes written to the store's disk per byte of command, at most (records,
@@ -121,8 +104,8 @@ class GroupCommitter {
   // Queues a prepared request for the writer, waiting for room.
   void Queue(Pending p);
   void Run();
-  void Deliver(std::vector<rollertrace::v1::Command> commands);
-  void CountUnpublishedLocked();  // REQUIRES: mu_ held
+  // The bridges published these device commands: stored with the next group.
+  void StorePublished(std::vector<uint64_t> outbox_indexes);
   // False when the group was held back (the store takes no writes).
   bool CommitGroup(std::deque<Pending>& group, std::vector<rollertrace::v1::StoreCommand>& decisions);
   // Answers every request of the group "not stored, send again" and puts the
@@ -145,21 +128,9 @@ class GroupCommitter {
   size_t queued_events_ = 0;
   // Decision and commands-published commands, stored with the next group.
   std::vector<rollertrace::v1::StoreCommand> decisions_;
-  std::vector<rollertrace::v1::Command> outbox_;  // waiting for a sink
-  // Handed to a sink, not confirmed yet: by outbox index.
-  struct Sent {
-    uint64_t sink;
-    std::chrono::steady_clock::time_point at;
-    rollertrace::v1::Command command;
-  };
-  std::map<uint64_t, Sent> sent_;
-  // Takes what was sent longer ago than command_resend_after. REQUIRES: mu_ held.
-  std::vector<rollertrace::v1::Command> TakeOverdueLocked();
-  std::map<uint64_t, CommandSink> sinks_;
-  uint64_t next_sink_ = 1;
-  uint64_t last_sink_ = 0;
   bool stopping_ = false;
   bool writing_ = false;  // a group is being committed (by the writer or a caller)
+  CommandOutbox outbox_;  // before writer_, which hands it commands
   std::thread writer_;
 };
 

@@ -87,7 +87,7 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
       if (can_write) can_write = stream->Write(response);
     }
   });
-  const uint64_t sink = committer_.AddCommandSink([out](std::vector<rollertrace::v1::Command>& commands) {
+  const uint64_t sink = committer_.outbox().AddSink([out](std::vector<rollertrace::v1::Command>& commands) {
     std::lock_guard<std::mutex> lock(out->mu);
     if (out->reading_done) return false;
     IngestResponse response;
@@ -102,7 +102,7 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
   IngestRequest request;
   while (stream->Read(&request)) {
     if (request.commands_published_size() > 0) {
-      committer_.CommandsPublished({request.commands_published().begin(), request.commands_published().end()});
+      committer_.outbox().Published({request.commands_published().begin(), request.commands_published().end()});
     }
     std::future<IngestResponse> answer = committer_.Submit(std::move(request));
     {
@@ -112,7 +112,7 @@ grpc::Status IngestServiceImpl::Ingest(grpc::ServerContext* context,
     out->cv.notify_one();
     request.Clear();
   }
-  committer_.RemoveCommandSink(sink);
+  committer_.outbox().RemoveSink(sink);
   {
     std::lock_guard<std::mutex> lock(out->mu);
     out->reading_done = true;
@@ -183,7 +183,7 @@ grpc::Status RegistryServiceImpl::Unlock(grpc::ServerContext* context, const rol
       store::Unlock(store_, request->device_id(), request->reason(), request->by(), clock_(), &command);
   if (!device.ok()) return ToGrpc(device.status());
   if (absl::Status d = committer_.AwaitDurable(); !d.ok()) return ToGrpc(d);
-  committer_.Enqueue({command});
+  committer_.outbox().Enqueue({command});
   *response = *device;
   return grpc::Status::OK;
 }
@@ -233,7 +233,7 @@ grpc::Status ComplianceServiceImpl::RecordBiologicalIndicator(
     metrics_.recalls.Increment();
     *response->mutable_recall() = outcome->recalls.front();
   }
-  committer_.Enqueue(std::move(outcome->commands));
+  committer_.outbox().Enqueue(std::move(outcome->commands));
   *response->mutable_cycle() = outcome->cycle;
   return grpc::Status::OK;
 }

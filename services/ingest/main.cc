@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
     return 1;
   } else if (!owed->empty()) {
     std::cerr << "ingestd: " << owed->size() << " device commands not yet published, sent again" << std::endl;
-    committer->Resume(std::move(*owed));
+    committer->outbox().Resume(std::move(*owed));
   }
   rollertrace::ingest::IngestServiceImpl ingest(*committer, *access);
   rollertrace::ingest::RegistryServiceImpl registry(**store, *committer, *access, rollertrace::util::NowUnixMs);

@@ -157,7 +157,7 @@ TEST_F(GroupCommitterTest, ACommandNoBridgeConfirmsIsHandedOutAgainUntilOneDoes)
   committer_ = std::make_unique<GroupCommitter>(*store_, pseudonymizer_, *ingest_metrics_, [] { return 42; }, options);
   std::mutex mu;
   std::vector<uint64_t> taken;
-  committer_->AddCommandSink([&](std::vector<rollertrace::v1::Command>& commands) {
+  committer_->outbox().AddSink([&](std::vector<rollertrace::v1::Command>& commands) {
     std::lock_guard<std::mutex> lock(mu);
     for (const auto& c : commands) taken.push_back(c.outbox_index());
     return true;
@@ -166,14 +166,14 @@ TEST_F(GroupCommitterTest, ACommandNoBridgeConfirmsIsHandedOutAgainUntilOneDoes)
   lock_command.set_device_id("R-1");
   lock_command.set_command("lock");
   lock_command.set_outbox_index(7);
-  committer_->Enqueue({lock_command});
+  committer_->outbox().Enqueue({lock_command});
   auto count = [&] {
     std::lock_guard<std::mutex> lock(mu);
     return taken.size();
   };
   for (int i = 0; i < 300 && count() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GE(count(), 3u) << "an unconfirmed command was not handed out again";
-  committer_->CommandsPublished({7});
+  committer_->outbox().Published({7});
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   const size_t after = count();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
