@@ -75,8 +75,7 @@ bool Bridge::PublishControl(const std::string& topic, const std::string& payload
   absl::Status s;
   // A full Paho queue is waited out (this thread then stops taking ingestd's
   // answers, and the backpressure reaches the broker); a lost connection is not.
-  while (absl::IsResourceExhausted(s = delivered ? control_.Publish(topic, payload, 1, false, delivered)
-                                                 : control_.Publish(topic, payload, 1)) &&
+  while (absl::IsResourceExhausted(s = control_.Publish(topic, payload, 1, false, delivered)) &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
