@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "store/keys.h"
+#include "process/priority.h"
 #include "store/memtable.h"
 #include "util/cat.h"
 
@@ -52,7 +54,31 @@ absl::Status ReadView::Scan(Family family, std::string_view prefix, const Visito
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync, Mode mode) {
+namespace {
+
+// Lowers the priority of the thread that runs a flush or a compaction, once
+// per thread, as its first job begins (RocksDB starts its pool threads itself).
+class BackgroundPriority final : public rocksdb::EventListener {
+ public:
+  explicit BackgroundPriority(int nice) : nice_(nice) {}
+  const char* Name() const override { return "rollertrace.BackgroundPriority"; }
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { Lower(); }
+  void OnCompactionBegin(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override { Lower(); }
+
+ private:
+  void Lower() const {
+    thread_local int lowered_to = 0;
+    if (lowered_to == nice_) return;
+    lowered_to = nice_;
+    // A refusal (a sandbox without setpriority) leaves the thread as it was.
+    (void)process::LowerThisThread(nice_);
+  }
+  int nice_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync, Mode mode, int background_nice) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
@@ -60,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync,
   // The store's own memtable (memtable.h: Debian's RocksDB checks its own
   // skip list on every insert); it takes one inserting thread at a time.
   options.allow_concurrent_memtable_write = false;
+  if (background_nice > 0) options.listeners.push_back(std::make_shared<BackgroundPriority>(background_nice));
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

@@ -73,8 +73,11 @@ class Db {
     kMigrate,  // bring an older format to kStoreFormat
   };
   // Opens (creating if missing) the store in directory `path`. `sync`: sync
-  // the WAL with every write (only benchmarks turn it off).
-  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool sync, Mode mode = Mode::kServe);
+  // the WAL with every write (only benchmarks turn it off). `background_nice`
+  // (0 = off): the nice value RocksDB's flush and compaction threads take as
+  // they begin a job (process/priority.h), bulk work behind the decisions.
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool sync, Mode mode = Mode::kServe,
+                                                  int background_nice = 0);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

@@ -14,7 +14,7 @@ EventStore::EventStore(std::unique_ptr<Db> db)
     : db_(std::move(db)), audit_(*db_), verifier_(*db_), archiver_(*db_), log_(*db_), applier_(policies_) {}
 
 absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& path, StoreOptions options) {
-  absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path, options.sync, options.mode);
+  absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path, options.sync, options.mode, options.background_nice);
   if (!db.ok()) return db.status();
   std::unique_ptr<EventStore> store(new EventStore(std::move(*db)));
   {

@@ -41,6 +41,8 @@ struct StoreOptions {
   std::optional<rules::Policy> policy;
   int64_t opened_unix_ms = 0;
   Db::Mode mode = Db::Mode::kServe;
+  // Nice value of RocksDB's flush and compaction threads (Db::Open); 0 = off.
+  int background_nice = 0;
 };
 
 class EventStore {

@@ -37,7 +37,7 @@ AckPublisher::~AckPublisher() {
 
 absl::Status AckPublisher::StartLocked() {
   absl::StatusOr<child::Spawned> spawned =
-      child::Spawn(options_.executable, "--ack-publisher", kSocketBytes, options_.mqtt, {});
+      child::Spawn(options_.executable, "--ack-publisher", kSocketBytes, options_.mqtt, {}, options_.nice);
   if (!spawned.ok()) return spawned.status();
   child_ = std::make_unique<Child>();
   child_->process = *spawned;

@@ -40,6 +40,7 @@ class AckPublisher {
     mqtt::MqttOptions mqtt;
     // The bridge binary; the child runs it as `<executable> --ack-publisher`.
     std::string executable = "/proc/self/exe";
+    int nice = 0;  // the child's nice value (child::Spawn); acks are bulk work
     // Called (on a thread of this object) for each ack the child could not publish.
     std::function<void()> on_failure;
   };

@@ -2,8 +2,10 @@
 
 #include "bridge/ack_publisher.h"
 #include "bridge/event_reader.h"
+#include "process/priority.h"
 
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 
 #include <iostream>
 #include <set>
@@ -112,6 +114,7 @@ void Bridge::Start() {
   AckPublisher::Options ao;
   ao.mqtt = MqttOptionsFor(options_, "-acks");
   ao.executable = options_.executable;
+  ao.nice = options_.bulk_nice;
   ao.on_failure = [this] { publish_failures_.Add({{"what", "ack"}}).Increment(); };
   acks_ = std::make_unique<AckPublisher>(std::move(ao));
   event_reader_ = std::thread([this] { RunEventReader(); });
@@ -146,12 +149,15 @@ void Bridge::Stop() {
 }
 
 void Bridge::RunEventReader() {
+  pthread_setname_np(pthread_self(), "bridge-events");
+  LowerThisThread("event reader");
   const std::string share = "$share/" + options_.share_group + "/";
   EventReader::Options ro;
   ro.mqtt = MqttOptionsFor(options_, "");
   ro.filters = {share + "rollers/+/events", share + "rollers/+/events/json", share + "sterilisers/+/cycles",
                 share + "sterilisers/+/cycles/json"};
   ro.executable = options_.executable;
+  ro.nice = options_.bulk_nice;
   std::chrono::milliseconds backoff(100);
   bool ever_up = false;
   while (!stopping_) {
@@ -258,6 +264,12 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
   cv_.notify_all();
 }
 
+void Bridge::LowerThisThread(std::string_view what) const {
+  if (absl::Status lowered = process::LowerThisThread(options_.bulk_nice); !lowered.ok()) {
+    std::cerr << "mqtt-bridge: " << what << ": " << lowered.message() << std::endl;
+  }
+}
+
 std::shared_ptr<grpc::Channel> Bridge::IngestdChannel() const {
   return grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
                                                            ? options_.ingestd_credentials
@@ -267,6 +279,10 @@ std::shared_ptr<grpc::Channel> Bridge::IngestdChannel() const {
 void Bridge::RunForwarder() {
   const std::shared_ptr<grpc::Channel> channel = IngestdChannel();
   auto stub = rollertrace::v1::IngestService::NewStub(channel);
+  // After the channel: gRPC's own threads, which the authorisers share, are
+  // not this thread's to start. The stream's reader thread inherits it.
+  pthread_setname_np(pthread_self(), "bridge-forward");
+  LowerThisThread("forwarder");
   std::chrono::milliseconds backoff(100);
   while (!stopping_) {
     if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(500))) {
@@ -298,6 +314,7 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
     stream_broken_ = false;
   }
   std::thread reader([&] {
+    pthread_setname_np(pthread_self(), "bridge-answers");
     IngestResponse response;
     while (stream->Read(&response)) HandleResponse(response);
     {

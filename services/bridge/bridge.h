@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -73,6 +74,11 @@ struct BridgeOptions {
   // requests over 100 ms, nearly all of it queued here; with 16, 20 ms and
   // 2 % (docs/BENCHMARKS.md).
   size_t authorize_threads = 16;
+  // Nice value (process/priority.h) of the bulk work: the event reader and
+  // ack publisher processes, and the threads that forward events to ingestd
+  // and read its answers. Authorisations, decisions and commands keep 0, so on
+  // a busy machine they do not wait for a core behind a burst. 0 = off.
+  int bulk_nice = 0;
   // The bridge binary, which the event reader and ack publisher processes run.
   std::string executable = "/proc/self/exe";
 };
@@ -133,6 +139,8 @@ class Bridge {
                       std::function<void()> delivered = {});
   // A new channel to ingestd (TLS when options_.ingestd_credentials is set).
   std::shared_ptr<grpc::Channel> IngestdChannel() const;
+  // Gives the calling thread options_.bulk_nice (a failure is logged).
+  void LowerThisThread(std::string_view what) const;
 
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& rejected_;

@@ -12,8 +12,10 @@
 #include <chrono>
 #include <algorithm>
 #include <cstring>
+#include <iostream>
 #include <thread>
 
+#include "process/priority.h"
 #include "util/cat.h"
 
 extern char** environ;
@@ -129,7 +131,7 @@ bool FrameReader::Next(Frame* frame) {
 }
 
 absl::StatusOr<Spawned> Spawn(std::string executable, const std::string& flag, int socket_bytes,
-                              const mqtt::MqttOptions& mqtt, const std::vector<std::string>& filters) {
+                              const mqtt::MqttOptions& mqtt, const std::vector<std::string>& filters, int nice) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return absl::InternalError(util::Cat("socketpair: ", std::strerror(errno)));
@@ -156,6 +158,9 @@ absl::StatusOr<Spawned> Spawn(std::string executable, const std::string& flag, i
   if (rc != 0) {
     close(fds[0]);
     return absl::InternalError(util::Cat("cannot start ", executable, " ", flag, ": ", std::strerror(rc)));
+  }
+  if (absl::Status lowered = process::LowerThread(pid, nice); !lowered.ok()) {
+    std::cerr << "mqtt-bridge: " << flag << ": " << lowered.message() << std::endl;
   }
   if (!WriteFrame(fds[0], 'M', "options", EncodeOptions(mqtt, filters))) {
     Stop(pid, fds[0]);

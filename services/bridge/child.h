@@ -54,9 +54,12 @@ struct Spawned {
   int fd;  // the parent's end
 };
 // Runs `executable flag` with the socket pair (each direction buffered
-// `socket_bytes`) and hands it `mqtt` and `filters` as its first frame.
+// `socket_bytes`) and hands it `mqtt` and `filters` as its first frame. With
+// `nice` above 0 the child runs at that nice value (process/priority.h): set
+// before the first frame, which the child waits for before it starts a
+// thread, so all of its threads have it.
 absl::StatusOr<Spawned> Spawn(std::string executable, const std::string& flag, int socket_bytes,
-                              const mqtt::MqttOptions& mqtt, const std::vector<std::string>& filters);
+                              const mqtt::MqttOptions& mqtt, const std::vector<std::string>& filters, int nice = 0);
 // SIGTERM, then SIGKILL after a second; reaps the child and closes `fd`.
 void Stop(pid_t pid, int fd);
 

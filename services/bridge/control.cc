@@ -4,6 +4,7 @@
 // waiting while Paho's queue is full. Acks leave from the ack publisher
 // process (ack_publisher.h).
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 
 #include <iostream>
 #include <thread>
@@ -38,6 +39,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
 }
 
 void Bridge::RunAuthorizer() {
+  pthread_setname_np(pthread_self(), "bridge-authz");
   auto stub = rollertrace::v1::ComplianceService::NewStub(IngestdChannel());
   while (true) {
     rollertrace::v1::AuthorizeRequest request;

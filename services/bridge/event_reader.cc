@@ -9,7 +9,8 @@ namespace rollertrace::bridge {
 
 absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Spawn(const Options& options) {
   absl::StatusOr<child::Spawned> spawned =
-      child::Spawn(options.executable, "--event-reader", kSocketBytes, options.mqtt, options.filters);
+      child::Spawn(options.executable, "--event-reader", kSocketBytes, options.mqtt, options.filters,
+                   options.nice);
   if (!spawned.ok()) return spawned.status();
   return std::unique_ptr<EventReader>(new EventReader(spawned->pid, spawned->fd));
 }

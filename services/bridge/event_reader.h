@@ -33,6 +33,7 @@ class EventReader {
     std::vector<std::string> filters;  // subscribed at QoS 1
     // The bridge binary; the child runs it as `<executable> --event-reader`.
     std::string executable = "/proc/self/exe";
+    int nice = 0;  // the child's nice value (child::Spawn); bulk work
   };
   enum class FrameType : char { kMessage = 'M', kConnected = 'C', kLost = 'L' };
   struct Frame {

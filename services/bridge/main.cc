@@ -73,6 +73,13 @@ int main(int argc, char** argv) {
                  "Authorisation requests answered at once (rollertrace_bridge_authorize_seconds shows the wait)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
+  options.bulk_nice = 10;
+  app.add_option("--bulk-nice", options.bulk_nice,
+                 "CPU priority of the bulk work (the event reader and ack publisher processes, the threads that "
+                 "forward events to ingestd), as a nice value above the authorisations' 0, so that on a busy "
+                 "machine a decision does not wait for a core behind a burst; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   CLI11_PARSE(app, argc, argv);
   options.session_expiry = std::chrono::seconds(session_expiry_s);
   if (absl::Status s = rollertrace::mqtt::LoadLogin(options.mqtt_uri, options.mqtt_username, password_file,

@@ -1,5 +1,7 @@
 #include "ingest/group_committer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -8,6 +10,7 @@
 #include <set>
 
 #include "codec/codec.h"
+#include "process/priority.h"
 #include "util/cat.h"
 
 namespace rollertrace::ingest {
@@ -166,6 +169,10 @@ absl::StatusOr<rollertrace::v1::Decision> GroupCommitter::Authorize(const roller
 }
 
 void GroupCommitter::Run() {
+  pthread_setname_np(pthread_self(), "ingest-writer");
+  if (absl::Status lowered = process::LowerThisThread(options_.bulk_nice); !lowered.ok()) {
+    std::cerr << "ingestd: " << lowered.message() << "; the writer thread keeps its priority" << std::endl;
+  }
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     // A caller committing its own request (SubmitAndWait) finishes first.

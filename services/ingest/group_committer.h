@@ -36,6 +36,9 @@ struct GroupCommitOptions {
   // A device command handed to a bridge and not confirmed within this is
   // handed out again (its bridge lost the control connection, say).
   std::chrono::milliseconds command_resend_after{10000};
+  // The writer thread's nice value (process/priority.h): storing events is
+  // bulk work, behind the authorisations on a busy machine. 0 = off.
+  int bulk_nice = 0;
 };
 
 class GroupCommitter {

@@ -92,6 +92,13 @@ int main(int argc, char** argv) {
                  "feeding rollertrace_verify_broken_chains; 0 = only when rollerctl verify asks")
       ->capture_default_str()
       ->check(CLI::Range(0, 7 * 86400));
+  int bulk_nice = 10;
+  app.add_option("--bulk-nice", bulk_nice,
+                 "CPU priority of the threads that store events in bulk (the writer, RocksDB's flushes and "
+                 "compactions), as a nice value above the authorisations' 0, so that on a busy machine a "
+                 "decision does not wait for a core behind a burst; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   std::string tls_cert, tls_key;
   app.add_option("--tls-cert", tls_cert, "Serve gRPC over TLS with this certificate chain (PEM); with --tls-key");
   app.add_option("--tls-key", tls_key, "The certificate's private key (PEM)");
@@ -136,6 +143,7 @@ int main(int argc, char** argv) {
   }
 
   rollertrace::store::StoreOptions store_options;
+  store_options.background_nice = bulk_nice;
   store_options.policy = rollertrace::rules::Policy{};  // DOMAIN.md's defaults unless --policy
   if (!policy_file.empty()) {
     auto policy = rollertrace::rules::LoadPolicyFile(policy_file);
@@ -183,9 +191,10 @@ int main(int argc, char** argv) {
   }
   if (insecure_no_auth) std::cerr << "ingestd: WARNING: access control is off (--insecure-no-auth)" << std::endl;
   rollertrace::ingest::StoreGuard guard(**store, min_free_mib << 20, **metrics);
+  rollertrace::ingest::GroupCommitOptions commit_options;
+  commit_options.bulk_nice = bulk_nice;
   auto committer = std::make_unique<rollertrace::ingest::GroupCommitter>(
-      **store, *pseudonymizer, ingest_metrics, rollertrace::util::NowUnixMs, rollertrace::ingest::GroupCommitOptions{},
-      &guard);
+      **store, *pseudonymizer, ingest_metrics, rollertrace::util::NowUnixMs, commit_options, &guard);
   std::unique_ptr<rollertrace::ingest::ClusterShard> shard;
   if (!cluster.nats.empty()) {
     auto started = rollertrace::ingest::ClusterShard::Start(

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
+#include <map>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -375,6 +377,71 @@ TEST(Commands, AnUnlockRaisedWithNoBridgeSurvivesAnIngestdKillAndReachesTheRolle
   cluster.KillIngestd();
   cluster.StartIngestd();
   EXPECT_FALSE(roller.NextCommand(std::chrono::seconds(3)).has_value()) << "a confirmed command was sent again";
+}
+
+// Thread name -> the nice values of the threads of `pid` by that name.
+std::map<std::string, std::set<int>> NiceByThread(pid_t pid) {
+  std::map<std::string, std::set<int>> nice;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& t : std::filesystem::directory_iterator(task)) {
+    std::ifstream comm(t.path() / "comm");
+    std::ifstream stat(t.path() / "stat");
+    std::string name, line;
+    if (!std::getline(comm, name) || !std::getline(stat, line)) continue;  // the thread ended meanwhile
+    // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    }
+    nice[name].insert(std::stoi(field));
+  }
+  return nice;
+}
+
+// Point 3's "authorisations must not queue behind bulk events", down to the
+// scheduler: the threads that move bulk events run at a higher nice value
+// (ingestd --bulk-nice 7 here, the bridge at its default 10), and every
+// thread on a decision's path at 0.
+TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
+  Cluster cluster("bulk-nice");
+  cluster.StartBroker();
+  cluster.StartIngestd({"--bulk-nice", "7"});
+  cluster.StartBridge();
+  ASSERT_GT(cluster.bridge_reader_pid(), 0);
+  ASSERT_GT(cluster.bridge_ack_publisher_pid(), 0);
+
+  const auto ingestd = NiceByThread(cluster.ingestd_pid());
+  ASSERT_TRUE(ingestd.count("ingest-writer")) << "no writer thread found";
+  EXPECT_EQ(ingestd.at("ingest-writer"), std::set<int>{7});
+  ASSERT_TRUE(ingestd.count("grpcpp_sync_ser"));
+  EXPECT_EQ(ingestd.at("grpcpp_sync_ser"), std::set<int>{0}) << "gRPC threads answer authorisations";
+
+  const auto bridge = NiceByThread(cluster.bridge_pid());
+  for (const char* bulk : {"bridge-forward", "bridge-events"}) {
+    ASSERT_TRUE(bridge.count(bulk)) << bulk;
+    EXPECT_EQ(bridge.at(bulk), std::set<int>{10}) << bulk;
+  }
+  for (const char* decision : {"bridge-authz", "MQTTAsync_rcv", "MQTTAsync_send"}) {
+    ASSERT_TRUE(bridge.count(decision)) << decision;
+    EXPECT_EQ(bridge.at(decision), std::set<int>{0}) << decision << " is on the decision path";
+  }
+  for (pid_t child : {cluster.bridge_reader_pid(), cluster.bridge_ack_publisher_pid()}) {
+    for (const auto& [name, values] : NiceByThread(child)) {
+      EXPECT_EQ(values, std::set<int>{10}) << "thread " << name << " of child " << child;
+    }
+  }
+
+  // And the decision path answers, with the bulk threads behind it.
+  std::unique_ptr<Process> burst = StartLoadgen(cluster, "bin", "loadgen.log");
+  ASSERT_EQ(burst->Wait(std::chrono::seconds(120)), 0);
+  EXPECT_EQ(WaitStored(cluster, kTotal), kTotal);
+  TestDevice roller(cluster.mqtt_uri(), DeviceId(0));
+  std::optional<rollertrace::v1::Decision> decision = roller.Authorize(AuthorizeFor(DeviceId(0), "MRN-1", Now()));
+  ASSERT_TRUE(decision.has_value()) << "no decision over MQTT";
+  EXPECT_EQ(decision->device_id(), DeviceId(0));
+  // RocksDB's flush threads are lowered as their first job begins
+  // (store_parts_test); the writer keeps its value through the burst.
+  EXPECT_EQ(NiceByThread(cluster.ingestd_pid()).at("ingest-writer"), std::set<int>{7});
 }
 
 }  // namespace

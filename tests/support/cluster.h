@@ -56,6 +56,7 @@ class Cluster {
   int mqtt_port() const { return mqtt_port_; }
   int ingestd_metrics_port() const { return ingestd_metrics_port_; }
   int bridge_metrics_port() const { return bridge_metrics_port_; }
+  pid_t ingestd_pid() const { return ingestd_ ? ingestd_->pid() : -1; }
   pid_t bridge_pid() const { return bridge_ ? bridge_->pid() : -1; }
   // The bridge's child process run with `flag`; -1 when there is none.
   pid_t bridge_child_pid(const std::string& flag) const;

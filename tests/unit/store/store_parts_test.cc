@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "store/commands.h"
@@ -481,6 +485,46 @@ TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
   EXPECT_EQ(back->course_gap_ms, 21 * rules::kDayMs);
   EXPECT_EQ(back->methods.at("dry_heat")[0].hold_seconds, 7200u);
   EXPECT_EQ(rules::FormatPolicy(rules::Policy{}), rules::FormatPolicy(*rules::ParsePolicy("")));
+}
+
+// Nice values of this process's threads whose name begins with `prefix`.
+std::multiset<int> NiceOfThreads(const std::string& prefix) {
+  std::multiset<int> found;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::ifstream stat(t.path() / "stat");
+    std::string name, line;
+    if (!std::getline(comm, name) || !std::getline(stat, line) || name.rfind(prefix, 0) != 0) continue;
+    std::istringstream rest(line.substr(line.rfind(')') + 2));  // from field 3 (state) on
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    }
+    found.insert(std::stoi(field));
+  }
+  return found;
+}
+
+TEST_F(StorePartsTest, FlushesAndCompactionsRunAtTheBackgroundNiceValue) {
+  // Bulk work behind the decisions (docs/ARCHITECTURE.md "Under load"): the
+  // threads RocksDB starts for flushes and compactions take the store's
+  // background nice value as their first job begins; the caller keeps its own.
+  auto db = Db::Open(dir_, true, Db::Mode::kServe, 6);
+  ASSERT_TRUE(db.ok()) << db.status();
+  rocksdb::DB* raw = (*db)->raw();
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), (*db)->handle(Family::kEvents), "k" + std::to_string(i),
+                           std::string(100, 'v'))
+                      .ok());
+    }
+    ASSERT_TRUE(raw->Flush(rocksdb::FlushOptions(), (*db)->handle(Family::kEvents)).ok());
+  }
+  EXPECT_EQ(NiceOfThreads("rocksdb:high").count(6), 1u) << "the flush thread";
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  ASSERT_TRUE(raw->CompactRange(compact, (*db)->handle(Family::kEvents), nullptr, nullptr).ok());
+  EXPECT_GE(NiceOfThreads("rocksdb:low").count(6), 1u) << "a compaction thread";
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), 0) << "the caller's own thread";
 }
 
 }  // namespace
