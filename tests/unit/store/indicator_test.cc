@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "store/commands.h"
@@ -34,9 +35,13 @@ std::string Name(const ::testing::TestParamInfo<Row>& info) {
 class IndicatorTest : public ::testing::TestWithParam<Row> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("indicator_test." + std::to_string(getpid()) + "." +
-                                                     std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    // A parameterised test's name has a '/': one directory, not two (the
+    // outer one was left behind).
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = std::filesystem::temp_directory_path() /
+           ("indicator_test." + std::to_string(getpid()) + "." +
+            std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + name);
     std::filesystem::remove_all(dir_);
     auto s = EventStore::Open(dir_.string());
     ASSERT_TRUE(s.ok()) << s.status();
