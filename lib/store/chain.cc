@@ -1,6 +1,7 @@
 #include "store/chain.h"
 
-#include <openssl/evp.h>
+// SHA256_* (below): deprecated by OpenSSL 3 in favour of EVP, still supported.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 
 #include <cstdio>
@@ -11,23 +12,19 @@
 namespace rollertrace::store {
 namespace {
 
-// SHA-256 of a || b. OpenSSL 3's one-shot SHA256() looks the algorithm up on
-// every call (a fetch under a lock: three times the cost of the hash of an
-// event, measured); here it is fetched once, and each thread keeps a context.
+// SHA-256 of a || b, through OpenSSL's SHA256_* functions (the same
+// assembly, SHA extensions included, as EVP's). They are deprecated in
+// OpenSSL 3 for EVP, whose one-shot SHA256() looks the algorithm up on every
+// call (three times the cost of an event's hash, measured) and whose
+// EVP_DigestInit_ex2 still allocates on each (a quarter of the hash's time in
+// ingestd's writer: docs/BENCHMARKS.md, seventh session). Same digest either way.
 std::string Sha256Of(std::string_view a, std::string_view b) {
-  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  struct Context {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    ~Context() { EVP_MD_CTX_free(ctx); }
-  };
-  thread_local Context context;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (md == nullptr || context.ctx == nullptr || EVP_DigestInit_ex2(context.ctx, md, nullptr) != 1 ||
-      EVP_DigestUpdate(context.ctx, a.data(), a.size()) != 1 || EVP_DigestUpdate(context.ctx, b.data(), b.size()) != 1 ||
-      EVP_DigestFinal_ex(context.ctx, digest, &length) != 1 || length != SHA256_DIGEST_LENGTH) {
+  SHA256_CTX context;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  if (SHA256_Init(&context) != 1 || SHA256_Update(&context, a.data(), a.size()) != 1 ||
+      SHA256_Update(&context, b.data(), b.size()) != 1 || SHA256_Final(digest, &context) != 1) {
     // Only when OpenSSL cannot give SHA-256 at all: a chain cannot be written.
-    std::fprintf(stderr, "rollertrace: OpenSSL's SHA-256 is not available\n");
+    std::fprintf(stderr, "rollertrace: OpenSSL's SHA-256 failed\n");
     std::abort();
   }
   return std::string(reinterpret_cast<char*>(digest), SHA256_DIGEST_LENGTH);
