@@ -72,26 +72,47 @@ bool Number(simdjson::dom::element v, double* out) {
   return std::isfinite(*out);
 }
 
-bool Fill(simdjson::dom::object object, Message* m, int depth);
-
 // A message's fields by both the names protobuf's JSON parser takes: the
-// JSON name (lowerCamelCase) and the proto name. Built once per thread and type.
-const FieldDescriptor* FieldNamed(const Descriptor* d, std::string_view name) {
-  thread_local std::unordered_map<const Descriptor*, std::unordered_map<std::string, const FieldDescriptor*>> cache;
-  auto [it, inserted] = cache.try_emplace(d);
-  if (inserted) {
-    for (int i = 0; i < d->field_count(); ++i) {
-      it->second.emplace(d->field(i)->json_name(), d->field(i));
-      it->second.emplace(d->field(i)->name(), d->field(i));
+// JSON name (lowerCamelCase) and the proto name (views of the descriptor's
+// own strings, which live as long as the program). A device message has a
+// handful of fields: a scan of short names beats hashing a copy of the key.
+class FieldTable {
+ public:
+  const FieldDescriptor* Find(const Descriptor* d, std::string_view name) {
+    if (d != last_descriptor_) {
+      auto [it, inserted] = fields_.try_emplace(d);
+      if (inserted) {
+        for (int i = 0; i < d->field_count(); ++i) {
+          const FieldDescriptor* f = d->field(i);
+          it->second.emplace_back(f->json_name(), f);
+          if (f->name() != f->json_name()) it->second.emplace_back(f->name(), f);
+        }
+      }
+      last_descriptor_ = d;
+      last_ = &it->second;
     }
+    for (const auto& [n, f] : *last_) {
+      if (n == name) return f;
+    }
+    return nullptr;
   }
-  auto f = it->second.find(std::string(name));
-  return f == it->second.end() ? nullptr : f->second;
-}
+
+ private:
+  std::unordered_map<const Descriptor*, std::vector<std::pair<std::string_view, const FieldDescriptor*>>> fields_;
+  const Descriptor* last_descriptor_ = nullptr;
+  const std::vector<std::pair<std::string_view, const FieldDescriptor*>>* last_ = nullptr;
+};
+
+// What one decode carries down: this thread's field table.
+struct Decode {
+  FieldTable& fields;
+};
+
+bool Fill(Decode& decode, simdjson::dom::object object, Message* m, int depth);
 
 // One value of field f: set (singular) or added (repeated).
-bool Value(simdjson::dom::element v, const FieldDescriptor* f, Message* m, int depth) {
-  const Reflection* r = m->GetReflection();
+bool Value(Decode& decode, simdjson::dom::element v, const FieldDescriptor* f, Message* m, const Reflection* r,
+           int depth) {
   const bool add = f->is_repeated();
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32: {
@@ -153,26 +174,34 @@ bool Value(simdjson::dom::element v, const FieldDescriptor* f, Message* m, int d
       simdjson::dom::object object;
       if (v.get_object().get(object) != simdjson::SUCCESS) return false;
       Message* sub = add ? r->AddMessage(m, f) : r->MutableMessage(m, f);
-      return Fill(object, sub, depth + 1);
+      return Fill(decode, object, sub, depth + 1);
     }
   }
   return false;
 }
 
-bool Fill(simdjson::dom::object object, Message* m, int depth) {
+bool Fill(Decode& decode, simdjson::dom::object object, Message* m, int depth) {
   // protobuf's parser limits nesting at 100; device messages are shallow.
   if (depth > 32) return false;
   const Descriptor* d = m->GetDescriptor();
   if (d->well_known_type() != Descriptor::WELLKNOWNTYPE_UNSPECIFIED) return false;
   const Reflection* r = m->GetReflection();
-  std::vector<const FieldDescriptor*> seen;
+  // Each field once: by its index, in a bit set of the first 64 and a list
+  // beyond (no device message has that many).
+  uint64_t seen_bits = 0;
+  std::vector<int> seen_more;
   for (auto [key, value] : object) {
-    const FieldDescriptor* f = FieldNamed(d, key);
+    const FieldDescriptor* f = decode.fields.Find(d, key);
     if (f == nullptr || f->is_map()) return false;
-    for (const FieldDescriptor* s : seen) {
-      if (s == f) return false;
+    if (const int i = f->index(); i < 64) {
+      if (seen_bits & (uint64_t{1} << i)) return false;
+      seen_bits |= uint64_t{1} << i;
+    } else {
+      for (int s : seen_more) {
+        if (s == i) return false;
+      }
+      seen_more.push_back(i);
     }
-    seen.push_back(f);
     if (value.is_null()) {
       if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated()) return false;
       continue;
@@ -182,9 +211,9 @@ bool Fill(simdjson::dom::object object, Message* m, int depth) {
       simdjson::dom::array items;
       if (value.get_array().get(items) != simdjson::SUCCESS) return false;
       for (simdjson::dom::element item : items) {
-        if (item.is_null() || !Value(item, f, m, depth)) return false;
+        if (item.is_null() || !Value(decode, item, f, m, r, depth)) return false;
       }
-    } else if (!Value(value, f, m, depth)) {
+    } else if (!Value(decode, value, f, m, r, depth)) {
       return false;
     }
   }
@@ -195,12 +224,14 @@ bool Fill(simdjson::dom::object object, Message* m, int depth) {
 
 bool FastJsonToMessage(std::string_view json, Message* message) {
   thread_local simdjson::dom::parser parser;
+  thread_local FieldTable fields;
+  Decode decode{fields};
   message->Clear();
   simdjson::dom::element root;
   if (parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(root) != simdjson::SUCCESS) return false;
   simdjson::dom::object object;
   if (root.get_object().get(object) != simdjson::SUCCESS) return false;
-  return Fill(object, message, 0);
+  return Fill(decode, object, message, 0);
 }
 
 }  // namespace rollertrace::codec

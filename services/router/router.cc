@@ -7,11 +7,13 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
 
 #include "codec/report_lists.h"
+#include "router/command_indexes.h"
 #include "util/cat.h"
 
 namespace rollertrace::router {
@@ -272,8 +274,7 @@ Status IngestRouter::Ingest(ServerContext* context,
   // (unique on this stream), and its confirmations go back to the shard that
   // raised the command under the shard's index.
   std::mutex owed_mu;
-  std::map<uint64_t, std::pair<size_t, uint64_t>> owed;  // router index -> shard, shard index
-  uint64_t next_owed = 1;
+  CommandIndexes owed;  // guarded by owed_mu
   std::vector<std::thread> relays;
   for (size_t i = 0; i < shards_.size(); ++i) {
     relays.emplace_back([&, i] {
@@ -297,8 +298,7 @@ Status IngestRouter::Ingest(ServerContext* context,
             std::lock_guard<std::mutex> lock(owed_mu);
             for (auto& command : *pushed.mutable_commands()) {
               if (command.outbox_index() == 0) continue;
-              owed[next_owed] = {i, command.outbox_index()};
-              command.set_outbox_index(next_owed++);
+              command.set_outbox_index(owed.Number(i, command.outbox_index()));
             }
           }
           std::promise<v1::IngestResponse> ready;
@@ -331,10 +331,9 @@ Status IngestRouter::Ingest(ServerContext* context,
       {
         std::lock_guard<std::mutex> lock(owed_mu);
         for (uint64_t index : request.commands_published()) {
-          auto it = owed.find(index);
-          if (it == owed.end()) continue;
-          confirm[it->second.first].add_commands_published(it->second.second);
-          owed.erase(it);
+          if (std::optional<CommandIndexes::Owner> owner = owed.Confirm(index)) {
+            confirm[owner->shard].add_commands_published(owner->index);
+          }
         }
       }
       std::lock_guard<std::mutex> lock(companions_mu);
