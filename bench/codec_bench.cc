@@ -8,37 +8,14 @@
 
 #include "codec/codec.h"
 #include "codec/fast_json.h"
+#include "loadgen/batch.h"
 #include "rollertrace/v1/events.pb.h"
 
 namespace {
 
 constexpr int kEvents = 50;
 
-rollertrace::v1::EventBatch LoadgenBatch() {
-  rollertrace::v1::EventBatch b;
-  b.set_device_id("R-00042");
-  for (int k = 0; k < kEvents; ++k) {
-    const uint64_t seq = 101 + static_cast<uint64_t>(k);
-    auto* e = b.add_events();
-    e->set_sequence(seq);
-    e->set_device_time_unix_ms(1764000000000 + static_cast<int64_t>(seq) * 1000);
-    std::string session = "s";  // appended: GCC 12 warns falsely (-Wrestrict) on "s" + string
-    session += std::to_string((seq - 1) / 100);
-    if (seq % 100 == 1) {
-      auto* s = e->mutable_session_started();
-      s->set_session_id(session);
-      s->set_patient_ref("P-42");
-      s->set_operator_id("op-1");
-      s->set_needle_length_mm(1.0);
-    } else {
-      auto* u = e->mutable_usage_sample();
-      u->set_session_id(session);
-      u->set_revolutions(12);
-      u->set_pressure_kpa(3.5);
-    }
-  }
-  return b;
-}
+rollertrace::v1::EventBatch LoadgenBatch() { return rollertrace::loadgen::MakeBatch("R-00042", 42, 101, kEvents); }
 
 void DecodeBatch(benchmark::State& state, bool json) {
   const std::string payload = rollertrace::codec::EncodeBatch(LoadgenBatch(), json);
