@@ -6,10 +6,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace rollertrace::process {
-
-pid_t ThisThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
 absl::Status LowerThread(pid_t id, int nice) {
   if (nice == 0) return absl::OkStatus();
@@ -25,12 +26,27 @@ absl::Status LowerThread(pid_t id, int nice) {
   return absl::OkStatus();
 }
 
-absl::Status LowerThisThread(int nice) { return LowerThread(ThisThreadId(), nice); }
+absl::Status LowerThisThread(int nice) { return LowerThread(static_cast<pid_t>(syscall(SYS_gettid)), nice); }
 
-int NiceOf(pid_t id) {
-  errno = 0;
-  const int n = getpriority(PRIO_PROCESS, static_cast<id_t>(id));
-  return errno == 0 ? n : 0;
+std::map<std::string, std::set<int>> ThreadNiceValues(pid_t pid) {
+  std::map<std::string, std::set<int>> nice;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::ifstream stat(task.path() / "stat");
+    std::string name, line;
+    if (!std::getline(comm, name) || !std::getline(stat, line)) continue;
+    // proc(5): the fields after the command's closing parenthesis start at
+    // field 3 (state); the nice value is field 19.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string field;
+    int n = 3;
+    while (n <= 19 && rest >> field) ++n;
+    if (n == 20) nice[name].insert(std::stoi(field));
+  }
+  return nice;
 }
 
 }  // namespace rollertrace::process

@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,10 +26,8 @@ absl::Status LowerThisThread(int nice);
 // process: the threads it starts later inherit it) to `nice`; 0 does nothing.
 absl::Status LowerThread(pid_t id, int nice);
 
-// The nice value of thread `id` of this process (for tests and logs).
-int NiceOf(pid_t id);
-
-// The calling thread's id (gettid).
-pid_t ThisThreadId();
+// The nice values the threads of process `pid` have, by thread name (from
+// /proc; a thread that ends meanwhile is left out). For tests and checks.
+std::map<std::string, std::set<int>> ThreadNiceValues(pid_t pid);
 
 }  // namespace rollertrace::process

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "process/priority.h"
 #include "support/cluster.h"
 #include "support/devices.h"
 
@@ -379,25 +380,6 @@ TEST(Commands, AnUnlockRaisedWithNoBridgeSurvivesAnIngestdKillAndReachesTheRolle
   EXPECT_FALSE(roller.NextCommand(std::chrono::seconds(3)).has_value()) << "a confirmed command was sent again";
 }
 
-// Thread name -> the nice values of the threads of `pid` by that name.
-std::map<std::string, std::set<int>> NiceByThread(pid_t pid) {
-  std::map<std::string, std::set<int>> nice;
-  const std::string task = "/proc/" + std::to_string(pid) + "/task";
-  for (const auto& t : std::filesystem::directory_iterator(task)) {
-    std::ifstream comm(t.path() / "comm");
-    std::ifstream stat(t.path() / "stat");
-    std::string name, line;
-    if (!std::getline(comm, name) || !std::getline(stat, line)) continue;  // the thread ended meanwhile
-    // Fields after the command's closing parenthesis: state is field 3, nice field 19.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && rest >> field; ++i) {
-    }
-    nice[name].insert(std::stoi(field));
-  }
-  return nice;
-}
-
 // Point 3's "authorisations must not queue behind bulk events", down to the
 // scheduler: the threads that move bulk events run at a higher nice value
 // (ingestd --bulk-nice 7 here, the bridge at its default 10), and every
@@ -410,13 +392,13 @@ TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
   ASSERT_GT(cluster.bridge_reader_pid(), 0);
   ASSERT_GT(cluster.bridge_ack_publisher_pid(), 0);
 
-  const auto ingestd = NiceByThread(cluster.ingestd_pid());
+  const auto ingestd = process::ThreadNiceValues(cluster.ingestd_pid());
   ASSERT_TRUE(ingestd.count("ingest-writer")) << "no writer thread found";
   EXPECT_EQ(ingestd.at("ingest-writer"), std::set<int>{7});
   ASSERT_TRUE(ingestd.count("grpcpp_sync_ser"));
   EXPECT_EQ(ingestd.at("grpcpp_sync_ser"), std::set<int>{0}) << "gRPC threads answer authorisations";
 
-  const auto bridge = NiceByThread(cluster.bridge_pid());
+  const auto bridge = process::ThreadNiceValues(cluster.bridge_pid());
   for (const char* bulk : {"bridge-forward", "bridge-events"}) {
     ASSERT_TRUE(bridge.count(bulk)) << bulk;
     EXPECT_EQ(bridge.at(bulk), std::set<int>{10}) << bulk;
@@ -426,7 +408,7 @@ TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
     EXPECT_EQ(bridge.at(decision), std::set<int>{0}) << decision << " is on the decision path";
   }
   for (pid_t child : {cluster.bridge_reader_pid(), cluster.bridge_ack_publisher_pid()}) {
-    for (const auto& [name, values] : NiceByThread(child)) {
+    for (const auto& [name, values] : process::ThreadNiceValues(child)) {
       EXPECT_EQ(values, std::set<int>{10}) << "thread " << name << " of child " << child;
     }
   }
@@ -441,7 +423,7 @@ TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
   EXPECT_EQ(decision->device_id(), DeviceId(0));
   // RocksDB's flush threads are lowered as their first job begins
   // (store_parts_test); the writer keeps its value through the burst.
-  EXPECT_EQ(NiceByThread(cluster.ingestd_pid()).at("ingest-writer"), std::set<int>{7});
+  EXPECT_EQ(process::ThreadNiceValues(cluster.ingestd_pid()).at("ingest-writer"), std::set<int>{7});
 }
 
 }  // namespace

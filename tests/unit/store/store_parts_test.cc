@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "process/priority.h"
 #include "store/commands.h"
 #include "store/keys.h"
 #include "store/signer.h"
@@ -490,16 +491,8 @@ TEST(PolicyText, FormatPolicyIsCanonicalAndParsesBack) {
 // Nice values of this process's threads whose name begins with `prefix`.
 std::multiset<int> NiceOfThreads(const std::string& prefix) {
   std::multiset<int> found;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(t.path() / "comm");
-    std::ifstream stat(t.path() / "stat");
-    std::string name, line;
-    if (!std::getline(comm, name) || !std::getline(stat, line) || name.rfind(prefix, 0) != 0) continue;
-    std::istringstream rest(line.substr(line.rfind(')') + 2));  // from field 3 (state) on
-    std::string field;
-    for (int i = 3; i <= 19 && rest >> field; ++i) {
-    }
-    found.insert(std::stoi(field));
+  for (const auto& [name, values] : process::ThreadNiceValues(getpid())) {
+    if (name.rfind(prefix, 0) == 0) found.insert(values.begin(), values.end());
   }
   return found;
 }
