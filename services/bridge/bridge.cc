@@ -417,30 +417,6 @@ void Bridge::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   }
 }
 
-void Bridge::PublishCommand(const rollertrace::v1::Command& command) {
-  // Confirmed to ingestd once the broker has it; until then ingestd owes it
-  // (and sends it again if this bridge goes away first).
-  std::function<void()> delivered;
-  const uint64_t index = command.outbox_index();
-  if (index != 0) {
-    delivered = [this, index] {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        published_commands_.push_back(index);
-      }
-      cv_.notify_all();
-    };
-  }
-  if (PublishControl(codec::CommandTopic(command.device_id()), command.SerializeAsString(), "command",
-                     std::move(delivered))) {
-    commands_published_.Increment();
-  } else if (index != 0) {
-    // The control connection is not up (yet): tried again once it is.
-    std::lock_guard<std::mutex> lock(mu_);
-    unpublished_commands_.push_back(command);
-  }
-}
-
 void Bridge::HandleResponse(const IngestResponse& response) {
   for (const auto& command : response.commands()) PublishCommand(command);
   std::map<std::string, codec::TopicKind> kinds;

@@ -1,6 +1,7 @@
 // The bridge's control side: authorisation requests answered by a pool of
 // threads (each with its own stub), and what the bridge publishes to devices
-// on its control connection (decisions here; commands from HandleResponse),
+// on its control connection (decisions and device commands, each command
+// confirmed to ingestd once the broker has it),
 // waiting while Paho's queue is full. Acks leave from the ack publisher
 // process (ack_publisher.h).
 #include <grpcpp/grpcpp.h>
@@ -68,6 +69,30 @@ void Bridge::RunAuthorizer() {
     if (PublishControl(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), "decision")) {
       authorize_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
     }
+  }
+}
+
+void Bridge::PublishCommand(const rollertrace::v1::Command& command) {
+  // Confirmed to ingestd once the broker has it; until then ingestd owes it
+  // (and sends it again if this bridge goes away first).
+  std::function<void()> delivered;
+  const uint64_t index = command.outbox_index();
+  if (index != 0) {
+    delivered = [this, index] {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        published_commands_.push_back(index);
+      }
+      cv_.notify_all();
+    };
+  }
+  if (PublishControl(codec::CommandTopic(command.device_id()), command.SerializeAsString(), "command",
+                     std::move(delivered))) {
+    commands_published_.Increment();
+  } else if (index != 0) {
+    // The control connection is not up (yet): tried again once it is.
+    std::lock_guard<std::mutex> lock(mu_);
+    unpublished_commands_.push_back(command);
   }
 }
 
