@@ -12,7 +12,8 @@
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
 # With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
 # bridge's event reader and ack publisher during each run, into
-# DIR/{ingestd,bridge,reader,acks}-FORMAT.data
+# DIR/{ingestd,bridge,reader,acks}-FORMAT.data; ROLLERTRACE_PERF_CALL_GRAPH=dwarf
+# (perf's --call-graph) for whole stacks where the binaries lack frame pointers.
 # (the profile costs CPU: figures from such a run are not the benchmark's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -87,7 +88,7 @@ run_rollertrace() {  # format
   if [ -n "${ROLLERTRACE_PERF_DIR:-}" ]; then
     mkdir -p "$ROLLERTRACE_PERF_DIR"
     for who in ingestd bridge reader acks; do
-      perf record -q -g -p "${!who}" -o "$ROLLERTRACE_PERF_DIR/$who-$format.data" >/dev/null 2>&1 & perfs+=($!)
+      perf record -q --call-graph "${ROLLERTRACE_PERF_CALL_GRAPH:-fp}" -p "${!who}" -o "$ROLLERTRACE_PERF_DIR/$who-$format.data" >/dev/null 2>&1 & perfs+=($!)
     done
     sleep 0.5
   fi

@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include <cstdio>
+#include <initializer_list>
 #include <cstdlib>
 
 #include "store/keys.h"
@@ -18,11 +19,12 @@ namespace {
 // call (three times the cost of an event's hash, measured) and whose
 // EVP_DigestInit_ex2 still allocates on each (a quarter of the hash's time in
 // ingestd's writer: docs/BENCHMARKS.md, seventh session). Same digest either way.
-std::string Sha256Of(std::string_view a, std::string_view b) {
+std::string Sha256Of(std::initializer_list<std::string_view> parts) {
   SHA256_CTX context;
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  if (SHA256_Init(&context) != 1 || SHA256_Update(&context, a.data(), a.size()) != 1 ||
-      SHA256_Update(&context, b.data(), b.size()) != 1 || SHA256_Final(digest, &context) != 1) {
+  bool ok = SHA256_Init(&context) == 1;
+  for (std::string_view part : parts) ok = ok && SHA256_Update(&context, part.data(), part.size()) == 1;
+  if (!ok || SHA256_Final(digest, &context) != 1) {
     // Only when OpenSSL cannot give SHA-256 at all: a chain cannot be written.
     std::fprintf(stderr, "rollertrace: OpenSSL's SHA-256 failed\n");
     std::abort();
@@ -32,20 +34,39 @@ std::string Sha256Of(std::string_view a, std::string_view b) {
 
 std::string EventChainHash(std::string_view prev_hash, uint64_t chain_index, int64_t receive_unix_ms,
                            std::string_view event_bytes) {
-  std::string head(prev_hash);
-  AppendBigEndian64(&head, chain_index);
-  AppendBigEndian64(&head, static_cast<uint64_t>(receive_unix_ms));
-  return Sha256Of(head, event_bytes);
+  char numbers[16];
+  PutBigEndian64(numbers, chain_index);
+  PutBigEndian64(numbers + 8, static_cast<uint64_t>(receive_unix_ms));
+  return Sha256Of({prev_hash, std::string_view(numbers, sizeof numbers), event_bytes});
+}
+
+// Protobuf's wire form, for the fields EncodeStoredEvent writes by hand.
+void AppendVarint(std::string* out, uint64_t n) {
+  for (; n >= 0x80; n >>= 7) out->push_back(static_cast<char>((n & 0x7f) | 0x80));
+  out->push_back(static_cast<char>(n));
+}
+
+void AppendBytesField(std::string* out, int field, std::string_view bytes) {
+  if (bytes.empty()) return;  // proto3: an empty field is not written
+  AppendVarint(out, static_cast<uint64_t>(field) << 3 | 2);
+  AppendVarint(out, bytes.size());
+  out->append(bytes);
+}
+
+void AppendVarintField(std::string* out, int field, uint64_t n) {
+  if (n == 0) return;
+  AppendVarint(out, static_cast<uint64_t>(field) << 3);
+  AppendVarint(out, n);
 }
 
 }  // namespace
 
-std::string Sha256(std::string_view bytes) { return Sha256Of(bytes, {}); }
+std::string Sha256(std::string_view bytes) { return Sha256Of({bytes}); }
 
 std::string LedgerHash(const rollertrace::v1::LedgerEntry& entry) {
   rollertrace::v1::LedgerEntry unhashed = entry;
   unhashed.clear_hash();
-  return Sha256Of(entry.prev_hash(), unhashed.SerializeAsString());
+  return Sha256Of({entry.prev_hash(), unhashed.SerializeAsString()});
 }
 
 std::string ChainHash(const rollertrace::v1::StoredEvent& stored) {
@@ -55,27 +76,23 @@ std::string ChainHash(const rollertrace::v1::StoredEvent& stored) {
 
 void EncodeStoredEvent(const rollertrace::v1::Event& event, int64_t receive_unix_ms,
                        rollertrace::v1::DeviceState* state, std::string* out) {
-  const std::string event_bytes = event.SerializeAsString();
-  const uint64_t index = state->chain_length() + 1;
-  std::string hash = EventChainHash(state->chain_head(), index, receive_unix_ms, event_bytes);
-  // StoredEvent's wire form without a copy of the event: field 1 (the event)
-  // followed by the other fields; protobuf reads the concatenation as one message.
+  // StoredEvent's wire form, written as protobuf would (fields in number
+  // order, proto3 defaults left out; ChainTest compares the two): the event
+  // serialised in place, the other fields by hand, with no message built.
+  const size_t event_size = event.ByteSizeLong();
   out->clear();
-  out->push_back(static_cast<char>((1 << 3) | 2));
-  for (uint64_t n = event_bytes.size();; n >>= 7) {
-    if (n < 0x80) {
-      out->push_back(static_cast<char>(n));
-      break;
-    }
-    out->push_back(static_cast<char>((n & 0x7f) | 0x80));
-  }
-  out->append(event_bytes);
-  rollertrace::v1::StoredEvent rest;
-  rest.set_receive_unix_ms(receive_unix_ms);
-  rest.set_chain_index(index);
-  rest.set_prev_hash(state->chain_head());
-  rest.set_hash(hash);
-  rest.AppendToString(out);
+  AppendVarint(out, (1 << 3) | 2);
+  AppendVarint(out, event_size);
+  const size_t event_at = out->size();
+  out->resize(event_at + event_size);
+  event.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out->data() + event_at));
+  const uint64_t index = state->chain_length() + 1;
+  std::string hash =
+      EventChainHash(state->chain_head(), index, receive_unix_ms, std::string_view(*out).substr(event_at));
+  AppendVarintField(out, 2, static_cast<uint64_t>(receive_unix_ms));
+  AppendVarintField(out, 3, index);
+  AppendBytesField(out, 4, state->chain_head());
+  AppendBytesField(out, 5, hash);
   state->set_chain_length(index);
   state->set_chain_head(std::move(hash));
 }

@@ -1,11 +1,13 @@
 #include "store/db.h"
 
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -76,6 +78,14 @@ class BackgroundPriority final : public rocksdb::EventListener {
   int nice_;
 };
 
+rocksdb::CompressionType BottomCompression() {
+  const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
+  for (rocksdb::CompressionType t : {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+    if (std::find(supported.begin(), supported.end(), t) != supported.end()) return t;
+  }
+  return rocksdb::kNoCompression;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync, Mode mode, int background_nice) {
@@ -92,6 +102,12 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync,
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf_options.memtable_factory = NewSkipListMemTable();
+  // Flushes write uncompressed: under a burst, compressing each flushed block
+  // was a quarter of the flush thread (snappy), about 4 % of ingestd's CPU.
+  // Compactions into the bottom level, where the store's bulk ends up,
+  // compress with LZ4 (snappy where this RocksDB lacks it).
+  cf_options.compression = rocksdb::kNoCompression;
+  cf_options.bottommost_compression = BottomCompression();
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return absl::UnavailableError(util::Cat("cannot create the store directory ", path, ": ", ec.message()));

@@ -3,9 +3,13 @@
 namespace rollertrace::store {
 
 void AppendBigEndian64(std::string* out, uint64_t value) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((value >> shift) & 0xff));
-  }
+  char bytes[8];
+  PutBigEndian64(bytes, value);
+  out->append(bytes, sizeof bytes);
+}
+
+void PutBigEndian64(char* out, uint64_t value) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((value >> (56 - 8 * i)) & 0xff);
 }
 
 uint64_t ReadBigEndian64(std::string_view bytes) {
@@ -23,7 +27,10 @@ std::string DevicePrefix(std::string_view device_id) {
 }
 
 std::string DeviceSequenceKey(std::string_view device_id, uint64_t sequence) {
-  std::string key = DevicePrefix(device_id);
+  std::string key;
+  key.reserve(device_id.size() + 9);
+  key.append(device_id);
+  key.push_back('\0');
   AppendBigEndian64(&key, sequence);
   return key;
 }

@@ -13,6 +13,8 @@
 namespace rollertrace::store {
 
 void AppendBigEndian64(std::string* out, uint64_t value);
+// The same eight bytes, into out[0..7].
+void PutBigEndian64(char* out, uint64_t value);
 uint64_t ReadBigEndian64(std::string_view bytes);  // REQUIRES: bytes.size() >= 8
 
 // All keys of one device in a per-device column family start with this.

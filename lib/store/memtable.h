@@ -8,7 +8,9 @@
 // against 2 to 4 in a build without assertions. That was a quarter of
 // ingestd's CPU in a burst (docs/BENCHMARKS.md). This list does what that one
 // does for such runs (an insert right after the previous one costs two
-// comparisons) and nothing else.
+// comparisons) and nothing else. It compares keys itself, in RocksDB's
+// internal key order for the bytewise user comparator: a family opened with
+// another comparator must not use it.
 //
 // Contract (RocksDB's, for a MemTableRep without concurrent inserts): one
 // thread inserts at a time (the DB must be opened with
