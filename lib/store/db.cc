@@ -96,6 +96,10 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync,
   // The store's own memtable (memtable.h: Debian's RocksDB checks its own
   // skip list on every insert); it takes one inserting thread at a time.
   options.allow_concurrent_memtable_write = false;
+  // Effects are written without the WAL (WriteWithoutLog): every flush must
+  // take all families at one sequence number, or a crash could leave one
+  // family ahead of another on disk.
+  options.atomic_flush = true;
   if (background_nice > 0) options.listeners.push_back(std::make_shared<BackgroundPriority>(background_nice));
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::BlockBasedTableOptions table;
@@ -201,6 +205,14 @@ absl::Status Db::Migrate(uint32_t from) {
 absl::Status Db::Write(rocksdb::WriteBatch* batch, std::string_view what) const {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
+  rocksdb::Status s = db_->Write(wo, batch);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InternalError(util::Cat(what, ": ", s.ToString()));
+}
+
+absl::Status Db::WriteWithoutLog(rocksdb::WriteBatch* batch, std::string_view what) const {
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
   rocksdb::Status s = db_->Write(wo, batch);
   if (s.ok()) return absl::OkStatus();
   return absl::InternalError(util::Cat(what, ": ", s.ToString()));

@@ -84,8 +84,14 @@ class Db {
 
   rocksdb::DB* raw() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* handle(Family family) const { return handles_[static_cast<size_t>(family)]; }
-  // Writes a batch, synced when the store syncs. `what` names the write in errors.
+  // Writes a batch through the write-ahead log, synced when the store syncs.
+  // `what` names the write in errors.
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view what) const;
+  // Writes a batch into the memtables only, without the write-ahead log: for
+  // a command's effects, which the logged command restores after a crash
+  // (docs/ARCHITECTURE.md, "The log is the WAL"). The DB flushes all families
+  // together (atomic_flush), so what is on disk is one prefix of the writes.
+  absl::Status WriteWithoutLog(rocksdb::WriteBatch* batch, std::string_view what) const;
   // RocksDB integer properties summed over the families, for metrics.
   std::map<std::string, uint64_t> Properties() const;
   const std::string& path() const { return path_; }

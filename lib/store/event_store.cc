@@ -17,9 +17,18 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& 
   absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path, options.sync, options.mode, options.background_nice);
   if (!db.ok()) return db.status();
   std::unique_ptr<EventStore> store(new EventStore(std::move(*db)));
+  if (absl::Status s = store->policies_.Load(SnapshotView(*store->db_)); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(store->write_mu_);
+    absl::StatusOr<uint64_t> applied = store->CatchUpLocked();
+    if (!applied.ok()) {
+      return absl::DataLossError(util::Cat("the store's command log is ahead of its state and ",
+                                           "could not be applied: ", applied.status().message()));
+    }
+    store->caught_up_at_open_ = *applied;
+  }
   {
     SnapshotView view(*store->db_);
-    if (absl::Status s = store->policies_.Load(view); !s.ok()) return s;
     absl::StatusOr<uint64_t> counter = view.ReadCounter(kMetaDecisionCounter, 0);
     if (!counter.ok()) return counter.status();
     store->decision_counter_ = *counter;
@@ -63,6 +72,49 @@ absl::StatusOr<CommandResult> EventStore::Execute(const rollertrace::v1::StoreCo
 absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGroup(
     std::span<const rollertrace::v1::StoreCommand> commands) {
   std::lock_guard<std::mutex> lock(write_mu_);
+  if (catch_up_needed_) {
+    // A commit failed: the log may hold commands whose effects were not
+    // written. They are applied first, so that none is skipped.
+    if (absl::StatusOr<uint64_t> applied = CatchUpLocked(); !applied.ok()) return applied.status();
+  }
+  return ExecuteGroupLocked(commands);
+}
+
+absl::StatusOr<uint64_t> EventStore::CatchUpLocked() {
+  absl::StatusOr<uint64_t> next = log_.NextIndex();
+  if (!next.ok()) return next.status();
+  constexpr size_t kGroup = 256;
+  std::vector<rollertrace::v1::StoreCommand> group;
+  uint64_t applied = 0;
+  auto apply = [&]() -> absl::Status {
+    if (group.empty()) return absl::OkStatus();
+    absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> results = ExecuteGroupLocked(group);
+    if (!results.ok()) return results.status();
+    for (size_t i = 0; i < results->size(); ++i) {
+      if (!(*results)[i].ok()) {
+        return absl::DataLossError(util::Cat("logged command ", group[i].index(), " does not apply: ",
+                                             (*results)[i].status().message()));
+      }
+    }
+    applied += group.size();
+    group.clear();
+    return absl::OkStatus();
+  };
+  absl::Status s = log_.ForEach(*next, [&](const rollertrace::v1::StoreCommand& c) -> absl::StatusOr<bool> {
+    group.push_back(c);
+    if (group.size() == kGroup) {
+      if (absl::Status a = apply(); !a.ok()) return a;
+    }
+    return true;
+  });
+  if (s.ok()) s = apply();
+  if (!s.ok()) return s;
+  catch_up_needed_ = false;
+  return applied;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGroupLocked(
+    std::span<const rollertrace::v1::StoreCommand> commands) {
   WriteTxn txn(*db_, &device_cache_, &spare_batch_);
   std::vector<absl::StatusOr<CommandResult>> results;
   results.reserve(commands.size());
@@ -82,6 +134,7 @@ absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGr
     results.emplace_back(std::move(s));
   }
   if (absl::Status s = txn.Commit("write the store"); !s.ok()) {
+    catch_up_needed_ = true;
     (void)policies_.Load(SnapshotView(*db_));
     return s;
   }

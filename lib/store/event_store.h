@@ -64,6 +64,11 @@ class EventStore {
   absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> ExecuteGroup(
       std::span<const rollertrace::v1::StoreCommand> commands);
 
+  // How many logged commands the open applied because their effects were
+  // not on disk (a crash before the flush: docs/ARCHITECTURE.md, "The log is
+  // the WAL"); 0 after a clean stop.
+  uint64_t caught_up_at_open() const { return caught_up_at_open_; }
+
   // After commands were replayed into an open store (a shard catching up
   // with its stream): new decisions continue after the replayed ones.
   absl::Status ResumeCounters();
@@ -93,6 +98,10 @@ class EventStore {
 
  private:
   explicit EventStore(std::unique_ptr<Db> db);
+  absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> ExecuteGroupLocked(
+      std::span<const rollertrace::v1::StoreCommand> commands);
+  // Applies the logged commands beyond meta's next index; how many.
+  absl::StatusOr<uint64_t> CatchUpLocked();
 
   std::unique_ptr<Db> db_;
   AuditReader audit_;
@@ -105,6 +114,8 @@ class EventStore {
   std::mutex write_mu_;  // one write at a time: commands apply in order
   DeviceCache device_cache_;  // guarded by write_mu_
   std::unique_ptr<rocksdb::WriteBatchWithIndex> spare_batch_;  // guarded by write_mu_ (WriteTxn)
+  bool catch_up_needed_ = false;  // guarded by write_mu_: a commit failed, the log may be ahead
+  uint64_t caught_up_at_open_ = 0;
 };
 
 }  // namespace rollertrace::store

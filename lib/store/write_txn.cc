@@ -50,7 +50,9 @@ void WriteTxn::Put(Family family, std::string_view key, std::string_view value) 
   if (family == Family::kDevices && cache_ != nullptr) written_around_.emplace_back(key);
   const rocksdb::Slice k(key.data(), key.size());
   const rocksdb::Slice v(value.data(), value.size());
-  if (Info(family).read_in_write) {
+  if (family == Family::kCommands) {
+    log_.Put(db_.handle(family), k, v);  // not read back during a write (schema.cc)
+  } else if (Info(family).read_in_write) {
     batch_->Put(db_.handle(family), k, v);
   } else {
     // Into the batch itself, around the index (appending keeps the offsets
@@ -185,7 +187,7 @@ void WriteTxn::ForgetCommand() {
   touched_.clear();
 }
 
-size_t WriteTxn::Count() const { return static_cast<size_t>(batch_->GetWriteBatch()->Count()); }
+size_t WriteTxn::Count() const { return static_cast<size_t>(batch_->GetWriteBatch()->Count() + log_.Count()); }
 
 absl::Status WriteTxn::Commit(std::string_view what) {
   for (auto& [id, loaded] : devices_) {
@@ -195,7 +197,15 @@ absl::Status WriteTxn::Commit(std::string_view what) {
     Put(Family::kMeta, kMetaNextCommand, CounterValue(next_command_));
   }
   if (Count() == 0) return absl::OkStatus();
-  if (absl::Status s = db_.Write(batch_->GetWriteBatch(), what); !s.ok()) {
+  // The commands first, through the synced WAL; then their effects into the
+  // memtables only (the log brings them back after a crash). Without a logged
+  // command (nothing writes so), the effects would need the WAL themselves.
+  absl::Status s = log_.Count() > 0 ? db_.Write(&log_, what) : absl::OkStatus();
+  if (s.ok()) {
+    s = log_.Count() > 0 ? db_.WriteWithoutLog(batch_->GetWriteBatch(), what)
+                         : db_.Write(batch_->GetWriteBatch(), what);
+  }
+  if (!s.ok()) {
     if (cache_ != nullptr) cache_->clear();  // what is on disk is not known for sure now
     return s;
   }

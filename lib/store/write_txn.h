@@ -1,5 +1,6 @@
-// WriteTxn: one atomic write of the store, built up by the applier and
-// committed once. Reads of the families the applier reads while writing
+// WriteTxn: one write of the store, built up by the applier and committed
+// once: the commands it logs first, through the synced WAL, then their
+// effects without it (docs/ARCHITECTURE.md, "The log is the WAL"). Reads of the families the applier reads while writing
 // (schema.h, read_in_write) see what the write has put so far (a
 // WriteBatchWithIndex over the DB), so nothing in the applier has to keep its
 // own list of "written in this batch, not yet on disk"; reads of the others
@@ -18,6 +19,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <rocksdb/write_batch.h>
 
 #include "rollertrace/v1/records.pb.h"
 #include "store/db.h"
@@ -89,8 +92,11 @@ class WriteTxn final : public ReadView {
   void ForgetCommand();
 
   size_t Count() const;
-  // Writes everything in one batch (synced when the store syncs), then
-  // brings the device cache up to date.
+  // Writes the logged commands (family commands) through the write-ahead
+  // log, synced when the store syncs, then everything else without it; then
+  // brings the device cache up to date. On an error the log may hold
+  // commands whose effects were not written: the caller applies them from
+  // the log before its next write (EventStore::CatchUp).
   absl::Status Commit(std::string_view what);
 
  private:
@@ -121,8 +127,9 @@ class WriteTxn final : public ReadView {
   std::vector<std::pair<EventRef, const rollertrace::v1::Event*>> pending_events_;
   mutable std::unordered_map<EventRef, const rollertrace::v1::Event*, EventRefHash> pending_index_;
   mutable size_t pending_indexed_ = 0;  // entries of pending_events_ in pending_index_
-  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;  // the effects
   std::unique_ptr<rocksdb::WriteBatchWithIndex>* spare_;
+  rocksdb::WriteBatch log_;  // the commands
   std::map<std::string, Loaded> devices_;
   std::vector<std::string> touched_;  // in the order first touched by the command
   uint64_t next_command_ = 0;         // 0: not read yet

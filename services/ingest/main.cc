@@ -181,6 +181,10 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: " << store.status().message() << "\n";
     return 1;
   }
+  if (const uint64_t applied = (*store)->caught_up_at_open(); applied > 0) {
+    std::cerr << "ingestd: applied " << applied << " logged commands whose effects had not been flushed "
+              << "when the store was last closed (a crash)" << std::endl;
+  }
   rollertrace::ingest::IngestMetrics ingest_metrics(**metrics);
   absl::StatusOr<rollertrace::ingest::AccessControl> access =
       insecure_no_auth ? rollertrace::ingest::AccessControl::Open(**metrics)
