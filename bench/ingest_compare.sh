@@ -5,10 +5,12 @@
 #   2. RollerTrace, JSON batches: publish -> bridge -> ingestd -> synced RocksDB, every rule applied;
 #   3. RollerTrace, binary batches, the same way.
 # Prints events/s, the ratio to Mosquitto alone, the dropped count (must be 0),
-# CPU per event of mqtt-bridge (with its event reader and ack publisher) and ingestd, and peak RSS.
+# CPU per event of mqtt-bridge (with its event reader and ack publisher) and ingestd, and peak RSS;
+# and of Mosquitto and the publishing loadgen, which share the same cores.
 # With --peers DIR (the shared peers, e.g. ../shared/peers) it first runs
 # DIR/measure.sh on the same load, so Node-RED and Python+SQLite are in the
-# same run, and prints RollerTrace's ratios to them too.
+# same run, prints RollerTrace's ratios to them too, and publishes every run
+# (Mosquitto alone included) with the peers' loadgen, as it fed them.
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
 # With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
 # bridge's event reader and ack publisher during each run, into
@@ -34,10 +36,23 @@ hz=$(getconf CLK_TCK)
 lg="$bin/tools/loadgen/rollertrace-loadgen"
 
 nodered=""
+# The publisher of every run below. With --peers, the peers' own loadgen (the
+# one that fed Node-RED and the others): the same batches from the same
+# publisher, whose CPU shares the same two cores. Ours encodes JSON through
+# protobuf's JSON printer, about 2.3 us an event against the peers' string
+# building: a handicap of its own in a JSON run.
+publish() {  # format
+  if [ -n "$peers" ]; then
+    "${PEERS_CACHE:-/tmp/rollertrace-peers}/lg/loadgen" "tcp://127.0.0.1:$mqtt" "$D" "$M" "$E" "$1"
+  else
+    "$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format "$1"
+  fi
+}
 if [ -n "$peers" ]; then
   echo "== the shared peers ($peers/measure.sh $D $M $E)"
   (cd "$root" && bash "$peers/measure.sh" "$D" "$M" "$E") | tee "$work/peers.out"
   nodered=$(awk '/^node-red flow/ {for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}' "$work/peers.out")
+  echo "== every run below is published by the peers' loadgen"
 fi
 
 echo "== $total events in $msgs QoS 1 messages, $D devices"
@@ -56,7 +71,7 @@ start_broker
 mosquitto_sub -h 127.0.0.1 -p "$mqtt" -q 1 -t 'rollers/+/events' -C "$msgs" >/dev/null & sub=$!
 sleep 0.5
 t0=$(now)
-"$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format bin >/dev/null
+publish bin >/dev/null
 wait $sub
 t1=$(now)
 broker=$(echo "$total / ($t1 - $t0)" | bc -l)
@@ -93,7 +108,9 @@ run_rollertrace() {  # format
     sleep 0.5
   fi
   t0=$(now)
-  "$lg" --mqtt "tcp://127.0.0.1:$mqtt" --devices "$D" --messages "$M" --events "$E" --format "$format" >"$work/lg-$format.out"
+  local b0; b0=$(cpu_ticks "$broker_pid")
+  # The publisher's own CPU too (bash's time: user and system seconds).
+  { TIMEFORMAT='%3U %3S'; time publish "$format" >"$work/lg-$format.out"; } 2>"$work/lg-$format.time"
   while :; do
     n=$(curl -s "127.0.0.1:$m1/metrics" | awk -v b="$base" '/^rollertrace_events_ingested_total/ {s += $2} END {printf "%d", s - b}')
     [ "$n" -ge "$total" ] && break
@@ -102,6 +119,7 @@ run_rollertrace() {  # format
   done
   t1=$(now)
   c1=$(cpu_ticks "$bridge" "$reader" "$acks"); local i1; i1=$(cpu_ticks "$ingestd")
+  local b1; b1=$(cpu_ticks "$broker_pid")
   for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   local rate blocked
   rate=$(echo "$n / ($t1 - $t0)" | bc -l)
@@ -112,6 +130,10 @@ run_rollertrace() {  # format
   printf '  CPU per event: mqtt-bridge %.2f us (with its event reader and ack publisher), ingestd %.2f us; peak RSS: bridge %s MiB + reader %s MiB + ack publisher %s MiB, ingestd %s MiB\n' \
     "$(echo "($c1 - $c0) / $hz * 1000000 / $n" | bc -l)" "$(echo "($i1 - $i0) / $hz * 1000000 / $n" | bc -l)" \
     "$(hwm_mib "$bridge")" "$(hwm_mib "$reader")" "$(hwm_mib "${acks:-0}")" "$(hwm_mib "$ingestd")"
+  # Where the rest of the two cores went: the broker and the publisher.
+  printf '  beside them: mosquitto %.2f us, the loadgen publishing %.2f us an event\n' \
+    "$(echo "($b1 - $b0) / $hz * 1000000 / $n" | bc -l)" \
+    "$(awk -v n="$n" '{printf "%.4f", ($1 + $2) * 1000000 / n}' "$work/lg-$format.time")"
   kill "$bridge" "$ingestd" 2>/dev/null || true
   wait "$bridge" "$ingestd" 2>/dev/null || true
 }
