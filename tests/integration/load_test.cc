@@ -426,5 +426,66 @@ TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
   EXPECT_EQ(process::ThreadNiceValues(cluster.ingestd_pid()).at("ingest-writer"), std::set<int>{7});
 }
 
+// A command's effects are written without the WAL; only the command log is
+// synced (docs/ARCHITECTURE.md, "The log is the WAL"). ingestd SIGKILLed while
+// a stream pours into it must come back with the effects of every logged
+// command, re-applied from the log, and be the store its own log replays to.
+TEST(Load, IngestdKilledMidStreamAppliesItsLogAgainAndIsWhatItsLogReplaysTo) {
+  Cluster cluster("wal-kill");
+  cluster.StartIngestd();
+  const std::vector<std::string> who = {"--devices", std::to_string(kDevices), "--token-file",
+                                        cluster.TokenFile("admin")};
+  std::vector<std::string> argv = {ROLLERTRACE_LOADGEN, "--register-with", cluster.ingestd_address(),
+                                   "--register-only"};
+  argv.insert(argv.end(), who.begin(), who.end());
+  auto registered = Process::Start(argv, cluster.dir() + "/register.log");
+  ASSERT_EQ(registered->Wait(std::chrono::seconds(60)), 0) << ReadFile(registered->log_path());
+
+  // Straight into ingestd's Ingest stream, no broker and no bridge.
+  argv = {ROLLERTRACE_LOADGEN, "--ingestd", cluster.ingestd_address(), "--messages", std::to_string(kMessages),
+          "--events", std::to_string(kEvents), "--request-events", "1000", "--requests-inflight", "2"};
+  argv.insert(argv.end(), who.begin(), who.end());
+  auto stream = Process::Start(argv, cluster.dir() + "/stream.log");
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  uint64_t at_kill = 0;
+  while ((at_kill = Stored(cluster)) < kTotal / 4 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  cluster.KillIngestd();
+  ASSERT_GE(at_kill, kTotal / 4) << ReadFile(stream->log_path());
+  ASSERT_LT(at_kill, kTotal) << "the stream ended before the kill: nothing was in flight";
+  EXPECT_NE(stream->Wait(std::chrono::seconds(30)), 0) << "the stream outlived ingestd";
+
+  cluster.StartIngestd();
+  const std::string log = ReadFile(cluster.dir() + "/ingestd.log");
+  EXPECT_TRUE(std::regex_search(log, std::regex("applied [1-9][0-9]* logged commands whose effects had not been "
+                                                "flushed"))) << log;
+  // Every device holds a gapless prefix of its stream, and at least what the
+  // killed ingestd had counted as stored (it counts after both writes).
+  const uint64_t recovered = LoadgenStored(cluster);
+  EXPECT_GE(recovered, at_kill);
+  for (int d = 0; d < kDevices; ++d) {
+    const v1::DeviceRecord r = cluster.Device(DeviceId(d));
+    EXPECT_EQ(r.state().contiguous_through(), r.state().events_stored()) << DeviceId(d);
+  }
+  std::string out;
+  EXPECT_EQ(cluster.Rollerctl({"verify"}, &out), 0) << out;
+  cluster.StopIngestd();
+
+  // The recovered store is the one its own log replays to, key for key.
+  const std::string tool = ROLLERTRACE_STORE_TOOL;
+  auto run = [&](const std::vector<std::string>& args, const std::string& name) {
+    auto p = Process::Start(args, cluster.dir() + "/" + name);
+    EXPECT_EQ(p->Wait(std::chrono::seconds(120)), 0) << ReadFile(p->log_path());
+    return ReadFile(p->log_path());
+  };
+  run({tool, "dump-log", "--data-dir", cluster.ingestd_data_dir(), "--out", cluster.dir() + "/commands.log"},
+      "dump.log");
+  run({tool, "replay", "--data-dir", cluster.dir() + "/replayed", "--log", cluster.dir() + "/commands.log"},
+      "replay.log");
+  EXPECT_EQ(run({tool, "digest", "--data-dir", cluster.ingestd_data_dir()}, "digest-recovered.log"),
+            run({tool, "digest", "--data-dir", cluster.dir() + "/replayed"}, "digest-replayed.log"));
+}
+
 }  // namespace
 }  // namespace rollertrace::testing
