@@ -205,15 +205,18 @@ absl::Status Db::Migrate(uint32_t from) {
 absl::Status Db::Write(rocksdb::WriteBatch* batch, std::string_view what) const {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  rocksdb::Status s = db_->Write(wo, batch);
-  if (s.ok()) return absl::OkStatus();
-  return absl::InternalError(util::Cat(what, ": ", s.ToString()));
+  return WriteWith(wo, batch, what);
 }
 
 absl::Status Db::WriteWithoutLog(rocksdb::WriteBatch* batch, std::string_view what) const {
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
-  rocksdb::Status s = db_->Write(wo, batch);
+  return WriteWith(wo, batch, what);
+}
+
+absl::Status Db::WriteWith(const rocksdb::WriteOptions& options, rocksdb::WriteBatch* batch,
+                           std::string_view what) const {
+  rocksdb::Status s = db_->Write(options, batch);
   if (s.ok()) return absl::OkStatus();
   return absl::InternalError(util::Cat(what, ": ", s.ToString()));
 }

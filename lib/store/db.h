@@ -21,6 +21,7 @@ class ColumnFamilyHandle;
 class Iterator;
 class Snapshot;
 class WriteBatch;
+struct WriteOptions;
 }  // namespace rocksdb
 
 namespace rollertrace::store {
@@ -103,6 +104,7 @@ class Db {
   Db(std::string path, bool sync);
   absl::Status CheckFormat(Mode mode);
   absl::Status Migrate(uint32_t from);
+  absl::Status WriteWith(const rocksdb::WriteOptions& options, rocksdb::WriteBatch* batch, std::string_view what) const;
 
   std::string path_;
   bool sync_;
