@@ -53,7 +53,9 @@ class EventStore {
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
-  // Applies one command in its own atomic, synced write. A new command (index
+  // Applies one command in its own commit: the command through the synced
+  // WAL, then its effects (re-applied from the log after a crash, so the
+  // commit is all or nothing). A new command (index
   // 0) must name the current policy version (policy().first); a replayed one
   // (index set) must be the next of the log. A refused command changes nothing.
   absl::StatusOr<CommandResult> Execute(const rollertrace::v1::StoreCommand& command);
