@@ -200,10 +200,10 @@ absl::Status WriteTxn::Commit(std::string_view what) {
   // The commands first, through the synced WAL; then their effects into the
   // memtables only (the log brings them back after a crash). Without a logged
   // command (nothing writes so), the effects would need the WAL themselves.
-  absl::Status s = log_.Count() > 0 ? db_.Write(&log_, what) : absl::OkStatus();
+  const bool logged = log_.Count() > 0;
+  absl::Status s = logged ? db_.Write(&log_, what) : absl::OkStatus();
   if (s.ok()) {
-    s = log_.Count() > 0 ? db_.WriteWithoutLog(batch_->GetWriteBatch(), what)
-                         : db_.Write(batch_->GetWriteBatch(), what);
+    s = logged ? db_.WriteWithoutLog(batch_->GetWriteBatch(), what) : db_.Write(batch_->GetWriteBatch(), what);
   }
   if (!s.ok()) {
     if (cache_ != nullptr) cache_->clear();  // what is on disk is not known for sure now
