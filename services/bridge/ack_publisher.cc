@@ -13,6 +13,8 @@ namespace {
 
 constexpr char kPublish = 'P';
 constexpr char kFailed = 'F';
+// docs/ARCHITECTURE.md, "Acks go out at QoS 0".
+constexpr int kAckQos = 0;
 // How long the child waits for room in Paho's queue, or for its connection.
 constexpr auto kPublishWait = std::chrono::seconds(5);
 
@@ -60,7 +62,11 @@ void AckPublisher::StopLocked() {
   child_.reset();
 }
 
-absl::Status AckPublisher::Publish(const std::string& topic, const std::string& payload) {
+absl::Status AckPublisher::Publish(const std::vector<Ack>& acks) {
+  if (acks.empty()) return absl::OkStatus();
+  // One write for them all: a system call an answer, not one an ack.
+  std::string frames;
+  for (const Ack& ack : acks) child::AppendFrame(&frames, kPublish, ack.topic, ack.payload);
   std::lock_guard<std::mutex> lock(mu_);
   // A child that died is replaced once; what it had taken and not sent is
   // lost like any unpublished ack (the devices send those batches again).
@@ -68,7 +74,7 @@ absl::Status AckPublisher::Publish(const std::string& topic, const std::string& 
     if (!child_) {
       if (absl::Status s = StartLocked(); !s.ok()) return absl::UnavailableError(s.message());
     }
-    if (child::WriteFrame(child_->process.fd, kPublish, topic, payload)) return absl::OkStatus();
+    if (child::WriteFrames(child_->process.fd, frames)) return absl::OkStatus();
     std::cerr << "mqtt-bridge: the ack publisher (pid " << child_->process.pid << ") stopped; starting another"
               << std::endl;
     StopLocked();
@@ -89,7 +95,7 @@ int RunAckPublisherChild() {
     const auto deadline = std::chrono::steady_clock::now() + kPublishWait;
     absl::Status s;
     while (true) {
-      s = client.Publish(frame.topic, frame.payload, 1);
+      s = client.Publish(frame.topic, frame.payload, kAckQos);
       if (s.ok() || std::chrono::steady_clock::now() >= deadline) break;
       if (absl::IsResourceExhausted(s)) {
         // Paho's queue is full: wait here, and the parent's writes wait too.

@@ -2,10 +2,14 @@
 // with an MQTT connection of its own (client id and user name: the bridge's
 // + "-acks").
 //
+// Acks go out at QoS 0 (docs/ARCHITECTURE.md, "Acks go out at QoS 0"): a lost
+// ack costs the device a resend, never an event, and at QoS 1 reading each
+// ack's PUBACK was a third of the bridge's CPU in a burst.
+//
 // Why a process: Paho C serves every client of a process with one send and
 // one receive thread. During a burst the bridge publishes an ack per device
-// per answered request (about 20,000 for a million events) and reads each
-// one's PUBACK; on the control connection they queued in front of the
+// per answered request (about 20,000 for a million events); at QoS 1, with
+// their PUBACKs, on the control connection they queued in front of the
 // decisions a clinician waits for (p99 57 ms during a 1M burst, 23 ms with no
 // acks at all; docs/BENCHMARKS.md). Not through the event reader child: its
 // message callback blocks while the bridge has no room (the backpressure),
@@ -28,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "mqtt/mqtt_client.h"
@@ -53,10 +58,14 @@ class AckPublisher {
   AckPublisher(const AckPublisher&) = delete;
   AckPublisher& operator=(const AckPublisher&) = delete;
 
-  // Hands an ack to the child, starting it (again) when it is not running;
-  // waits while the child is behind. Unavailable when no child could take it.
-  // Thread-safe.
-  absl::Status Publish(const std::string& topic, const std::string& payload);
+  struct Ack {
+    std::string topic;
+    std::string payload;
+  };
+  // Hands acks to the child in one write, starting it (again) when it is not
+  // running; waits while the child is behind. Unavailable when no child could
+  // take them. Thread-safe.
+  absl::Status Publish(const std::vector<Ack>& acks);
 
  private:
   struct Child;
@@ -69,7 +78,7 @@ class AckPublisher {
 };
 
 // The child's main (`mqtt-bridge --ack-publisher`): reads its options from
-// descriptor 3, connects, and publishes each frame at QoS 1 until the parent
+// descriptor 3, connects, and publishes each frame at QoS 0 until the parent
 // goes away. Returns the exit code.
 int RunAckPublisherChild();
 

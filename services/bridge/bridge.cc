@@ -457,19 +457,21 @@ void Bridge::HandleResponse(const IngestResponse& response) {
   for (const auto& rejection : response.rejections()) {
     ingest_rejected_.Add({{"reason", rejection.reason()}}).Increment();
   }
+  std::vector<AckPublisher::Ack> acks;
+  acks.reserve(static_cast<size_t>(response.acks_size()));
   for (const auto& ack : response.acks()) {
     auto kind = kinds.find(ack.device_id());
     if (kind == kinds.end()) continue;
-    std::string payload;
-    ack.SerializeToString(&payload);
-    // Lost only with the ack publisher's connection: the device then sends
-    // the batch again, and the repeat is acked, not stored twice.
-    const bool published = acks_ != nullptr && acks_->Publish(codec::AckTopic(kind->second, ack.device_id()), payload).ok();
-    if (published) {
-      acks_published_.Increment();
-    } else {
-      publish_failures_.Add({{"what", "ack"}}).Increment();
-    }
+    acks.push_back({codec::AckTopic(kind->second, ack.device_id()), ack.SerializeAsString()});
+  }
+  if (acks.empty()) return;
+  // Lost only with the ack publisher's connection: the device then sends
+  // the batch again, and the repeat is acked, not stored twice.
+  const bool published = acks_ != nullptr && acks_->Publish(acks).ok();
+  if (published) {
+    acks_published_.Increment(static_cast<double>(acks.size()));
+  } else {
+    publish_failures_.Add({{"what", "ack"}}).Increment(static_cast<double>(acks.size()));
   }
 }
 

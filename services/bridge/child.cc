@@ -88,15 +88,21 @@ void DecodeOptions(const std::string& text, mqtt::MqttOptions* o, std::vector<st
 
 }  // namespace
 
+void AppendFrame(std::string* frames, char type, std::string_view topic, std::string_view payload) {
+  frames->reserve(frames->size() + 9 + topic.size() + payload.size());
+  frames->push_back(type);
+  PutU32(frames, static_cast<uint32_t>(topic.size()));
+  PutU32(frames, static_cast<uint32_t>(payload.size()));
+  frames->append(topic);
+  frames->append(payload);
+}
+
+bool WriteFrames(int fd, const std::string& frames) { return WriteAll(fd, frames.data(), frames.size()); }
+
 bool WriteFrame(int fd, char type, const std::string& topic, const std::string& payload) {
   std::string frame;
-  frame.reserve(9 + topic.size() + payload.size());
-  frame.push_back(type);
-  PutU32(&frame, static_cast<uint32_t>(topic.size()));
-  PutU32(&frame, static_cast<uint32_t>(payload.size()));
-  frame += topic;
-  frame += payload;
-  return WriteAll(fd, frame.data(), frame.size());
+  AppendFrame(&frame, type, topic, payload);
+  return WriteFrames(fd, frame);
 }
 
 bool FrameReader::Fill(size_t n) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,10 @@ struct Frame {
 };
 // type, be32(topic size), be32(payload size), topic, payload: one send.
 bool WriteFrame(int fd, char type, const std::string& topic, const std::string& payload);
+// Appends one frame to `frames`, to be written with others in one send.
+void AppendFrame(std::string* frames, char type, std::string_view topic, std::string_view payload);
+// Writes frames built with AppendFrame; false when the other side is gone.
+bool WriteFrames(int fd, const std::string& frames);
 
 // Reads frames from one descriptor, up to kReadAhead bytes at a time (a
 // frame costs one read, not three, on machines where system calls are dear).
