@@ -257,11 +257,18 @@ void Bridge::OnMessage(const std::string& topic, const std::string& payload) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
   std::unique_lock<std::mutex> lock(mu_);
+  // The forwarder waits for a queue that is not empty, or, lingering, for a
+  // full request: woken only when this message makes one of those true (a
+  // wake-up a message was a system call and a context switch, on machines
+  // where both are dear).
+  const bool was_empty = queue_.empty();
+  const bool was_short = queued_events_ < options_.max_request_events;
   queued_events_ += batch->events_size();
   queue_.push_back(Queued{parsed->kind, std::move(*batch), received_ms});
   queue_depth_.Set(static_cast<double>(queued_events_));
+  const bool wake = was_empty || (was_short && queued_events_ >= options_.max_request_events);
   lock.unlock();
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
 }
 
 void Bridge::LowerThisThread(std::string_view what) const {
