@@ -35,7 +35,7 @@ calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 start_broker_and_bridge() {  # front address
   mqtt=$(free_port) bm=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
-  mosquitto -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
+  "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
   wait_port "$mqtt"
   "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "$1" --metrics "127.0.0.1:$bm" \
     --client-id "bench-bridge-$bm" >"$work/bridge.log" 2>&1 & pids+=($!)

@@ -16,7 +16,7 @@ mqtt=$(free_port) grpc=$(free_port) m1=$(free_port) m2=$(free_port)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 100000\n' "$mqtt" >"$work/m.conf"
-mosquitto -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
+"$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
 ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
   --metrics "127.0.0.1:$m1" --data-dir "$work/db" --insecure-no-auth >"$work/ingestd.log" 2>&1 & pids+=($!)
 "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --metrics "127.0.0.1:$m2" \

@@ -11,6 +11,9 @@
 # DIR/measure.sh on the same load, so Node-RED and Python+SQLite are in the
 # same run, prints RollerTrace's ratios to them too, and publishes every run
 # (Mosquitto alone included) with the peers' loadgen, as it fed them.
+# Every Mosquitto this script starts (Mosquitto alone included) runs as the
+# shipped scripts and unit run it, through deploy/mosquitto/run-mosquitto.sh
+# (glibc's malloc on huge pages); the peers' measure.sh starts its own, plain.
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
 # With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
 # bridge's event reader and ack publisher during each run, into
@@ -63,7 +66,7 @@ start_broker() {
   [ -n "$broker_pid" ] && { kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; }
   mqtt=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
-  mosquitto -c "$work/m.conf" >>"$work/mosquitto.log" 2>&1 &
+  "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >>"$work/mosquitto.log" 2>&1 &
   broker_pid=$!; pids+=($broker_pid)
   sleep 0.5
 }
@@ -131,8 +134,8 @@ run_rollertrace() {  # format
     "$(echo "($c1 - $c0) / $hz * 1000000 / $n" | bc -l)" "$(echo "($i1 - $i0) / $hz * 1000000 / $n" | bc -l)" \
     "$(hwm_mib "$bridge")" "$(hwm_mib "$reader")" "$(hwm_mib "${acks:-0}")" "$(hwm_mib "$ingestd")"
   # Where the rest of the two cores went: the broker and the publisher.
-  printf '  beside them: mosquitto %.2f us, the loadgen publishing %.2f us an event\n' \
-    "$(echo "($b1 - $b0) / $hz * 1000000 / $n" | bc -l)" \
+  printf '  beside them: mosquitto %.2f us (peak RSS %s MiB), the loadgen publishing %.2f us an event\n' \
+    "$(echo "($b1 - $b0) / $hz * 1000000 / $n" | bc -l)" "$(hwm_mib "$broker_pid")" \
     "$(awk -v n="$n" '{printf "%.4f", ($1 + $2) * 1000000 / n}' "$work/lg-$format.time")"
   kill "$bridge" "$ingestd" 2>/dev/null || true
   wait "$bridge" "$ingestd" 2>/dev/null || true

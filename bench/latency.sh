@@ -17,7 +17,7 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 mqtt=$(free_port) grpc=$(free_port) m1=$(free_port) m2=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
-mosquitto -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
+"$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
 ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
   --metrics "127.0.0.1:$m1" --data-dir "$work/db" --insecure-no-auth "${nice_arg[@]}" >"$work/ingestd.log" 2>&1 & pids+=($!)
 sleep 0.5

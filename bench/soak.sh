@@ -33,7 +33,6 @@ for b in services/ingest/ingestd services/bridge/mqtt-bridge edge/agent/roller-f
   [ -x "$bin/$b" ] || { echo "soak: $bin/$b is missing: build first (or set ROLLERTRACE_BUILD_DIR)" >&2; exit 2; }
 done
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "soak: mosquitto is not installed" >&2; exit 2; }
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 work=$(mktemp -d /tmp/rollertrace-soak.XXXXXX)
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -64,7 +63,7 @@ chmod 600 "$work/tokens" "$work/admin.token" "$work/device.token"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 1000000\nset_tcp_nodelay true\n' \
   "$mqtt" >"$work/mosquitto.conf"
 
-start_mosquitto() { "$MOSQUITTO" -c "$work/mosquitto.conf" >>"$work/mosquitto.log" 2>&1 & pid[mosquitto]=$!; }
+start_mosquitto() { "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/mosquitto.conf" >>"$work/mosquitto.log" 2>&1 & pid[mosquitto]=$!; }
 start_ingestd() {
   ROLLERTRACE_PSEUDONYM_SECRET=$secret "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" --metrics "127.0.0.1:$m1" \
     --data-dir "$work/db/store" --tokens-file "$work/tokens" --min-free-mib 16 >>"$work/ingestd.log" 2>&1 &

@@ -113,7 +113,7 @@ for tag in N S; do
 done
 bash "$root/deploy/mosquitto/local-auth.sh" --dir "$run_dir/mqtt" --port "$mqtt_port" \
   --bridge mqtt-bridge-1 --bridge mqtt-bridge-2 "${devices[@]}"
-start mosquitto mosquitto -c "$run_dir/mqtt/mosquitto.conf"
+start mosquitto "$root/deploy/mosquitto/run-mosquitto.sh" -c "$run_dir/mqtt/mosquitto.conf"
 wait_port "$mqtt_port" mosquitto "${pid_of[mosquitto]}"
 for b in 1 2; do
   m=bridge${b}_metrics

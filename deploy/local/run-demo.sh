@@ -87,7 +87,7 @@ devices+=(S-01 S-02)
 auth_flags=()
 [ "$anonymous" = 1 ] && auth_flags=(--insecure-anonymous)
 bash "$root/deploy/mosquitto/local-auth.sh" --dir "$run_dir/mqtt" --port "$mqtt_port" "${auth_flags[@]}" "${devices[@]}"
-mosquitto -c "$run_dir/mqtt/mosquitto.conf" >"$run_dir/mosquitto.log" 2>&1 &
+"$root/deploy/mosquitto/run-mosquitto.sh" -c "$run_dir/mqtt/mosquitto.conf" >"$run_dir/mosquitto.log" 2>&1 &
 pids+=($!)
 wait_port "$mqtt_port" mosquitto $!
 
