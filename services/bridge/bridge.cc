@@ -119,6 +119,7 @@ void Bridge::Start() {
   acks_ = std::make_unique<AckPublisher>(std::move(ao));
   event_reader_ = std::thread([this] { RunEventReader(); });
   forwarder_ = std::thread([this] { RunForwarder(); });
+  decision_channel_ = IngestdChannel(/*own_connection=*/true);
   for (size_t i = 0; i < std::max<size_t>(1, options_.authorize_threads); ++i) {
     authorizers_.emplace_back([this] { RunAuthorizer(); });
   }
@@ -277,10 +278,12 @@ void Bridge::LowerThisThread(std::string_view what) const {
   }
 }
 
-std::shared_ptr<grpc::Channel> Bridge::IngestdChannel() const {
-  return grpc::CreateChannel(options_.ingestd_address, options_.ingestd_credentials
-                                                           ? options_.ingestd_credentials
-                                                           : grpc::InsecureChannelCredentials());
+std::shared_ptr<grpc::Channel> Bridge::IngestdChannel(bool own_connection) const {
+  grpc::ChannelArguments args;
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(
+      options_.ingestd_address,
+      options_.ingestd_credentials ? options_.ingestd_credentials : grpc::InsecureChannelCredentials(), args);
 }
 
 void Bridge::RunForwarder() {

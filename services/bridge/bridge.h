@@ -138,7 +138,11 @@ class Bridge {
   bool PublishControl(const std::string& topic, const std::string& payload, const char* what,
                       std::function<void()> delivered = {});
   // A new channel to ingestd (TLS when options_.ingestd_credentials is set).
-  std::shared_ptr<grpc::Channel> IngestdChannel() const;
+  // With own_connection, its connection is its own: gRPC otherwise shares one
+  // connection to a target among a process's channels, and decisions would
+  // wait behind the event stream's requests on it (docs/ARCHITECTURE.md,
+  // "Authorisations do not queue behind bulk events").
+  std::shared_ptr<grpc::Channel> IngestdChannel(bool own_connection = false) const;
   // Gives the calling thread options_.bulk_nice (a failure is logged).
   void LowerThisThread(std::string_view what) const;
 
@@ -191,6 +195,8 @@ class Bridge {
   std::thread event_reader_;
   std::mutex reader_mu_;
   EventReader* reader_ = nullptr;  // guarded by reader_mu_; owned by RunEventReader
+  // The authorisers' channel to ingestd, on a connection of its own.
+  std::shared_ptr<grpc::Channel> decision_channel_;
   std::vector<std::thread> authorizers_;
 };
 

@@ -1,5 +1,6 @@
 // The bridge's control side: authorisation requests answered by a pool of
-// threads (each with its own stub), and what the bridge publishes to devices
+// threads (each with its own stub, all on one channel with a connection to
+// ingestd of its own), and what the bridge publishes to devices
 // on its control connection (decisions and device commands, each command
 // confirmed to ingestd once the broker has it),
 // waiting while Paho's queue is full. Acks leave from the ack publisher
@@ -41,7 +42,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
 
 void Bridge::RunAuthorizer() {
   pthread_setname_np(pthread_self(), "bridge-authz");
-  auto stub = rollertrace::v1::ComplianceService::NewStub(IngestdChannel());
+  auto stub = rollertrace::v1::ComplianceService::NewStub(decision_channel_);
   while (true) {
     rollertrace::v1::AuthorizeRequest request;
     std::chrono::steady_clock::time_point taken;

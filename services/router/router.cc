@@ -36,10 +36,17 @@ Shards::Shards(cluster::ShardMap map, const std::shared_ptr<grpc::ChannelCredent
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Authorisations and audit reads go to a shard on a connection of their
+  // own, not multiplexed behind the bridges' event streams (gRPC would share
+  // one connection among the channels to a target; docs/ARCHITECTURE.md,
+  // "Authorisations do not queue behind bulk events").
+  grpc::ChannelArguments own_connection = args;
+  own_connection.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   for (const auto& s : map_.shards()) {
     auto channel = grpc::CreateCustomChannel(s.address, credentials, args);
+    auto decisions = grpc::CreateCustomChannel(s.address, credentials, own_connection);
     shards_.push_back({v1::IngestService::NewStub(channel), v1::RegistryService::NewStub(channel),
-                       v1::ComplianceService::NewStub(channel)});
+                       v1::ComplianceService::NewStub(decisions)});
   }
 }
 

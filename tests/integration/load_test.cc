@@ -426,6 +426,53 @@ TEST(Load, BulkWorkRunsAtALowerPriorityThanTheDecisionPath) {
   EXPECT_EQ(process::ThreadNiceValues(cluster.ingestd_pid()).at("ingest-writer"), std::set<int>{7});
 }
 
+// Established TCP connections from process `pid` to local port `port`
+// (IPv4 and IPv6 sockets), from /proc: its descriptors' socket inodes matched
+// against the kernel's connection tables.
+int ConnectionsTo(pid_t pid, int port) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (const auto& entry : std::filesystem::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    static const std::regex kSocket(R"(socket:\[(\d+)\])");
+    std::smatch m;
+    if (!ec && std::regex_match(target, m, kSocket)) inodes.insert(m[1]);
+  }
+  char port_hex[8];
+  std::snprintf(port_hex, sizeof port_hex, "%04X", port);
+  int count = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      const bool to_port = remote.size() > 5 && remote.substr(remote.size() - 4) == port_hex;
+      if (to_port && state == "01" && inodes.count(inode)) ++count;  // 01: established
+    }
+  }
+  return count;
+}
+
+// Point 3's "authorisations must not queue behind bulk events", on the wire:
+// the bridge's authorisers shared gRPC's one connection to ingestd with the
+// event stream (gRPC pools a target's connections across channels), so a
+// decision's few bytes waited behind requests of hundreds of kilobytes in the
+// same TCP stream and ingestd's reading of it (p99 10-25 ms in the bridge
+// during a burst, docs/BENCHMARKS.md). They get a connection of their own.
+TEST(Load, DecisionsReachIngestdOnAConnectionOfTheirOwn) {
+  Cluster cluster("decision-connection");
+  cluster.StartAll();
+  TestDevice roller(cluster.mqtt_uri(), DeviceId(0));
+  ASSERT_TRUE(roller.Authorize(AuthorizeFor(DeviceId(0), "MRN-1", Now())).has_value()) << "no decision over MQTT";
+  const std::string address = cluster.ingestd_address();
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  EXPECT_EQ(ConnectionsTo(cluster.bridge_pid(), port), 2) << "one for the event stream, one for decisions";
+}
+
 // A command's effects are written without the WAL; only the command log is
 // synced (docs/ARCHITECTURE.md, "The log is the WAL"). ingestd SIGKILLed while
 // a stream pours into it must come back with the effects of every logged
