@@ -117,9 +117,12 @@ void Bridge::Start() {
   ao.nice = options_.bulk_nice;
   ao.on_failure = [this] { publish_failures_.Add({{"what", "ack"}}).Increment(); };
   acks_ = std::make_unique<AckPublisher>(std::move(ao));
+  // Before the threads that lower their priority start: gRPC starts its own
+  // threads (which the decisions use) from the thread that first needs them,
+  // and they inherit its nice value; this one's is 0.
+  decision_channel_ = IngestdChannel(/*own_connection=*/true);
   event_reader_ = std::thread([this] { RunEventReader(); });
   forwarder_ = std::thread([this] { RunForwarder(); });
-  decision_channel_ = IngestdChannel(/*own_connection=*/true);
   for (size_t i = 0; i < std::max<size_t>(1, options_.authorize_threads); ++i) {
     authorizers_.emplace_back([this] { RunAuthorizer(); });
   }
