@@ -41,9 +41,11 @@ cleanup() { [ -n "$ingestd_pid" ] && kill "$ingestd_pid" 2>/dev/null; wait 2>/de
 trap 'cleanup; rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
 
-# One run of `ingestd` (a binary): prints "EVENTS_PER_S US_PER_EVENT".
+# One run of `ingestd` (a binary): prints "EVENTS_PER_S US_PER_EVENT PAGE_FAULTS PEAK_RSS_MIB"
+# (page faults: /proc's minflt over the run; each is dear on a virtual machine,
+# build/bench/page_touch says how dear).
 run() {
-  local ingestd=$1 n=$2 grpc metrics c0 c1 out
+  local ingestd=$1 n=$2 grpc metrics c0 c1 f0 f1 hwm out
   grpc=$(free_port) metrics=$(free_port)
   rm -rf "$work/db"
   ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$ingestd" --listen "127.0.0.1:$grpc" \
@@ -51,13 +53,14 @@ run() {
   ingestd_pid=$!
   "$lg" --devices "$D" --register-with "127.0.0.1:$grpc" --register-only
   sleep 0.5
-  c0=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat")
+  c0=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f0=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
   out=$("$lg" --ingestd "127.0.0.1:$grpc" --devices "$D" --messages "$M" --events "$E")
-  c1=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat")
+  c1=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f1=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
+  hwm=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$ingestd_pid/status")
   kill "$ingestd_pid"; wait "$ingestd_pid" 2>/dev/null || true; ingestd_pid=""
   local rate
   rate=$(echo "$out" | awk '{for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}')
-  echo "$rate $(echo "scale=3; ($c1 - $c0) * 1000000 / $hz / $total" | bc)"
+  echo "$rate $(echo "scale=3; ($c1 - $c0) * 1000000 / $hz / $total" | bc) $((f1 - f0)) $hwm"
 }
 
 median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -67,11 +70,11 @@ echo "== ingestd alone: $total events ($D devices x $M requests' worth x $E), $r
 for i in $(seq 1 "$runs"); do
   r=$(run "$bin/services/ingest/ingestd" "this-$i")
   echo "$r" >>"$work/this"
-  printf 'run %d  this build:  %8.0f events/s, ingestd %s us an event\n' "$i" ${r}
+  printf 'run %d  this build:  %8.0f events/s, ingestd %s us an event, %s page faults, peak RSS %s MiB\n' "$i" ${r}
   if [ -n "$against" ]; then
     r=$(run "$against/services/ingest/ingestd" "other-$i")
     echo "$r" >>"$work/other"
-    printf 'run %d  --against:   %8.0f events/s, ingestd %s us an event\n' "$i" ${r}
+    printf 'run %d  --against:   %8.0f events/s, ingestd %s us an event, %s page faults, peak RSS %s MiB\n' "$i" ${r}
   fi
 done
 printf 'median  this build:  %8.0f events/s, ingestd %s us an event\n' \
