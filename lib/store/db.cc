@@ -106,6 +106,14 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool sync,
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf_options.memtable_factory = NewSkipListMemTable();
+  // Memtables of 32 MiB, not RocksDB's 64: the memtables are most of
+  // ingestd's memory, and its first pass over each fresh page costs a page
+  // fault and zeroing (12 % of ingestd's CPU in a 1M-event burst on a virtual
+  // machine). Five interleaved pairs of bench/ingestd_alone.sh: 64 MiB 2.01-2.32
+  // us an event (median 2.12), 32 MiB 1.87-2.08 (1.95), 16 MiB 2.30-2.68 (more
+  // flushes and compactions than it saves); peak RSS 237-247, 175-185 and
+  // 154-162 MiB (docs/BENCHMARKS.md, ninth session).
+  cf_options.write_buffer_size = 32 << 20;
   // Flushes write uncompressed: under a burst, compressing each flushed block
   // was a quarter of the flush thread (snappy), about 4 % of ingestd's CPU.
   // Compactions into the bottom level, where the store's bulk ends up,

@@ -52,14 +52,15 @@ absl::Status StoreGuard::CheckLocked(uint64_t free, uint64_t bytes_needed) {
   return absl::OkStatus();
 }
 
-void StoreGuard::Publish(bool writable, uint64_t free) {
+void StoreGuard::Publish(const absl::Status& check, uint64_t free) {
+  const bool writable = check.ok();
   writable_gauge_.Set(writable ? 1 : 0);
   free_gauge_.Set(static_cast<double>(free));
   if (writable != was_writable_) {
     if (writable) {
       std::cerr << "ingestd: store " << store_.path() << " takes writes again" << std::endl;
     } else {
-      std::cerr << "ingestd: takes no writes: " << CheckLocked(free).message() << std::endl;
+      std::cerr << "ingestd: takes no writes: " << check.message() << std::endl;
     }
     was_writable_ = writable;
   }
@@ -70,7 +71,7 @@ absl::Status StoreGuard::Writable(uint64_t bytes_needed) {
   const bool known = FreeBytes(&free);
   std::lock_guard<std::mutex> lock(mu_);
   absl::Status s = CheckLocked(known ? free : UINT64_MAX, bytes_needed);
-  Publish(s.ok(), known ? free : 0);
+  Publish(s, known ? free : 0);
   if (!s.ok()) refused_.Increment();
   return s;
 }
@@ -79,7 +80,7 @@ void StoreGuard::WriteFailed(const absl::Status& status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     failed_ = std::string(status.message());
-    Publish(false, 0);
+    Publish(CheckLocked(0), 0);
   }
   // Debian's RocksDB (7.8) must not touch a WAL again after a write to it
   // failed: its next write, its Resume() and even its Close() abort on an
@@ -98,7 +99,7 @@ void StoreGuard::Tick() {
   uint64_t free = UINT64_MAX;
   const bool known = FreeBytes(&free);
   std::lock_guard<std::mutex> lock(mu_);
-  Publish(CheckLocked(known ? free : UINT64_MAX).ok(), known ? free : 0);
+  Publish(CheckLocked(known ? free : UINT64_MAX), known ? free : 0);
 }
 
 }  // namespace rollertrace::ingest

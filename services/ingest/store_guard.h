@@ -41,7 +41,9 @@ class StoreGuard {
   // Free bytes of the store's file system; false when statvfs fails.
   bool FreeBytes(uint64_t* free) const;
   absl::Status CheckLocked(uint64_t free, uint64_t bytes_needed = 0);
-  void Publish(bool writable, uint64_t free);
+  // Sets the gauges from `check` (the store takes writes when it is OK) and
+  // says so in the log, with its reason, when that changed.
+  void Publish(const absl::Status& check, uint64_t free);
 
   store::EventStore& store_;
   const uint64_t reserve_;
