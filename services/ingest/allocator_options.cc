@@ -6,7 +6,7 @@
 // of thousands of events a second: with 4 KiB pages the first write to each
 // page is a page fault, 52,000-56,000 of them for a 1M-event burst (/proc's
 // minflt), about 1 in 20 events; with huge pages 4,000-7,000. On a virtual
-// machine a page fault is dear: ingestd alone used 3-18 % less CPU an event
+// machine a page fault is dear: ingestd alone used 2-29 % less CPU an event
 // in nine interleaved pairs of runs (median 2.69 -> 2.32 us in the last five;
 // docs/BENCHMARKS.md, ninth session). The cost is memory: about 50 MiB more
 // peak RSS for that burst (measured with 64 MiB memtables: 181-206 -> 234-255).
