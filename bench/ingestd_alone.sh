@@ -11,19 +11,25 @@
 # to the next; this one takes the broker and the bridge out of the measure, for
 # changes to ingestd itself.
 #
-# Usage: bench/ingestd_alone.sh [--runs N] [--against BUILD_DIR] [DEVICES] [MESSAGES] [EVENTS]
-#   (default 1 run of 100 200 50)
+# Usage: bench/ingestd_alone.sh [--runs N] [--bursts K] [--against BUILD_DIR] [DEVICES] [MESSAGES] [EVENTS]
+#   (default 1 run of 1 burst of 100 200 50)
 # --against BUILD_DIR: runs BUILD_DIR's ingestd too, alternating with this
 #   build's run by run (A/B on a noisy machine), and prints both medians.
+# --bursts K: K bursts one after the other into the same ingestd (each with new
+#   sequences); each burst's figures are printed, and a run's figure is its last
+#   burst's: a warm ingestd, whose memory is already mapped, as a service that
+#   has run for a while is (it also compacts what the earlier bursts wrote, so
+#   it is not cheaper per event: docs/BENCHMARKS.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
-runs=1 against=""
+runs=1 bursts=1 against=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
+    --bursts) bursts=$2; shift 2 ;;
     --against) against=$(cd "$2" && pwd); shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "ingestd_alone.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -45,7 +51,7 @@ hz=$(getconf CLK_TCK)
 # (page faults: /proc's minflt over the run; each is dear on a virtual machine,
 # build/bench/page_touch says how dear).
 run() {
-  local ingestd=$1 n=$2 grpc metrics c0 c1 f0 f1 hwm out
+  local ingestd=$1 n=$2 grpc metrics c0 c1 f0 f1 hwm out b rate line
   grpc=$(free_port) metrics=$(free_port)
   rm -rf "$work/db"
   ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$ingestd" --listen "127.0.0.1:$grpc" \
@@ -53,19 +59,25 @@ run() {
   ingestd_pid=$!
   "$lg" --devices "$D" --register-with "127.0.0.1:$grpc" --register-only
   sleep 0.5
-  c0=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f0=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
-  out=$("$lg" --ingestd "127.0.0.1:$grpc" --devices "$D" --messages "$M" --events "$E")
-  c1=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f1=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
-  hwm=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$ingestd_pid/status")
+  for b in $(seq 1 "$bursts"); do
+    # The previous burst's flushes and compactions finish before this one is timed.
+    [ "$b" -gt 1 ] && sleep 2
+    c0=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f0=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
+    out=$("$lg" --ingestd "127.0.0.1:$grpc" --devices "$D" --messages "$M" --events "$E" \
+      --first-sequence $((1 + (b - 1) * M * E)))
+    c1=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f1=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
+    hwm=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$ingestd_pid/status")
+    rate=$(echo "$out" | awk '{for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}')
+    line="$rate $(echo "scale=3; ($c1 - $c0) * 1000000 / $hz / $total" | bc) $((f1 - f0)) $hwm"
+    [ "$bursts" -gt 1 ] && printf '       burst %d: %8.0f events/s, ingestd %s us an event, %s page faults, peak RSS %s MiB\n' "$b" $line >&2
+  done
   kill "$ingestd_pid"; wait "$ingestd_pid" 2>/dev/null || true; ingestd_pid=""
-  local rate
-  rate=$(echo "$out" | awk '{for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}')
-  echo "$rate $(echo "scale=3; ($c1 - $c0) * 1000000 / $hz / $total" | bc) $((f1 - f0)) $hwm"
+  echo "$line"
 }
 
 median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-echo "== ingestd alone: $total events ($D devices x $M requests' worth x $E), $runs run(s)${against:+, against $against}"
+echo "== ingestd alone: $total events ($D devices x $M requests' worth x $E), $runs run(s) of $bursts burst(s)${against:+, against $against}"
 : >"$work/this" ; : >"$work/other"
 for i in $(seq 1 "$runs"); do
   r=$(run "$bin/services/ingest/ingestd" "this-$i")
