@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --bursts) bursts=$2; shift 2 ;;
     --against) against=$(cd "$2" && pwd); shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "ingestd_alone.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) break ;;
   esac
