@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "mqtt/paho_waits.h"
 #include "util/address.h"
 #include "util/cat.h"
 #include "util/secret_file.h"
@@ -149,7 +150,11 @@ MqttClient::MqttClient(MqttOptions options)
           options_.server_uri, options_.client_id,
           ::mqtt::create_options(UsesMqtt5(options_) ? MQTTVERSION_5 : MQTTVERSION_DEFAULT,
                                  options_.max_buffered_messages),
-          nullptr)) {}
+          nullptr)) {
+  // Links paho_waits.cc into every program with a client (a static library's
+  // object is linked only when something in it is used).
+  (void)paho::Acted();
+}
 
 MqttClient::~MqttClient() {
   Stop();

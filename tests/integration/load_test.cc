@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mqtt/paho_waits.h"
 #include "process/priority.h"
 #include "support/cluster.h"
 #include "support/devices.h"
@@ -471,6 +472,27 @@ TEST(Load, DecisionsReachIngestdOnAConnectionOfTheirOwn) {
   const std::string address = cluster.ingestd_address();
   const int port = std::stoi(address.substr(address.rfind(':') + 1));
   EXPECT_EQ(ConnectionsTo(cluster.bridge_pid(), port), 2) << "one for the event stream, one for decisions";
+}
+
+// Paho C's receive thread sleeps 100 ms after each second without traffic,
+// and its send thread can miss the wake-up for a new command and wait out a
+// second: authorisations 1.05 s apart took 51 ms each over MQTT, and one
+// round trip in about 2,400 took 1.1 s (docs/BENCHMARKS.md). This program's
+// own MQTT client, like every program linking rt_mqtt, routes both waits
+// through mqtt/paho_waits.h: after a quiet second its Paho threads took the
+// short waits, and the roller still gets its decision.
+TEST(Load, AfterAQuietSecondPahosThreadsTakeTheShortWaits) {
+  ASSERT_TRUE(mqtt::paho::Interposed()) << "usleep and pthread_cond_timedwait are not this program's";
+  Cluster cluster("paho-waits");
+  cluster.StartAll();
+  TestDevice roller(cluster.mqtt_uri(), DeviceId(0));
+  ASSERT_TRUE(roller.Authorize(AuthorizeFor(DeviceId(0), "MRN-1", Now())).has_value()) << "no decision over MQTT";
+  const mqtt::paho::Counts before = mqtt::paho::Acted();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(roller.Authorize(AuthorizeFor(DeviceId(0), "MRN-1", Now())).has_value()) << "none after the quiet";
+  const mqtt::paho::Counts after = mqtt::paho::Acted();
+  EXPECT_GT(after.shortened_sleeps, before.shortened_sleeps) << "the receive thread's idle sleep was not cut";
+  EXPECT_GT(after.capped_waits, before.capped_waits) << "the send thread's wait was not capped";
 }
 
 // A command's effects are written without the WAL; only the command log is
