@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
 
 namespace rollertrace::mqtt::paho {
 
@@ -89,7 +88,11 @@ int usleep(useconds_t usec) {
 // The C library's, with the deadline capped in Paho's send thread.
 int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex, const timespec* abstime) {
   using Real = int (*)(pthread_cond_t*, pthread_mutex_t*, const timespec*);
-  static const Real real = reinterpret_cast<Real>(dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2"));
+  // The current version (glibc keeps an older one beside it), else whichever comes next.
+  static const Real real = [] {
+    void* f = dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+    return reinterpret_cast<Real>(f != nullptr ? f : dlsym(RTLD_NEXT, "pthread_cond_timedwait"));
+  }();
   const std::string_view thread = rollertrace::mqtt::paho::ThisThread();
   if (thread != rollertrace::mqtt::paho::kSendThread) return real(cond, mutex, abstime);
   timespec now{};
