@@ -112,16 +112,16 @@ absl::Status IndexedSessions(const ReadView& view, Family index, const std::stri
 }  // namespace audit
 
 absl::StatusOr<DeviceRecord> AuditReader::GetDevice(std::string_view device_id) const {
-  return audit::Device(SnapshotView(db_), device_id);
+  return audit::Device(LatestView(db_), device_id);
 }
 
 absl::StatusOr<std::vector<DeviceRecord>> AuditReader::ListDevices(rollertrace::v1::DeviceKind kind) const {
-  return audit::Devices(SnapshotView(db_), kind);
+  return audit::Devices(LatestView(db_), kind);
 }
 
 absl::StatusOr<rollertrace::v1::HistoryResponse> AuditReader::History(std::string_view device_id,
                                                                       uint64_t from_sequence, uint32_t limit) const {
-  return audit::History(SnapshotView(db_), device_id, from_sequence, limit);
+  return audit::History(LatestView(db_), device_id, from_sequence, limit);
 }
 
 absl::StatusOr<std::vector<rollertrace::v1::Gap>> AuditReader::Gaps(std::string_view device_id) const {
@@ -139,17 +139,17 @@ absl::StatusOr<std::vector<rollertrace::v1::Gap>> AuditReader::Gaps(std::string_
 }
 
 absl::StatusOr<std::vector<SessionRecord>> AuditReader::Sessions(std::string_view device_id) const {
-  return audit::Sessions(SnapshotView(db_), device_id);
+  return audit::Sessions(LatestView(db_), device_id);
 }
 
 absl::StatusOr<CycleRecord> AuditReader::GetCycle(std::string_view steriliser_id, uint64_t cycle) const {
-  return audit::Cycle(SnapshotView(db_), steriliser_id, cycle);
+  return audit::Cycle(LatestView(db_), steriliser_id, cycle);
 }
 
 absl::StatusOr<rollertrace::v1::RecallReport> AuditReader::GetRecall(std::string_view steriliser_id,
                                                                      uint64_t cycle) const {
   rollertrace::v1::RecallReport r;
-  absl::StatusOr<bool> found = SnapshotView(db_).Read(Family::kRecalls, DeviceSequenceKey(steriliser_id, cycle), &r);
+  absl::StatusOr<bool> found = LatestView(db_).Read(Family::kRecalls, DeviceSequenceKey(steriliser_id, cycle), &r);
   if (!found.ok()) return found.status();
   if (!*found) {
     return absl::NotFoundError(util::Cat("no recall for cycle ", steriliser_id, "#", cycle,
@@ -308,7 +308,7 @@ absl::StatusOr<rollertrace::v1::CycleTrail> AuditReader::CycleTrail(std::string_
 
 absl::StatusOr<uint64_t> AuditReader::CountPendingBiologicalIndicators() const {
   uint64_t pending = 0;
-  absl::Status s = SnapshotView(db_).ScanRecords<CycleRecord>(Family::kCycles, {},
+  absl::Status s = LatestView(db_).ScanRecords<CycleRecord>(Family::kCycles, {},
                                                               [&](std::string_view, CycleRecord& c) -> absl::StatusOr<bool> {
                                                                 if (!audit::IndicatorKnown(c.biological_indicator())) ++pending;
                                                                 return true;

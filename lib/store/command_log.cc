@@ -12,12 +12,12 @@
 namespace rollertrace::store {
 
 absl::StatusOr<uint64_t> CommandLog::NextIndex() const {
-  return SnapshotView(db_).ReadCounter(kMetaNextCommand, 1);
+  return LatestView(db_).ReadCounter(kMetaNextCommand, 1);
 }
 
 absl::StatusOr<bool> CommandLog::Complete() const {
   std::string value;
-  absl::StatusOr<bool> migrated = SnapshotView(db_).Get(Family::kMeta, kMetaMigratedFrom, &value);
+  absl::StatusOr<bool> migrated = LatestView(db_).Get(Family::kMeta, kMetaMigratedFrom, &value);
   if (!migrated.ok()) return migrated.status();
   return !*migrated;
 }

@@ -253,19 +253,40 @@ std::map<std::string, uint64_t> Db::Properties() const {
 SnapshotView::SnapshotView(const Db& db) : db_(db), snapshot_(db.raw()->GetSnapshot()) {}
 SnapshotView::~SnapshotView() { db_.raw()->ReleaseSnapshot(snapshot_); }
 
-absl::StatusOr<bool> SnapshotView::Get(Family family, std::string_view key, std::string* value) const {
+namespace {
+
+absl::StatusOr<bool> GetAt(const Db& db, const rocksdb::Snapshot* snapshot, Family family, std::string_view key,
+                           std::string* value) {
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_;
-  rocksdb::Status s = db_.raw()->Get(ro, db_.handle(family), rocksdb::Slice(key.data(), key.size()), value);
+  ro.snapshot = snapshot;
+  rocksdb::Status s = db.raw()->Get(ro, db.handle(family), rocksdb::Slice(key.data(), key.size()), value);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return absl::InternalError(util::Cat("read ", Info(family).name, ": ", s.ToString()));
   return true;
 }
 
-std::unique_ptr<rocksdb::Iterator> SnapshotView::Iterate(Family family) const {
+std::unique_ptr<rocksdb::Iterator> IterateAt(const Db& db, const rocksdb::Snapshot* snapshot, Family family) {
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_;
-  return std::unique_ptr<rocksdb::Iterator>(db_.raw()->NewIterator(ro, db_.handle(family)));
+  ro.snapshot = snapshot;
+  return std::unique_ptr<rocksdb::Iterator>(db.raw()->NewIterator(ro, db.handle(family)));
+}
+
+}  // namespace
+
+absl::StatusOr<bool> SnapshotView::Get(Family family, std::string_view key, std::string* value) const {
+  return GetAt(db_, snapshot_, family, key, value);
+}
+
+std::unique_ptr<rocksdb::Iterator> SnapshotView::Iterate(Family family) const {
+  return IterateAt(db_, snapshot_, family);
+}
+
+absl::StatusOr<bool> LatestView::Get(Family family, std::string_view key, std::string* value) const {
+  return GetAt(db_, nullptr, family, key, value);
+}
+
+std::unique_ptr<rocksdb::Iterator> LatestView::Iterate(Family family) const {
+  return IterateAt(db_, nullptr, family);
 }
 
 }  // namespace rollertrace::store

@@ -114,6 +114,7 @@ class Db {
 };
 
 // The committed store at one moment: every read of one query sees the same state.
+// Use it for a query of more than one read (a Get then a Scan, two Gets).
 class SnapshotView final : public ReadView {
  public:
   explicit SnapshotView(const Db& db);
@@ -126,6 +127,24 @@ class SnapshotView final : public ReadView {
  private:
   const Db& db_;
   const rocksdb::Snapshot* snapshot_;
+};
+
+// The committed store as each read finds it when it starts: for a query of
+// exactly one read (one Get, or one Scan, which RocksDB serves from a
+// consistent state of its own). It registers no snapshot. Releasing one makes
+// RocksDB rewrite every bottom-level file written since (compaction reason
+// BottommostFiles), which on a young store is each freshly flushed file:
+// readers that run every second (the fleet gauges, the outbox) would cost the
+// writer that much compaction under a burst (docs/BENCHMARKS.md, twelfth
+// session).
+class LatestView final : public ReadView {
+ public:
+  explicit LatestView(const Db& db) : db_(db) {}
+  absl::StatusOr<bool> Get(Family family, std::string_view key, std::string* value) const override;
+  std::unique_ptr<rocksdb::Iterator> Iterate(Family family) const override;
+
+ private:
+  const Db& db_;
 };
 
 }  // namespace rollertrace::store

@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& 
 
 absl::Status EventStore::ResumeCounters() {
   std::lock_guard<std::mutex> lock(write_mu_);
-  absl::StatusOr<uint64_t> counter = SnapshotView(*db_).ReadCounter(kMetaDecisionCounter, 0);
+  absl::StatusOr<uint64_t> counter = LatestView(*db_).ReadCounter(kMetaDecisionCounter, 0);
   if (!counter.ok()) return counter.status();
   decision_counter_ = std::max(decision_counter_.load(), *counter);
   return absl::OkStatus();
@@ -149,7 +149,7 @@ absl::StatusOr<RecordedDecision> EventStore::Decide(const rollertrace::v1::Autho
 
 absl::StatusOr<std::vector<rollertrace::v1::Command>> EventStore::OutboxCommands() const {
   std::vector<rollertrace::v1::Command> commands;
-  absl::Status s = SnapshotView(*db_).Scan(Family::kOutbox, {}, [&](std::string_view key, std::string_view value)
+  absl::Status s = LatestView(*db_).Scan(Family::kOutbox, {}, [&](std::string_view key, std::string_view value)
                                                                     -> absl::StatusOr<bool> {
     if (!commands.emplace_back().ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return ReadView::Corrupt(Family::kOutbox, key);

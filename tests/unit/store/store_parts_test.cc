@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "process/priority.h"
+#include "store/audit_reader.h"
 #include "store/commands.h"
 #include "store/keys.h"
 #include "store/signer.h"
@@ -608,6 +609,57 @@ TEST_F(StorePartsTest, FlushesAndCompactionsRunAtTheBackgroundNiceValue) {
   ASSERT_TRUE(raw->CompactRange(compact, (*db)->handle(Family::kEvents), nullptr, nullptr).ok());
   EXPECT_GE(NiceOfThreads("rocksdb:low").count(6), 1u) << "a compaction thread";
   EXPECT_EQ(getpriority(PRIO_PROCESS, 0), 0) << "the caller's own thread";
+}
+
+// The number of the events family's one file when it is still the file that
+// flush wrote (sequence numbers not zeroed by a rewrite), else 0.
+uint64_t FlushedEventsFile(const Db& db) {
+  rocksdb::ColumnFamilyMetaData meta;
+  db.raw()->GetColumnFamilyMetaData(db.handle(Family::kEvents), &meta);
+  uint64_t file = 0;
+  for (const auto& level : meta.levels) {
+    for (const auto& f : level.files) {
+      if (f.largest_seqno != 0) file = f.file_number;
+    }
+  }
+  return file;
+}
+
+TEST_F(StorePartsTest, ReadersOfOneReadLeaveAYoungStoresFilesAlone) {
+  // Every snapshot released makes RocksDB rewrite the bottom level's files
+  // written since (compaction reason BottommostFiles); on a young store that
+  // is each file a flush writes. The readers ingestd runs every second (the
+  // fleet gauges, the outbox) read once per query and take no snapshot, so a
+  // burst does not pay for a rewrite of every flush (docs/BENCHMARKS.md).
+  auto db = Db::Open(dir_, true);
+  ASSERT_TRUE(db.ok()) << db.status();
+  rocksdb::DB* raw = (*db)->raw();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), (*db)->handle(Family::kEvents), "k" + std::to_string(i),
+                         std::string(100, 'v'))
+                    .ok());
+  }
+  ASSERT_TRUE(raw->Flush(rocksdb::FlushOptions(), (*db)->handle(Family::kEvents)).ok());
+  ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), (*db)->handle(Family::kMeta), "later", "x").ok());
+  const uint64_t flushed = FlushedEventsFile(**db);
+  ASSERT_NE(flushed, 0u);
+
+  AuditReader audit(**db);
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(audit.ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED).ok());
+    ASSERT_TRUE(audit.CountPendingBiologicalIndicators().ok());
+    ASSERT_TRUE(audit.History("R-1", 1, 10).ok());
+    ASSERT_TRUE(LatestView(**db).ReadCounter("counter", 0).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(FlushedEventsFile(**db), flushed) << "rewritten after round " << round;
+  }
+
+  // The control: a released snapshot has the file rewritten.
+  { SnapshotView view(**db); }
+  for (int waited = 0; waited < 100 && FlushedEventsFile(**db) == flushed; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(FlushedEventsFile(**db), flushed) << "a released snapshot did not rewrite the file";
 }
 
 }  // namespace
