@@ -31,13 +31,20 @@ lat() { "$bin/bench/latency" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1
 # the one that holds them all (a slow hop inside the bridge or outside it).
 bridge_share() {
   curl -s "127.0.0.1:$m2/metrics" >"$work/bridge-after.prom"
-  awk -v q=0.99 '/^rollertrace_bridge_authorize_seconds_bucket/ {
-      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
-      if (FILENAME ~ /before/) base[le] = $2; else { n++; les[n] = le; cum[n] = $2 - base[le] } }
-    END { total = cum[n]; p = ""; m = ""
-          for (i = 1; i <= n; ++i) { if (p == "" && cum[i] >= q * total) p = les[i]; if (m == "" && cum[i] >= total) m = les[i] }
-          printf "in the bridge, request off MQTT to decision published: p99 <= %s s, all <= %s s (%d requests)\n", p, m, total }' \
-    "$work/bridge-before.prom" "$work/bridge-after.prom"
+  # p99_of PATTERN: "P99_BUCKET ALL_BUCKET COUNT" of the histogram buckets matching PATTERN.
+  p99_of() {
+    awk -v q=0.99 -v pat="$1" '$0 ~ pat {
+        match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+        if (FILENAME ~ /before/) base[le] = $2; else { n++; les[n] = le; cum[n] = $2 - base[le] } }
+      END { total = cum[n]; p = ""; m = ""
+            for (i = 1; i <= n; ++i) { if (p == "" && cum[i] >= q * total) p = les[i]; if (m == "" && cum[i] >= total) m = les[i] }
+            printf "%s %s %d\n", p, m, total }' "$work/bridge-before.prom" "$work/bridge-after.prom"
+  }
+  read -r p m total < <(p99_of '^rollertrace_bridge_authorize_seconds_bucket')
+  read -r qp qm _ < <(p99_of '^rollertrace_bridge_authorize_stage_seconds_bucket[{].*stage="queued"')
+  read -r ip im _ < <(p99_of '^rollertrace_bridge_authorize_stage_seconds_bucket[{].*stage="ingestd"')
+  printf 'in the bridge, request off MQTT to decision published: p99 <= %s s, all <= %s s (%d requests);' "$p" "$m" "$total"
+  printf ' of it queued p99 <= %s, all <= %s; ingestd p99 <= %s, all <= %s\n' "$qp" "$qm" "$ip" "$im"
 }
 echo "== idle"
 curl -s "127.0.0.1:$m2/metrics" >"$work/bridge-before.prom"

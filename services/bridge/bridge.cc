@@ -20,6 +20,17 @@ namespace {
 
 constexpr int kControlBufferedMessages = 10000;
 
+// rollertrace_bridge_authorize_seconds in stages, in finer buckets where a
+// decision's few milliseconds go.
+prometheus::Histogram& AuthorizeStage(metrics::Metrics& metrics, const std::string& stage) {
+  return metrics
+      .Histogram("rollertrace_bridge_authorize_stage_seconds",
+                 "rollertrace_bridge_authorize_seconds by stage: queued for an authoriser thread, or waiting for "
+                 "ingestd's decision")
+      .Add({{"stage", stage}}, prometheus::Histogram::BucketBoundaries{0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005,
+                                                                       0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 1});
+}
+
 // The connection `suffix` names: "" the event connection (persistent
 // session), "-control" and "-acks" the others (clean sessions).
 mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, const std::string& suffix) {
@@ -84,6 +95,8 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
               .Histogram("rollertrace_bridge_authorize_seconds",
                          "From taking an authorisation request off MQTT to publishing its decision")
               .Add({}, metrics::Metrics::LatencyBuckets())),
+      authorize_queued_seconds_(AuthorizeStage(metrics, "queued")),
+      authorize_ingestd_seconds_(AuthorizeStage(metrics, "ingestd")),
       commands_published_(metrics.Counter("rollertrace_bridge_commands_published_total",
                                           "Commands (lock, unlock, retire) published to devices")
                               .Add({})),

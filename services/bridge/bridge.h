@@ -161,6 +161,10 @@ class Bridge {
   prometheus::Counter& mqtt_reconnects_;
   prometheus::Family<prometheus::Counter>& authorizations_;
   prometheus::Histogram& authorize_seconds_;
+  // authorize_seconds_ in its stages: queued for an authoriser thread, then
+  // ingestd's answer (the gRPC round trip).
+  prometheus::Histogram& authorize_queued_seconds_;
+  prometheus::Histogram& authorize_ingestd_seconds_;
   prometheus::Counter& commands_published_;
   prometheus::Counter& held_back_;
 

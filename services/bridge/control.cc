@@ -54,11 +54,14 @@ void Bridge::RunAuthorizer() {
       request = std::move(authorize_queue_.front().request);
       authorize_queue_.pop_front();
     }
+    const auto dequeued = std::chrono::steady_clock::now();
+    authorize_queued_seconds_.Observe(std::chrono::duration<double>(dequeued - taken).count());
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (!options_.ingestd_token.empty()) context.AddMetadata("authorization", "Bearer " + options_.ingestd_token);
     rollertrace::v1::Decision decision;
     grpc::Status s = stub->AuthorizeUse(&context, request, &decision);
+    authorize_ingestd_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - dequeued).count());
     if (!s.ok()) {
       authorizations_.Add({{"result", "error"}}).Increment();
       std::cerr << "mqtt-bridge: authorisation for " << request.device_id() << " failed: " << s.error_message()

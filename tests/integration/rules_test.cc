@@ -72,16 +72,21 @@ TEST_F(RulesTest, AllowsASterileRollerForItsPatientAndEchoesTheCorrelationId) {
   SetUpDevices("OK-1");
   steriliser_->Send({Cycle(1, {"OK-1"}, Now() - 2 * kHour)});
   auto request = AuthorizeFor("OK-1", "MRN-100", Now());
-  const auto answered = [] {
-    return MetricValue(HttpGet(cluster_->bridge_metrics_port(), "/metrics"),
-                       "rollertrace_bridge_authorize_seconds_count");
+  const auto answered = [](const std::string& series) {
+    return MetricValue(HttpGet(cluster_->bridge_metrics_port(), "/metrics"), series);
   };
-  const double before = answered();
+  const std::string whole = "rollertrace_bridge_authorize_seconds_count";
+  const std::string queued = "rollertrace_bridge_authorize_stage_seconds_count{stage=\"queued\"}";
+  const std::string ingestd = "rollertrace_bridge_authorize_stage_seconds_count{stage=\"ingestd\"}";
+  const double before = answered(whole), before_queued = answered(queued), before_ingestd = answered(ingestd);
   auto d = roller_->Authorize(request);
   ASSERT_TRUE(d.has_value());
   EXPECT_TRUE(d->allowed()) << Rules(*d);
-  // The bridge timed it, from the request off MQTT to the decision published.
-  EXPECT_EQ(answered(), before + 1);
+  // The bridge timed it, from the request off MQTT to the decision published,
+  // and its two stages: queued for an authoriser, then ingestd's answer.
+  EXPECT_EQ(answered(whole), before + 1);
+  EXPECT_EQ(answered(queued), before_queued + 1);
+  EXPECT_EQ(answered(ingestd), before_ingestd + 1);
   EXPECT_EQ(d->correlation_id(), request.correlation_id());
   EXPECT_TRUE(Has(*d, "BI_PENDING")) << Rules(*d);
   // Only ingestd makes pseudonyms, and it hands none to a device.
