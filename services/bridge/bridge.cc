@@ -20,17 +20,6 @@ namespace {
 
 constexpr int kControlBufferedMessages = 10000;
 
-// rollertrace_bridge_authorize_seconds in stages, in finer buckets where a
-// decision's few milliseconds go.
-prometheus::Histogram& AuthorizeStage(metrics::Metrics& metrics, const std::string& stage) {
-  return metrics
-      .Histogram("rollertrace_bridge_authorize_stage_seconds",
-                 "rollertrace_bridge_authorize_seconds by stage: queued for an authoriser thread, or waiting for "
-                 "ingestd's decision")
-      .Add({{"stage", stage}}, prometheus::Histogram::BucketBoundaries{0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005,
-                                                                       0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 1});
-}
-
 // The connection `suffix` names: "" the event connection (persistent
 // session), "-control" and "-acks" the others (clean sessions).
 mqtt::MqttOptions MqttOptionsFor(const BridgeOptions& options, const std::string& suffix) {
@@ -88,25 +77,28 @@ Bridge::Bridge(BridgeOptions options, metrics::Metrics& metrics)
       mqtt_connected_(metrics.Gauge("rollertrace_bridge_mqtt_connected", "1 while connected to the broker").Add({})),
       mqtt_reconnects_(
           metrics.Counter("rollertrace_bridge_mqtt_reconnects_total", "Reconnections to the MQTT broker").Add({})),
-      authorizations_(metrics.Counter("rollertrace_bridge_authorizations_total",
-                                      "Authorisation requests relayed to ingestd, by result (allow, deny, error)")),
-      authorize_seconds_(
-          metrics
-              .Histogram("rollertrace_bridge_authorize_seconds",
-                         "From taking an authorisation request off MQTT to publishing its decision")
-              .Add({}, metrics::Metrics::LatencyBuckets())),
-      authorize_queued_seconds_(AuthorizeStage(metrics, "queued")),
-      authorize_ingestd_seconds_(AuthorizeStage(metrics, "ingestd")),
       commands_published_(metrics.Counter("rollertrace_bridge_commands_published_total",
                                           "Commands (lock, unlock, retire) published to devices")
                               .Add({})),
       held_back_(metrics.Counter("rollertrace_bridge_ingest_held_back_total",
                                  "Requests ingestd could not store (its store took no writes), queued again unacked")
-                     .Add({})) {}
+                     .Add({})),
+      metrics_(metrics) {}
 
 Bridge::~Bridge() { Stop(); }
 
 void Bridge::Start() {
+  // Before the threads that lower their priority start: gRPC starts its own
+  // threads (which the decisions use) from the thread that first needs them,
+  // and they inherit its nice value; this one's is 0.
+  Authorizer::Options authorize;
+  authorize.channel = IngestdChannel(/*own_connection=*/true);
+  authorize.token = options_.ingestd_token;
+  authorize.max_inflight = options_.authorize_threads;
+  authorize.publish = [this](const std::string& device_id, const rollertrace::v1::Decision& decision) {
+    return PublishControl(codec::DecisionTopic(device_id), decision.SerializeAsString(), "decision");
+  };
+  authorizer_ = std::make_unique<Authorizer>(std::move(authorize), metrics_);
   const std::string share = "$share/" + options_.share_group + "/";
   control_.Subscribe(share + "rollers/+/authorize", 1);
   control_.Subscribe(kBrokerStoredTopic, 0);
@@ -130,15 +122,8 @@ void Bridge::Start() {
   ao.nice = options_.bulk_nice;
   ao.on_failure = [this] { publish_failures_.Add({{"what", "ack"}}).Increment(); };
   acks_ = std::make_unique<AckPublisher>(std::move(ao));
-  // Before the threads that lower their priority start: gRPC starts its own
-  // threads (which the decisions use) from the thread that first needs them,
-  // and they inherit its nice value; this one's is 0.
-  decision_channel_ = IngestdChannel(/*own_connection=*/true);
   event_reader_ = std::thread([this] { RunEventReader(); });
   forwarder_ = std::thread([this] { RunForwarder(); });
-  for (size_t i = 0; i < std::max<size_t>(1, options_.authorize_threads); ++i) {
-    authorizers_.emplace_back([this] { RunAuthorizer(); });
-  }
 }
 
 void Bridge::Stop() {
@@ -150,10 +135,6 @@ void Bridge::Stop() {
   cv_.notify_all();
   room_cv_.notify_all();
   {
-    std::lock_guard<std::mutex> lock(authorize_mu_);
-  }
-  authorize_cv_.notify_all();
-  {
     std::lock_guard<std::mutex> lock(reader_mu_);
     if (reader_ != nullptr) reader_->Interrupt();
   }
@@ -161,8 +142,7 @@ void Bridge::Stop() {
   control_.Stop();
   if (forwarder_.joinable()) forwarder_.join();
   acks_.reset();  // after the forwarder's stream reader, which publishes them
-  for (auto& t : authorizers_) t.join();
-  authorizers_.clear();
+  authorizer_.reset();  // after the control connection, which hands it requests
 }
 
 void Bridge::RunEventReader() {

@@ -26,6 +26,7 @@
 
 #include <grpcpp/security/credentials.h>
 
+#include "bridge/authorizer.h"
 #include "codec/codec.h"
 #include "metrics/metrics.h"
 #include "mqtt/mqtt_client.h"
@@ -69,10 +70,11 @@ struct BridgeOptions {
   // Events decoded and waiting for ingestd; at this many the bridge stops
   // reading from the broker until there is room.
   size_t max_queued_events = 8192;
-  // Authorisation requests answered at once. With 4, a 10,000-roller fleet
-  // waited 72 ms on average in the bridge for a decision and a quarter of the
-  // requests over 100 ms, nearly all of it queued here; with 16, 20 ms and
-  // 2 % (docs/BENCHMARKS.md).
+  // Authorisation requests answered at once: calls open to ingestd
+  // (authorizer.h; threads until the twelfth session, hence the name). With 4,
+  // a 10,000-roller fleet waited 72 ms on average in the bridge for a decision
+  // and a quarter of the requests over 100 ms, nearly all of it queued here;
+  // with 16, 20 ms and 2 % (docs/BENCHMARKS.md).
   size_t authorize_threads = 16;
   // Nice value (process/priority.h) of the bulk work: the event reader and
   // ack publisher processes, and the threads that forward events to ingestd
@@ -112,8 +114,7 @@ class Bridge {
     std::map<std::string, codec::TopicKind> kinds;
   };
   void RunForwarder();
-  // Answers authorisation requests through ingestd's AuthorizeUse.
-  void RunAuthorizer();
+  // Hands an authorisation request to the authorizer.
   void OnAuthorize(const std::string& device_id, const std::string& payload);
   // One stream's life: resend in-flight, then forward until it breaks.
   void ServeStream(rollertrace::v1::IngestService::Stub& stub);
@@ -159,12 +160,6 @@ class Bridge {
   prometheus::Gauge& inflight_depth_;
   prometheus::Gauge& mqtt_connected_;
   prometheus::Counter& mqtt_reconnects_;
-  prometheus::Family<prometheus::Counter>& authorizations_;
-  prometheus::Histogram& authorize_seconds_;
-  // authorize_seconds_ in its stages: queued for an authoriser thread, then
-  // ingestd's answer (the gRPC round trip).
-  prometheus::Histogram& authorize_queued_seconds_;
-  prometheus::Histogram& authorize_ingestd_seconds_;
   prometheus::Counter& commands_published_;
   prometheus::Counter& held_back_;
 
@@ -185,13 +180,6 @@ class Bridge {
   // down): published again once it is up.
   std::vector<rollertrace::v1::Command> unpublished_commands_;
   std::condition_variable room_cv_;  // the queue has room again
-  std::mutex authorize_mu_;
-  struct PendingAuthorize {
-    std::chrono::steady_clock::time_point taken;  // off MQTT
-    rollertrace::v1::AuthorizeRequest request;
-  };
-  std::deque<PendingAuthorize> authorize_queue_;  // guarded by authorize_mu_
-  std::condition_variable authorize_cv_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> events_up_{false};   // subscriptions acknowledged
   std::atomic<bool> control_up_{false};
@@ -199,9 +187,10 @@ class Bridge {
   std::thread event_reader_;
   std::mutex reader_mu_;
   EventReader* reader_ = nullptr;  // guarded by reader_mu_; owned by RunEventReader
-  // The authorisers' channel to ingestd, on a connection of its own.
-  std::shared_ptr<grpc::Channel> decision_channel_;
-  std::vector<std::thread> authorizers_;
+  // Authorisations, on a gRPC connection to ingestd of their own; made by
+  // Start, ended by Stop.
+  std::unique_ptr<Authorizer> authorizer_;
+  metrics::Metrics& metrics_;
 };
 
 }  // namespace rollertrace::bridge

@@ -1,6 +1,5 @@
-// The bridge's control side: authorisation requests answered by a pool of
-// threads (each with its own stub, all on one channel with a connection to
-// ingestd of its own), and what the bridge publishes to devices
+// The bridge's control side: authorisation requests handed to the
+// authorizer (authorizer.h), and what the bridge publishes to devices
 // on its control connection (decisions and device commands, each command
 // confirmed to ingestd once the broker has it),
 // waiting while Paho's queue is full. Acks leave from the ack publisher
@@ -22,6 +21,7 @@ constexpr auto kControlPublishWait = std::chrono::seconds(5);
 }  // namespace
 
 void Bridge::OnAuthorize(const std::string& device_id, const std::string& payload) {
+  const auto taken = std::chrono::steady_clock::now();
   absl::StatusOr<rollertrace::v1::AuthorizeRequest> request =
       codec::DecodeAuthorize(device_id, payload, options_.max_payload_bytes);
   if (!request.ok()) {
@@ -29,51 +29,7 @@ void Bridge::OnAuthorize(const std::string& device_id, const std::string& payloa
     std::cerr << "mqtt-bridge: rejected authorisation: " << request.status().message() << std::endl;
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(authorize_mu_);
-    if (authorize_queue_.size() >= 10000) {
-      authorizations_.Add({{"result", "dropped"}}).Increment();
-      return;  // the agent decides offline when no answer comes
-    }
-    authorize_queue_.push_back({std::chrono::steady_clock::now(), std::move(*request)});
-  }
-  authorize_cv_.notify_one();
-}
-
-void Bridge::RunAuthorizer() {
-  pthread_setname_np(pthread_self(), "bridge-authz");
-  auto stub = rollertrace::v1::ComplianceService::NewStub(decision_channel_);
-  while (true) {
-    rollertrace::v1::AuthorizeRequest request;
-    std::chrono::steady_clock::time_point taken;
-    {
-      std::unique_lock<std::mutex> lock(authorize_mu_);
-      authorize_cv_.wait(lock, [this] { return stopping_ || !authorize_queue_.empty(); });
-      if (stopping_) return;
-      taken = authorize_queue_.front().taken;
-      request = std::move(authorize_queue_.front().request);
-      authorize_queue_.pop_front();
-    }
-    const auto dequeued = std::chrono::steady_clock::now();
-    authorize_queued_seconds_.Observe(std::chrono::duration<double>(dequeued - taken).count());
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    if (!options_.ingestd_token.empty()) context.AddMetadata("authorization", "Bearer " + options_.ingestd_token);
-    rollertrace::v1::Decision decision;
-    grpc::Status s = stub->AuthorizeUse(&context, request, &decision);
-    authorize_ingestd_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - dequeued).count());
-    if (!s.ok()) {
-      authorizations_.Add({{"result", "error"}}).Increment();
-      std::cerr << "mqtt-bridge: authorisation for " << request.device_id() << " failed: " << s.error_message()
-                << std::endl;
-      continue;
-    }
-    authorizations_.Add({{"result", decision.allowed() ? "allow" : "deny"}}).Increment();
-    // Without an answer the roller decides offline (and says so).
-    if (PublishControl(codec::DecisionTopic(request.device_id()), decision.SerializeAsString(), "decision")) {
-      authorize_seconds_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
-    }
-  }
+  if (authorizer_ != nullptr) authorizer_->Submit(taken, std::move(*request));
 }
 
 void Bridge::PublishCommand(const rollertrace::v1::Command& command) {

@@ -1,5 +1,6 @@
 // mqtt-bridge: MQTT device topics -> ingestd, and ingestd's acks -> devices.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <unistd.h>
@@ -17,6 +18,13 @@ int main(int argc, char** argv) {
   if (argc == 2 && std::string(argv[1]) == "--event-reader") return rollertrace::bridge::RunEventReaderChild();
   // And the one that publishes its acks (bridge/ack_publisher.h).
   if (argc == 2 && std::string(argv[1]) == "--ack-publisher") return rollertrace::bridge::RunAckPublisherChild();
+  // gRPC's default polling (epoll1) has one thread of the process wait on
+  // every connection at a time; when that is a bulk thread (nice 10) as a
+  // decision's answer arrives, the decision waits for a core behind the burst
+  // (up to 15-25 ms measured, docs/BENCHMARKS.md, twelfth session). With
+  // "poll", the thread waiting for decisions polls the decisions' connection
+  // itself. Before gRPC starts; an operator's own setting wins.
+  setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
   rollertrace::process::BlockShutdownSignals();
   CLI::App app{
       "mqtt-bridge - forwards device batches from MQTT to ingestd and publishes ingestd's acks.\n"
@@ -70,7 +78,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10000000}));
   app.add_option("--authorize-threads", options.authorize_threads,
-                 "Authorisation requests answered at once (rollertrace_bridge_authorize_seconds shows the wait)")
+                 "Authorisation requests answered at once: calls open to ingestd, the rest queue "
+                 "(rollertrace_bridge_authorize_stage_seconds shows the wait)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
   options.bulk_nice = 10;
