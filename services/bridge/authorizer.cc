@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <iostream>
 #include <utility>
 #include <vector>
@@ -34,6 +35,11 @@ struct Authorizer::Call {
   rollertrace::v1::Decision decision;
   grpc::Status status;
   std::unique_ptr<grpc::ClientAsyncResponseReader<rollertrace::v1::Decision>> reader;
+  // Set (release) by the starting thread before the call may complete, read
+  // (acquire) by the completion thread first: the completion queue orders the
+  // two inside libgrpc, where ThreadSanitizer cannot see it; this says so in
+  // our code.
+  std::atomic<bool> started_fully{false};
 };
 
 Authorizer::Authorizer(Options options, metrics::Metrics& metrics)
@@ -96,7 +102,8 @@ void Authorizer::Start(Call* call) {
   call->context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
   if (!options_.token.empty()) call->context.AddMetadata("authorization", "Bearer " + options_.token);
   call->reader = stub_->AsyncAuthorizeUse(&call->context, call->request, &cq_);
-  call->reader->Finish(&call->decision, &call->status, call);
+  call->started_fully.store(true, std::memory_order_release);
+  call->reader->Finish(&call->decision, &call->status, call);  // the last touch: Done may run at once
 }
 
 void Authorizer::Run() {
@@ -107,6 +114,7 @@ void Authorizer::Run() {
 }
 
 void Authorizer::Done(Call* call) {
+  (void)call->started_fully.load(std::memory_order_acquire);
   const grpc::Status& status = call->status;
   ingestd_seconds_.Observe(SecondsSince(call->started));
   bool stopping;
