@@ -13,13 +13,13 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <thread>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "codec/codec.h"

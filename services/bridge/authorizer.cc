@@ -117,12 +117,12 @@ void Authorizer::Done(Call* call) {
   (void)call->started_fully.load(std::memory_order_acquire);
   const grpc::Status& status = call->status;
   ingestd_seconds_.Observe(SecondsSince(call->started));
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping = stopping_;
-  }
   if (!status.ok()) {
+    bool stopping;  // then a cancelled call is no error
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping = stopping_;
+    }
     if (!stopping) {
       results_.Add({{"result", "error"}}).Increment();
       std::cerr << "mqtt-bridge: authorisation for " << call->request.device_id()
