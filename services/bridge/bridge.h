@@ -1,7 +1,7 @@
 // Bridge: MQTT -> ingestd -> MQTT. Takes device batches from a shared
 // subscription, validates them (codec::DecodeBatch), forwards them to ingestd
-// over one long-lived gRPC stream in requests of many batches, and publishes
-// ingestd's acks to each device's ack topic.
+// over one long-lived gRPC stream in requests of many batches (forwarder.h),
+// and publishes ingestd's acks to each device's ack topic.
 //
 // Never discards what it took: when ingestd cannot keep up, its queue fills
 // and it stops reading from the broker (backpressure), which holds the rest
@@ -13,10 +13,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <cstdint>
-#include <deque>
-#include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,7 +23,9 @@
 
 #include <grpcpp/security/credentials.h>
 
+#include "bridge/ack_publisher.h"
 #include "bridge/authorizer.h"
+#include "bridge/forwarder.h"
 #include "codec/codec.h"
 #include "metrics/metrics.h"
 #include "mqtt/mqtt_client.h"
@@ -34,7 +33,6 @@
 
 namespace rollertrace::bridge {
 
-class AckPublisher;
 class EventReader;
 
 struct BridgeOptions {
@@ -103,24 +101,12 @@ class Bridge {
   void OnControlMessage(const std::string& topic, const std::string& payload);
 
  private:
-  struct Queued {
-    codec::TopicKind kind;
-    rollertrace::v1::EventBatch batch;
-    int64_t received_unix_ms;
-  };
-  struct Inflight {
-    // Shared with the stream's Write, so a request is not copied to be sent.
-    std::shared_ptr<const rollertrace::v1::IngestRequest> request;
-    std::map<std::string, codec::TopicKind> kinds;
-  };
-  void RunForwarder();
   // Hands an authorisation request to the authorizer.
   void OnAuthorize(const std::string& device_id, const std::string& payload);
-  // One stream's life: resend in-flight, then forward until it breaks.
-  void ServeStream(rollertrace::v1::IngestService::Stub& stub);
-  void HandleResponse(const rollertrace::v1::IngestResponse& response);
-  // Publishes a device command; confirms it to ingestd once the broker has it.
+  // Publishes a device command; tells the forwarder once the broker has it.
   void PublishCommand(const rollertrace::v1::Command& command);
+  // Publishes an answer's acks through the ack publisher.
+  void PublishAcks(const std::vector<AckPublisher::Ack>& acks);
 
   // Reads the event connection (an EventReader child process) while the
   // queue has room; restarts the child if it dies.
@@ -149,41 +135,18 @@ class Bridge {
 
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& rejected_;
-  prometheus::Family<prometheus::Counter>& ingest_rejected_;
-  prometheus::Counter& forwarded_;
   prometheus::Counter& acks_published_;
   prometheus::Family<prometheus::Counter>& publish_failures_;
-  prometheus::Counter& blocked_seconds_;
   prometheus::Gauge& broker_stored_;
-  prometheus::Counter& stream_restarts_;
-  prometheus::Gauge& queue_depth_;
-  prometheus::Gauge& inflight_depth_;
   prometheus::Gauge& mqtt_connected_;
   prometheus::Counter& mqtt_reconnects_;
   prometheus::Counter& commands_published_;
-  prometheus::Counter& held_back_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Queued> queue_;
-  size_t queued_events_ = 0;
-  std::map<uint64_t, Inflight> inflight_;  // by request id, in send order
-  uint64_t next_request_id_ = 1;
-  bool stream_broken_ = false;
-  // ingestd's store takes no writes: send nothing new before this.
-  std::chrono::steady_clock::time_point paused_until_{};
-  bool holding_ = false;  // the latest answer was "held back"
-  // Outbox indexes of commands the broker acknowledged, to tell ingestd
-  // (IngestRequest.commands_published) on whichever stream is open.
-  std::vector<uint64_t> published_commands_;
-  // Commands that could not be handed to Paho (the control connection was
-  // down): published again once it is up.
-  std::vector<rollertrace::v1::Command> unpublished_commands_;
-  std::condition_variable room_cv_;  // the queue has room again
+  // The queue of decoded batches and the stream to ingestd (forwarder.h).
+  std::unique_ptr<Forwarder> forwarder_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> events_up_{false};   // subscriptions acknowledged
   std::atomic<bool> control_up_{false};
-  std::thread forwarder_;
   std::thread event_reader_;
   std::mutex reader_mu_;
   EventReader* reader_ = nullptr;  // guarded by reader_mu_; owned by RunEventReader

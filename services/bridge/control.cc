@@ -37,22 +37,13 @@ void Bridge::PublishCommand(const rollertrace::v1::Command& command) {
   // (and sends it again if this bridge goes away first).
   std::function<void()> delivered;
   const uint64_t index = command.outbox_index();
-  if (index != 0) {
-    delivered = [this, index] {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        published_commands_.push_back(index);
-      }
-      cv_.notify_all();
-    };
-  }
+  if (index != 0) delivered = [this, index] { forwarder_->CommandPublished(index); };
   if (PublishControl(codec::CommandTopic(command.device_id()), command.SerializeAsString(), "command",
                      std::move(delivered))) {
     commands_published_.Increment();
   } else if (index != 0) {
     // The control connection is not up (yet): tried again once it is.
-    std::lock_guard<std::mutex> lock(mu_);
-    unpublished_commands_.push_back(command);
+    forwarder_->CommandNotPublished(command);
   }
 }
 
