@@ -164,6 +164,8 @@ class ForwarderTest : public ::testing::Test {
   }
   void TearDown() override {
     ingestd_.SetOpen(true);
+    // Stopped before it is reset: its threads' callbacks read forwarder_.
+    if (forwarder_ != nullptr) forwarder_->Stop();
     forwarder_.reset();
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
