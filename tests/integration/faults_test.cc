@@ -129,6 +129,10 @@ TEST(DiskFull, IngestdHoldsWritesBackWhileTheDiskIsFullAndResumesWhenSpaceReturn
   const auto device = cluster.Device("DF-1");
   EXPECT_EQ(device.state().events_stored(), 1000u);
   EXPECT_EQ(device.state().open_gaps_size(), 0);
+  // The requests held back went out again in their order: no sequence came
+  // before an earlier one (until the thirteenth session the bridge put each
+  // refused request at the very head of its queue, reversing them).
+  EXPECT_EQ(IngestdMetric(cluster, "rollertrace_sequence_gaps_opened_total"), 0);
 
   // Started on a disk already below the reserve: it serves, takes no writes,
   // stops cleanly, and resumes once space is back.
