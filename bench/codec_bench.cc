@@ -18,10 +18,14 @@ constexpr int kEvents = 50;
 
 rollertrace::v1::EventBatch LoadgenBatch() { return rollertrace::loadgen::MakeBatch("R-00042", 42, 101, kEvents); }
 
+absl::StatusOr<rollertrace::codec::Topic> LoadgenTopic(bool json) {
+  return rollertrace::codec::ParseTopic(
+      rollertrace::codec::EventsTopic(rollertrace::codec::TopicKind::kRollerEvents, "R-00042", json));
+}
+
 void DecodeBatch(benchmark::State& state, bool json) {
   const std::string payload = rollertrace::codec::EncodeBatch(LoadgenBatch(), json);
-  auto topic = rollertrace::codec::ParseTopic(
-      rollertrace::codec::EventsTopic(rollertrace::codec::TopicKind::kRollerEvents, "R-00042", json));
+  auto topic = LoadgenTopic(json);
   if (!topic.ok()) {
     state.SkipWithError("topic");
     return;
@@ -59,14 +63,9 @@ void FastJsonOnly(benchmark::State& state) {
 // decoded and checked, moved into a request, serialised, freed.
 void BinaryBatchToRequest(benchmark::State& state) {
   const std::string payload = rollertrace::codec::EncodeBatch(LoadgenBatch(), false);
-  auto topic = rollertrace::codec::ParseTopic(
-      rollertrace::codec::EventsTopic(rollertrace::codec::TopicKind::kRollerEvents, "R-00042", false));
-  if (!topic.ok()) {
-    state.SkipWithError("topic");
-    return;
-  }
+  const rollertrace::codec::Topic topic = LoadgenTopic(false).value();  // a constant topic
   for (auto _ : state) {
-    auto batch = rollertrace::codec::DecodeBatch(*topic, payload);
+    auto batch = rollertrace::codec::DecodeBatch(topic, payload);
     if (!batch.ok()) {
       state.SkipWithError("decode");
       return;
