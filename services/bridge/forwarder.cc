@@ -151,9 +151,7 @@ void Forwarder::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return stopping_ || stream_broken_ || !published_commands_.empty() ||
-               (!unpublished_commands_.empty() && can_publish()) ||
-               (!queue_.empty() && inflight_.size() < options_.max_inflight_requests &&
-                std::chrono::steady_clock::now() >= paused_until_);
+               (!unpublished_commands_.empty() && can_publish()) || MaySendLocked();
       });
       if (stopping_ || stream_broken_) break;
       if (!unpublished_commands_.empty() && can_publish()) {
@@ -180,7 +178,7 @@ void Forwarder::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
         last_write = std::chrono::steady_clock::now();
         continue;
       }
-      if (std::chrono::steady_clock::now() < paused_until_) continue;
+      if (std::chrono::steady_clock::now() < paused_until_ || HoldingBackLocked()) continue;
       if (queue_.empty() && std::chrono::steady_clock::now() - last_write > std::chrono::seconds(1)) {
         // An empty request now and then collects commands ingestd raised
         // outside ingestion (recalls, unlocks).
@@ -206,6 +204,13 @@ void Forwarder::ServeStream(rollertrace::v1::IngestService::Stub& stub) {
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED && !stopping_) {
     std::cerr << "mqtt-bridge: ingestd ended the stream: " << status.error_message() << std::endl;
   }
+}
+
+bool Forwarder::HoldingBackLocked() const { return holding_ && !inflight_.empty(); }
+
+bool Forwarder::MaySendLocked() const {
+  return !queue_.empty() && inflight_.size() < options_.max_inflight_requests &&
+         std::chrono::steady_clock::now() >= paused_until_ && !HoldingBackLocked();
 }
 
 std::shared_ptr<const IngestRequest> Forwarder::TakeRequestLocked() {

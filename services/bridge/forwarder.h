@@ -104,6 +104,13 @@ class Forwarder {
   void Run();
   // One stream's life: resend in-flight, then forward until it breaks.
   void ServeStream(rollertrace::v1::IngestService::Stub& stub);
+  // After ingestd held a request back, nothing is sent until every request
+  // in flight is answered: the ones it also holds back go back into the
+  // queue behind it, ahead of anything newer (their order kept); under mu_.
+  bool HoldingBackLocked() const;
+  // A request may be sent now: queued events, room in flight, no pause,
+  // not holding back; under mu_.
+  bool MaySendLocked() const;
   // The next request from the queue, registered in flight; under mu_.
   std::shared_ptr<const rollertrace::v1::IngestRequest> TakeRequestLocked();
   void HandleResponse(const rollertrace::v1::IngestResponse& response);

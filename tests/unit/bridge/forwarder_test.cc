@@ -295,6 +295,47 @@ TEST_F(ForwarderTest, SendsARequestIngestdHeldBackAgainFirstAndAcksItOnlyOnceSto
   EXPECT_EQ(Metric("rollertrace_bridge_ingest_held_back_total"), 2);
 }
 
+// Held back at the first of two requests in flight, the forwarder must wait for
+// the second's answer before it sends anything: were it to send again after the
+// pause while the second was unanswered, and ingestd then held the second back
+// too, the second's events would go out behind newer ones.
+TEST_F(ForwarderTest, AfterAHoldBackSendsNothingUntilEveryRequestInFlightIsAnswered) {
+  std::promise<void> release_second;
+  std::shared_future<void> second_released = release_second.get_future().share();
+  std::atomic<int> answered{0};
+  ingestd_.SetAnswer([&](int, const IngestRequest& request) -> std::optional<IngestResponse> {
+    const int n = answered.fetch_add(1);
+    if (n == 1) second_released.wait_for(kWait);  // the second answer comes late
+    if (n < 2) {  // both held back (the store took no writes)
+      IngestResponse response;
+      response.set_request_id(request.request_id());
+      response.set_unavailable("disk full (test)");
+      response.set_retry_after_ms(100);
+      return response;
+    }
+    return Stored(request);
+  });
+  Forwarder& forwarder = Make();
+  forwarder.Enqueue(codec::TopicKind::kRollerEvents, Batch("R5", 1, 10), 0);
+  forwarder.Enqueue(codec::TopicKind::kRollerEvents, Batch("R5", 11, 10), 0);
+  ingestd_.AwaitSeen([](const auto& s) { return EventsSeen(s) >= 20; });
+  forwarder.Enqueue(codec::TopicKind::kRollerEvents, Batch("R5", 21, 10), 0);
+  // Well past the 100 ms pause, the second request still unanswered.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(EventsSeen(ingestd_.AwaitSeen([](const auto&) { return true; })), 20u)
+      << "sent again while a request in flight was unanswered";
+  release_second.set_value();
+  const auto acks = AwaitAcks(3);
+  ASSERT_EQ(acks.size(), 3u);
+  const auto seen = ingestd_.AwaitSeen([](const auto& s) { return EventsSeen(s) >= 50; });
+  const std::vector<uint64_t> sequences = Sequences(seen, "R5");
+  ASSERT_EQ(sequences.size(), 50u);
+  std::vector<uint64_t> expected;
+  for (uint64_t s = 1; s <= 20; ++s) expected.push_back(s);
+  for (uint64_t s = 1; s <= 30; ++s) expected.push_back(s);
+  EXPECT_EQ(sequences, expected);
+}
+
 TEST_F(ForwarderTest, ResendsWhatABrokenStreamLeftUnansweredFirstInOrder) {
   ingestd_.SetAnswer([](int stream, const IngestRequest& request) -> std::optional<IngestResponse> {
     if (stream == 1) return std::nullopt;  // the first stream breaks at its first request
