@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include "util/cat.h"
+#include "util/hex.h"
 #include "util/secret_file.h"
 
 namespace rollertrace::pseudonym {
@@ -31,12 +32,8 @@ std::string Pseudonymizer::Pseudonym(std::string_view patient_ref) const {
   unsigned int mac_len = 0;
   HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
        reinterpret_cast<const unsigned char*>(patient_ref.data()), patient_ref.size(), mac, &mac_len);
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "p-";
-  for (unsigned int i = 0; i < mac_len; ++i) {
-    out.push_back(kHex[mac[i] >> 4]);
-    out.push_back(kHex[mac[i] & 0xf]);
-  }
+  util::AppendHex(std::string_view(reinterpret_cast<const char*>(mac), mac_len), &out);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "store/keys.h"
 #include "store/signer.h"
 #include "util/cat.h"
+#include "util/hex.h"
 
 namespace rollertrace::store {
 namespace {
@@ -27,13 +28,7 @@ rollertrace::v1::ChainBreak* Break(rollertrace::v1::VerifyReport* report, const 
 
 // A public key as a person can compare it: its first bytes in hex.
 std::string KeyName(std::string_view key) {
-  static const char* digits = "0123456789abcdef";
-  std::string out = "key ";
-  for (size_t i = 0; i < key.size() && i < 8; ++i) {
-    out.push_back(digits[static_cast<unsigned char>(key[i]) >> 4]);
-    out.push_back(digits[static_cast<unsigned char>(key[i]) & 15]);
-  }
-  return out + "…";
+  return "key " + util::Hex(key.substr(0, 8)) + "…";
 }
 
 // A record of ingestd's named for a person, from its column family and key;

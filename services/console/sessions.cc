@@ -5,18 +5,14 @@
 
 #include <stdexcept>
 
+#include "util/hex.h"
+
 namespace rollertrace::console {
 
 std::string RandomToken() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no randomness from OpenSSL");
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
+  return util::Hex(std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
 }
 
 bool SameSecret(const std::string& a, const std::string& b) {

@@ -10,6 +10,7 @@
 #include "codec/codec.h"
 #include "rollerctl/format.h"
 #include "util/cat.h"
+#include "util/hex.h"
 
 namespace rollertrace::rollerctl {
 
@@ -260,8 +261,8 @@ std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
 std::string FindingLine(const rollertrace::v1::Finding& f) {
   return util::Cat(f.kind(), " at sequence ", f.sequence(), ": ", f.detail(),
                    f.stored_hash().empty() ? std::string()
-                                           : util::Cat(" (stored sha256 ", Hex(f.stored_hash()).substr(0, 16),
-                                                       ", sent ", Hex(f.received_hash()).substr(0, 16), ")"));
+                                           : util::Cat(" (stored sha256 ", util::Hex(f.stored_hash()).substr(0, 16),
+                                                       ", sent ", util::Hex(f.received_hash()).substr(0, 16), ")"));
 }
 
 }  // namespace

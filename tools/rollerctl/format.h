@@ -26,7 +26,6 @@ std::string IndicatorName(rollertrace::v1::IndicatorResult result);
 // counts, then whose word it is and what the other source said.
 std::string IndicatorLine(const rollertrace::v1::CycleRecord& cycle);
 // Lower-case hex of bytes.
-std::string Hex(const std::string& bytes);
 std::string SeverityName(rollertrace::v1::Severity severity);
 // The end of a period given as its last day: "2026-11-30" is the first instant
 // of 1 Dec; a time or unix ms is taken as it is. -1 if unreadable.

@@ -17,6 +17,7 @@
 #include "cluster/jetstream_log.h"
 #include "store/commands.h"
 #include "util/cat.h"
+#include "util/hex.h"
 
 namespace {
 
@@ -27,16 +28,6 @@ using rollertrace::store::StoreOptions;
 int Fail(const absl::Status& s) {
   std::cerr << "rollertrace-store: " << s.message() << "\n";
   return absl::IsFailedPrecondition(s) || absl::IsInvalidArgument(s) ? 2 : 1;
-}
-
-std::string Hex(const unsigned char* bytes, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(digits[bytes[i] >> 4]);
-    out.push_back(digits[bytes[i] & 15]);
-  }
-  return out;
 }
 
 int Format(const std::string& dir) {
@@ -143,7 +134,7 @@ int Digest(const std::string& dir) {
     unsigned int size = 0;
     EVP_DigestFinal_ex(ctx.get(), digest, &size);
     std::printf("%-18s %8llu %s\n", std::string(f.name).c_str(), static_cast<unsigned long long>(pairs),
-                Hex(digest, size).c_str());
+                rollertrace::util::Hex(std::string_view(reinterpret_cast<const char*>(digest), size)).c_str());
   }
   return 0;
 }
