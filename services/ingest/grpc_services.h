@@ -1,4 +1,5 @@
-// ingestd's gRPC services over the EventStore and the GroupCommitter.
+// ingestd's gRPC services over the EventStore and the GroupCommitter: ingest
+// and registry in grpc_services.cc, compliance in compliance_service.cc.
 #pragma once
 
 #include <functional>
