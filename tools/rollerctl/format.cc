@@ -7,6 +7,7 @@
 
 #include "codec/codec.h"
 #include "util/cat.h"
+#include "util/hex.h"
 
 namespace rollertrace::rollerctl {
 
@@ -192,5 +193,24 @@ void Table::Print(std::ostream& out) const {
   print(rule);
   for (const auto& r : rows_) print(r);
 }
+
+std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
+  rollertrace::v1::Event e;
+  *e.mutable_sterilisation_cycle() = c.cycle();
+  e.mutable_sterilisation_cycle()->clear_biological_indicator();  // shown below, with whose word it is
+  std::string line = util::Cat(c.cycle().steriliser_id(), ":", c.cycle().cycle_number(), " ended ",
+                               FormatTime(c.cycle().end_unix_ms()), "; ", DescribeEvent(e), "; parameters ",
+                               c.parameters_passed() ? "passed" : "FAILED");
+  for (const auto& r : c.failure_reasons()) line += util::Cat(" (", r, ")");
+  return line + "; " + IndicatorLine(c);
+}
+
+std::string FindingLine(const rollertrace::v1::Finding& f) {
+  return util::Cat(f.kind(), " at sequence ", f.sequence(), ": ", f.detail(),
+                   f.stored_hash().empty() ? std::string()
+                                           : util::Cat(" (stored sha256 ", util::Hex(f.stored_hash()).substr(0, 16),
+                                                       ", sent ", util::Hex(f.received_hash()).substr(0, 16), ")"));
+}
+
 
 }  // namespace rollertrace::rollerctl

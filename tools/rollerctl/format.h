@@ -34,6 +34,11 @@ std::string KindName(rollertrace::v1::DeviceKind kind);
 std::string LifecycleName(rollertrace::v1::Lifecycle lifecycle);
 // One line about an event's body, e.g. "usage_sample session R-0001-s1: 42 rev, 12.5 kPa".
 std::string DescribeEvent(const rollertrace::v1::Event& event);
+// A cycle on one line: steriliser:number, when it ended, its parameters and
+// its indicator with whose word it is.
+std::string CycleLine(const rollertrace::v1::CycleRecord& cycle);
+// A finding on one line, with the two hashes of a conflicting resend.
+std::string FindingLine(const rollertrace::v1::Finding& finding);
 
 class Table {
  public:
