@@ -47,6 +47,23 @@ IngestResponse Stored(const IngestRequest& request) {
   return response;
 }
 
+// What ingestd answers when its store takes no writes: nothing stored, try
+// again in 100 ms.
+IngestResponse HeldBack(const IngestRequest& request) {
+  IngestResponse response;
+  response.set_request_id(request.request_id());
+  response.set_unavailable("disk full (test)");
+  response.set_retry_after_ms(100);
+  return response;
+}
+
+// The sequences 1 to `last`.
+std::vector<uint64_t> UpTo(uint64_t last) {
+  std::vector<uint64_t> out;
+  for (uint64_t s = 1; s <= last; ++s) out.push_back(s);
+  return out;
+}
+
 struct Seen {
   int stream;
   IngestRequest request;
@@ -255,9 +272,7 @@ TEST_F(ForwarderTest, HoldsTheReaderWhileItsQueueIsFullAndLetsItGoAsIngestdAnswe
     EXPECT_EQ(acks[i].first, codec::AckTopic(codec::TopicKind::kRollerEvents, "R1"));
     EXPECT_EQ(acks[i].second, 10 * (i + 1));  // in order
   }
-  std::vector<uint64_t> expected;
-  for (uint64_t s = 1; s <= 50; ++s) expected.push_back(s);
-  EXPECT_EQ(Sequences(ingestd_.AwaitSeen([](const auto& s) { return EventsSeen(s) >= 50; }), "R1"), expected);
+  EXPECT_EQ(Sequences(ingestd_.AwaitSeen([](const auto& s) { return EventsSeen(s) >= 50; }), "R1"), UpTo(50));
   EXPECT_EQ(Metric("rollertrace_bridge_events_forwarded_total"), 50);
 }
 
@@ -267,13 +282,7 @@ TEST_F(ForwarderTest, SendsARequestIngestdHeldBackAgainFirstAndAcksItOnlyOnceSto
   std::atomic<int> firsts{0};
   ingestd_.SetAnswer([&](int, const IngestRequest& request) -> std::optional<IngestResponse> {
     if (request.batches(0).events(0).sequence() == 1) firsts.fetch_add(1);
-    if (firsts.load() < 2) {
-      IngestResponse response;
-      response.set_request_id(request.request_id());
-      response.set_unavailable("disk full (test)");
-      response.set_retry_after_ms(100);
-      return response;
-    }
+    if (firsts.load() < 2) return HeldBack(request);
     return Stored(request);
   });
   Forwarder& forwarder = Make();
@@ -289,9 +298,7 @@ TEST_F(ForwarderTest, SendsARequestIngestdHeldBackAgainFirstAndAcksItOnlyOnceSto
   const std::vector<uint64_t> sequences = Sequences(seen, "S1");
   ASSERT_EQ(sequences.size(), 40u);
   std::vector<uint64_t> tail(sequences.end() - 20, sequences.end());
-  std::vector<uint64_t> expected;
-  for (uint64_t s = 1; s <= 20; ++s) expected.push_back(s);
-  EXPECT_EQ(tail, expected);
+  EXPECT_EQ(tail, UpTo(20));
   EXPECT_EQ(Metric("rollertrace_bridge_ingest_held_back_total"), 2);
 }
 
@@ -306,13 +313,7 @@ TEST_F(ForwarderTest, AfterAHoldBackSendsNothingUntilEveryRequestInFlightIsAnswe
   ingestd_.SetAnswer([&](int, const IngestRequest& request) -> std::optional<IngestResponse> {
     const int n = answered.fetch_add(1);
     if (n == 1) second_released.wait_for(kWait);  // the second answer comes late
-    if (n < 2) {  // both held back (the store took no writes)
-      IngestResponse response;
-      response.set_request_id(request.request_id());
-      response.set_unavailable("disk full (test)");
-      response.set_retry_after_ms(100);
-      return response;
-    }
+    if (n < 2) return HeldBack(request);  // both held back (the store took no writes)
     return Stored(request);
   });
   Forwarder& forwarder = Make();
@@ -330,9 +331,8 @@ TEST_F(ForwarderTest, AfterAHoldBackSendsNothingUntilEveryRequestInFlightIsAnswe
   const auto seen = ingestd_.AwaitSeen([](const auto& s) { return EventsSeen(s) >= 50; });
   const std::vector<uint64_t> sequences = Sequences(seen, "R5");
   ASSERT_EQ(sequences.size(), 50u);
-  std::vector<uint64_t> expected;
-  for (uint64_t s = 1; s <= 20; ++s) expected.push_back(s);
-  for (uint64_t s = 1; s <= 30; ++s) expected.push_back(s);
+  std::vector<uint64_t> expected = UpTo(20);  // sent and held back
+  for (uint64_t s : UpTo(30)) expected.push_back(s);  // sent again, with the third
   EXPECT_EQ(sequences, expected);
 }
 
@@ -357,9 +357,7 @@ TEST_F(ForwarderTest, ResendsWhatABrokenStreamLeftUnansweredFirstInOrder) {
       for (const auto& e : b.events()) second_stream.push_back(e.sequence());
     }
   }
-  std::vector<uint64_t> expected;
-  for (uint64_t s = 1; s <= 40; ++s) expected.push_back(s);
-  EXPECT_EQ(second_stream, expected) << "the new stream must carry everything unanswered, oldest first";
+  EXPECT_EQ(second_stream, UpTo(40)) << "the new stream must carry everything unanswered, oldest first";
   EXPECT_GE(Metric("rollertrace_bridge_ingest_stream_restarts_total"), 2);
 }
 
