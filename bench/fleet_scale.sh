@@ -51,6 +51,19 @@ awk -v s="$start" -v e="$end" -v c="${connect:-0}" -v a="${acked:-0}" 'BEGIN {
 grep -E "devices connected in|roller-fleet: (done|stopped)|disconnected in" "$work/fleet.log" | cut -c1-220
 echo "fleet exit $rc; peak RSS: fleet $((fleet_hwm/1024)) MiB, mosquitto $(hwm $broker), ingestd $(hwm $ingestd), mqtt-bridge $(hwm $bridge)"
 echo "subscription refusals: $(grep -c 'subscription was refused' "$work/fleet.log" || true)"
+# The broker's share: Mosquitto runs one thread, so its CPU a message is the
+# most messages a second it can pass on here; each event acked needed the
+# messages below (batches in and out, acks, authorisations, decisions).
+sleep 1.2  # one more $SYS interval
+sys() { mosquitto_sub -h 127.0.0.1 -p "$mqtt" -t "\$SYS/broker/publish/messages/$1" -C 1 -W 3 2>/dev/null || echo 0; }
+pub_in=$(sys received) pub_out=$(sys sent)
+cpu() { awk '{printf "%.1f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$1/stat"; }
+bcpu=$(cpu "$broker") icpu=$(cpu "$ingestd") rcpu=0
+for p in $bridge $(pgrep -P "$bridge" || true); do rcpu=$(echo "$rcpu + $(cpu "$p")" | bc); done
+awk -v i="$pub_in" -v o="$pub_out" -v b="$bcpu" -v a="${acked:-0}" -v ic="$icpu" -v rc="$rcpu" 'BEGIN {
+  m = i + o; if (a == 0) a = 1; if (m == 0) m = 1
+  printf "broker: %d publishes in, %d out (%.2f a message each way for an event acked); %.1f s of CPU = %.1f us a publish passed on\n", i, o, m / 2 / a, b, b * 1e6 / m * 2
+  printf "CPU seconds: mosquitto %.1f, ingestd %.1f, mqtt-bridge with its children %.1f (%.1f / %.1f / %.1f us an event acked)\n", b, ic, rc, b * 1e6 / a, ic * 1e6 / a, rc * 1e6 / a }'
 # What the services counted (events forwarded include resends; every ack published reached the broker).
 curl -s "127.0.0.1:$m2/metrics" | grep -E '^rollertrace_bridge_(messages_received|events_forwarded|ingest_rejections|acks_published|publish_failures|authorize_seconds_(count|sum)|authorize_seconds_bucket\{le="(0.01|0.1|1|2.5)"\})' | sed 's/^/bridge: /'
 curl -s "127.0.0.1:$m1/metrics" | grep -E '^rollertrace_ingest_(duplicates|rejected)' | sed 's/^/ingestd: /'

@@ -20,6 +20,10 @@
 #   burst's: a warm ingestd, whose memory is already mapped, as a service that
 #   has run for a while is (it also compacts what the earlier bursts wrote, so
 #   it is not cheaper per event: docs/BENCHMARKS.md).
+# With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd during
+# each timed burst into DIR/ingestd-RUN-BURST.data (call graph mode from
+# ROLLERTRACE_PERF_CALL_GRAPH, default fp); the CPU figures then include perf's
+# own cost.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
@@ -29,7 +33,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --bursts) bursts=$2; shift 2 ;;
     --against) against=$(cd "$2" && pwd); shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "ingestd_alone.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -51,7 +55,7 @@ hz=$(getconf CLK_TCK)
 # (page faults: /proc's minflt over the run; each is dear on a virtual machine,
 # build/bench/page_touch says how dear).
 run() {
-  local ingestd=$1 n=$2 grpc metrics c0 c1 f0 f1 hwm out b rate line
+  local ingestd=$1 n=$2 grpc metrics c0 c1 f0 f1 hwm out b rate line perf_pid
   grpc=$(free_port) metrics=$(free_port)
   rm -rf "$work/db"
   ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$ingestd" --listen "127.0.0.1:$grpc" \
@@ -62,10 +66,18 @@ run() {
   for b in $(seq 1 "$bursts"); do
     # The previous burst's flushes and compactions finish before this one is timed.
     [ "$b" -gt 1 ] && sleep 2
+    perf_pid=""
+    if [ -n "${ROLLERTRACE_PERF_DIR:-}" ]; then
+      mkdir -p "$ROLLERTRACE_PERF_DIR"
+      perf record -q --call-graph "${ROLLERTRACE_PERF_CALL_GRAPH:-fp}" -p "$ingestd_pid" \
+        -o "$ROLLERTRACE_PERF_DIR/ingestd-$n-$b.data" >/dev/null 2>&1 & perf_pid=$!
+      sleep 0.3
+    fi
     c0=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f0=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
     out=$("$lg" --ingestd "127.0.0.1:$grpc" --devices "$D" --messages "$M" --events "$E" \
       --first-sequence $((1 + (b - 1) * M * E)))
     c1=$(awk '{print $14 + $15}' "/proc/$ingestd_pid/stat"); f1=$(awk '{print $10}' "/proc/$ingestd_pid/stat")
+    [ -n "$perf_pid" ] && { sleep 1; kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; }
     hwm=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$ingestd_pid/status")
     rate=$(echo "$out" | awk '{for (i = 1; i <= NF; ++i) if ($i == "events/s,") print $(i - 1)}')
     line="$rate $(echo "scale=3; ($c1 - $c0) * 1000000 / $hz / $total" | bc) $((f1 - f0)) $hwm"

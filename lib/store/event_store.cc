@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "store/keys.h"
 #include "util/cat.h"
@@ -17,6 +18,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(const std::string& 
   absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path, options.sync, options.mode, options.background_nice);
   if (!db.ok()) return db.status();
   std::unique_ptr<EventStore> store(new EventStore(std::move(*db)));
+  store->changed_devices_kept_ = options.changed_devices_kept;
   if (absl::Status s = store->policies_.Load(SnapshotView(*store->db_)); !s.ok()) return s;
   {
     std::lock_guard<std::mutex> lock(store->write_mu_);
@@ -133,12 +135,28 @@ absl::StatusOr<std::vector<absl::StatusOr<CommandResult>>> EventStore::ExecuteGr
     }
     results.emplace_back(std::move(s));
   }
-  if (absl::Status s = txn.Commit("write the store"); !s.ok()) {
+  written_devices_.clear();
+  if (absl::Status s = txn.Commit("write the store", &written_devices_); !s.ok()) {
     catch_up_needed_ = true;
     (void)policies_.Load(SnapshotView(*db_));
     return s;
   }
+  if (!written_devices_.empty()) {
+    std::lock_guard<std::mutex> lock(changed_mu_);
+    if (changed_.all) {
+      // every device is to be re-read anyway
+    } else if (changed_.ids.size() + written_devices_.size() > changed_devices_kept_) {
+      changed_ = ChangedDevices{.all = true, .ids = {}};
+    } else {
+      changed_.ids.insert(changed_.ids.end(), written_devices_.begin(), written_devices_.end());
+    }
+  }
   return results;
+}
+
+EventStore::ChangedDevices EventStore::TakeChangedDevices() {
+  std::lock_guard<std::mutex> lock(changed_mu_);
+  return std::exchange(changed_, ChangedDevices{});
 }
 
 absl::StatusOr<RecordedDecision> EventStore::Decide(const rollertrace::v1::AuthorizeRequest& request,

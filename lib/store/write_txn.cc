@@ -47,7 +47,7 @@ std::unique_ptr<rocksdb::Iterator> WriteTxn::Iterate(Family family) const {
 }
 
 void WriteTxn::Put(Family family, std::string_view key, std::string_view value) {
-  if (family == Family::kDevices && cache_ != nullptr) written_around_.emplace_back(key);
+  if (family == Family::kDevices) written_around_.emplace_back(key);
   const rocksdb::Slice k(key.data(), key.size());
   const rocksdb::Slice v(value.data(), value.size());
   if (family == Family::kCommands) {
@@ -189,7 +189,7 @@ void WriteTxn::ForgetCommand() {
 
 size_t WriteTxn::Count() const { return static_cast<size_t>(batch_->GetWriteBatch()->Count() + log_.Count()); }
 
-absl::Status WriteTxn::Commit(std::string_view what) {
+absl::Status WriteTxn::Commit(std::string_view what, std::vector<std::string>* written) {
   for (auto& [id, loaded] : devices_) {
     if (loaded.changed) batch_->Put(db_.handle(Family::kDevices), id, loaded.record.SerializeAsString());
   }
@@ -208,6 +208,12 @@ absl::Status WriteTxn::Commit(std::string_view what) {
   if (!s.ok()) {
     if (cache_ != nullptr) cache_->clear();  // what is on disk is not known for sure now
     return s;
+  }
+  if (written != nullptr) {
+    for (const auto& [id, loaded] : devices_) {
+      if (loaded.changed) written->push_back(id);
+    }
+    written->insert(written->end(), written_around_.begin(), written_around_.end());
   }
   if (cache_ == nullptr) return absl::OkStatus();
   for (auto& [id, loaded] : devices_) (*cache_)[id] = std::move(loaded.record);

@@ -96,8 +96,10 @@ class WriteTxn final : public ReadView {
   // log, synced when the store syncs, then everything else without it; then
   // brings the device cache up to date. On an error the log may hold
   // commands whose effects were not written: the caller applies them from
-  // the log before its next write (EventStore::CatchUp).
-  absl::Status Commit(std::string_view what);
+  // the log before its next write (EventStore::CatchUp). Once written, the
+  // ids of the device records it wrote are appended to `written` (may be
+  // null).
+  absl::Status Commit(std::string_view what, std::vector<std::string>* written = nullptr);
 
  private:
   struct Loaded {

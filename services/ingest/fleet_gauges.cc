@@ -43,43 +43,83 @@ void FleetGauges::Start(std::chrono::milliseconds interval) {
   });
 }
 
-void FleetGauges::Refresh(int64_t now) {
-  for (const auto& [name, value] : store_.Properties()) {
-    rocksdb_.Add({{"property", name}}).Set(static_cast<double>(value));
-  }
-  auto devices = store_.audit().ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
-  if (!devices.ok()) return;
-  std::map<std::string, double> states;
-  for (int l = rollertrace::v1::LIFECYCLE_REGISTERED; l <= rollertrace::v1::LIFECYCLE_RETIRED; ++l) {
-    std::string name = rollertrace::v1::Lifecycle_Name(static_cast<rollertrace::v1::Lifecycle>(l)).substr(10);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    states[name] = 0;
-  }
-  std::map<std::string, double> wear = {{"0-50%", 0}, {"50-80%", 0}, {"80-100%", 0}, {"100%+", 0}};
-  double worn_soon = 0, locked = 0, silent = 0;
-  std::set<std::string> worn_now;
-  for (const auto& r : *devices) {
-    const bool retired = r.device().lifecycle() == rollertrace::v1::LIFECYCLE_RETIRED;
-    if (!retired && now - r.state().last_receive_unix_ms() > silent_after_.count()) ++silent;
-    if (r.device().kind() != rollertrace::v1::DEVICE_KIND_ROLLER) continue;
-    std::string name = rollertrace::v1::Lifecycle_Name(r.device().lifecycle());
-    name = name.size() > 10 ? name.substr(10) : name;
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    ++states[name];
-    if (r.device().lifecycle() == rollertrace::v1::LIFECYCLE_LOCKED) ++locked;
-    if (retired) continue;
+FleetGauges::Summary FleetGauges::Summarize(const rollertrace::v1::DeviceRecord& r) {
+  Summary s;
+  s.kind = r.device().kind();
+  s.lifecycle = r.device().lifecycle();
+  s.last_receive_unix_ms = r.state().last_receive_unix_ms();
+  s.in_session = !r.state().roller().open_session_id().empty();
+  if (s.kind == rollertrace::v1::DEVICE_KIND_ROLLER) {
     rules::RollerFacts f;
     f.device = r.device();
     f.use = r.state().roller();
     f.total_revolutions = r.state().total_revolutions();
-    const double w = rules::Wear(f);
-    ++wear[w < 0.5 ? "0-50%" : w < 0.8 ? "50-80%" : w < 1.0 ? "80-100%" : "100%+"];
-    if (w >= policy_.worn_soon_fraction && w < policy_.worn_fraction) ++worn_soon;
-    if (w >= policy_.worn_fraction && !r.state().roller().open_session_id().empty()) {
-      worn_now.insert(r.device().device_id());
+    s.wear = rules::Wear(f);
+  }
+  return s;
+}
+
+bool FleetGauges::Update() {
+  store::EventStore::ChangedDevices changed = store_.TakeChangedDevices();
+  if (changed.all || read_all_) {
+    auto devices = store_.audit().ListDevices(rollertrace::v1::DEVICE_KIND_UNSPECIFIED);
+    if (!devices.ok()) {
+      read_all_ = true;
+      return false;
+    }
+    devices_.clear();
+    for (const auto& r : *devices) devices_[r.device().device_id()] = Summarize(r);
+    devices_read_ += devices->size();
+    read_all_ = false;
+    return true;
+  }
+  std::set<std::string> ids(std::make_move_iterator(changed.ids.begin()), std::make_move_iterator(changed.ids.end()));
+  for (const std::string& id : ids) {
+    absl::StatusOr<rollertrace::v1::DeviceRecord> r = store_.audit().GetDevice(id);
+    ++devices_read_;
+    if (r.ok()) {
+      devices_[id] = Summarize(*r);
+    } else if (absl::IsNotFound(r.status())) {
+      devices_.erase(id);
+    } else {
+      read_all_ = true;  // this device's change is not in devices_: read them all next time
+      return false;
     }
   }
-  for (const auto& [name, n] : states) by_state_.Add({{"state", name}}).Set(n);
+  return true;
+}
+
+void FleetGauges::Refresh(int64_t now) {
+  for (const auto& [name, value] : store_.Properties()) {
+    rocksdb_.Add({{"property", name}}).Set(static_cast<double>(value));
+  }
+  if (!Update()) return;
+  std::map<rollertrace::v1::Lifecycle, double> by_lifecycle;
+  for (int l = rollertrace::v1::LIFECYCLE_REGISTERED; l <= rollertrace::v1::LIFECYCLE_RETIRED; ++l) {
+    by_lifecycle[static_cast<rollertrace::v1::Lifecycle>(l)] = 0;
+  }
+  std::map<std::string, double> wear = {{"0-50%", 0}, {"50-80%", 0}, {"80-100%", 0}, {"100%+", 0}};
+  double worn_soon = 0, locked = 0, silent = 0;
+  std::set<std::string> worn_now;
+  for (const auto& [id, d] : devices_) {
+    const bool retired = d.lifecycle == rollertrace::v1::LIFECYCLE_RETIRED;
+    if (!retired && now - d.last_receive_unix_ms > silent_after_.count()) ++silent;
+    if (d.kind != rollertrace::v1::DEVICE_KIND_ROLLER) continue;
+    ++by_lifecycle[d.lifecycle];
+    if (d.lifecycle == rollertrace::v1::LIFECYCLE_LOCKED) ++locked;
+    if (retired) continue;
+    const double w = d.wear;
+    ++wear[w < 0.5 ? "0-50%" : w < 0.8 ? "50-80%" : w < 1.0 ? "80-100%" : "100%+"];
+    if (w >= policy_.worn_soon_fraction && w < policy_.worn_fraction) ++worn_soon;
+    if (w >= policy_.worn_fraction && d.in_session) worn_now.insert(id);
+  }
+  for (const auto& [lifecycle, n] : by_lifecycle) {
+    // LIFECYCLE_IN_SESSION -> in_session
+    std::string name = rollertrace::v1::Lifecycle_Name(lifecycle);
+    name = name.size() > 10 ? name.substr(10) : name;
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    by_state_.Add({{"state", name}}).Set(n);
+  }
   for (const auto& [band, n] : wear) by_wear_.Add({{"band", band}}).Set(n);
   worn_soon_.Set(worn_soon);
   locked_.Set(locked);
