@@ -66,5 +66,5 @@ awk -v i="$pub_in" -v o="$pub_out" -v b="$bcpu" -v a="${acked:-0}" -v ic="$icpu"
   printf "CPU seconds: mosquitto %.1f, ingestd %.1f, mqtt-bridge with its children %.1f (%.1f / %.1f / %.1f us an event acked)\n", b, ic, rc, b * 1e6 / a, ic * 1e6 / a, rc * 1e6 / a }'
 # What the services counted (events forwarded include resends; every ack published reached the broker).
 curl -s "127.0.0.1:$m2/metrics" | grep -E '^rollertrace_bridge_(messages_received|events_forwarded|ingest_rejections|acks_published|publish_failures|authorize_seconds_(count|sum)|authorize_seconds_bucket\{le="(0.01|0.1|1|2.5)"\})' | sed 's/^/bridge: /'
-curl -s "127.0.0.1:$m1/metrics" | grep -E '^rollertrace_ingest_(duplicates|rejected)' | sed 's/^/ingestd: /'
+curl -s "127.0.0.1:$m1/metrics" | grep -E '^rollertrace_ingest_(duplicates|rejected|commit_(events|seconds)_(sum|count))' | sed 's/^/ingestd: /'
 
