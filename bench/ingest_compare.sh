@@ -13,7 +13,11 @@
 # (Mosquitto alone included) with the peers' loadgen, as it fed them.
 # Every Mosquitto this script starts (Mosquitto alone included) runs as the
 # shipped scripts and unit run it, through deploy/mosquitto/run-mosquitto.sh
-# (glibc's malloc on huge pages); the peers' measure.sh starts its own, plain.
+# (glibc's malloc on huge pages); Mosquitto alone always at its caller's
+# priority (ROLLERTRACE_BROKER_NICE, which run-mosquitto.sh takes, applies to
+# the RollerTrace runs only: a raised priority slows the broker alone by up to
+# a third, and the ceiling is measured at its best). The peers' measure.sh
+# starts its own, plain.
 # Usage: bench/ingest_compare.sh [--peers DIR] [DEVICES] [MESSAGES] [EVENTS]   (default 100 200 50)
 # With ROLLERTRACE_PERF_DIR=DIR set, `perf record -g` samples ingestd and the
 # bridge's event reader and ack publisher during each run, into
@@ -79,15 +83,16 @@ echo "== $total events in $msgs QoS 1 messages, $D devices"
 # A fresh broker for each run: a bridge's persistent session outlives the
 # bridge and would keep its share of the shared subscription.
 broker_pid=""
-start_broker() {
+start_broker() {  # [nice adjustment]
   [ -n "$broker_pid" ] && { kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; }
   mqtt=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
-  "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >>"$work/mosquitto.log" 2>&1 &
+  ROLLERTRACE_BROKER_NICE=${1:-${ROLLERTRACE_BROKER_NICE:-0}} \
+    "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >>"$work/mosquitto.log" 2>&1 &
   broker_pid=$!; pids+=($broker_pid)
   sleep 0.5
 }
-start_broker
+start_broker 0
 mosquitto_sub -h 127.0.0.1 -p "$mqtt" -q 1 -t 'rollers/+/events' -C "$msgs" >/dev/null & sub=$!
 sleep 0.5
 b0=$(cpu_ticks "$broker_pid")

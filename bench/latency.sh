@@ -7,6 +7,10 @@
 # Usage: bench/latency.sh [N] [DEVICES] [MESSAGES] [EVENTS]   (default 400 100 200 50)
 # SPARSE=K: K authorisations 1.05 s apart while idle (default 20).
 # ROLLERTRACE_BULK_NICE=K runs ingestd and the bridge with --bulk-nice K (their default 10; 0 = off).
+# ROLLERTRACE_BROKER_NICE=K: the broker's nice adjustment (deploy/mosquitto/run-mosquitto.sh; default 0).
+# ROLLERTRACE_SERVICES_NICE=K starts ingestd and mqtt-bridge at nice K (their bulk threads still go to --bulk-nice).
+# ROLLERTRACE_CLIENT_NICE=K runs the measuring roller (bench/latency) at nice K: below 0 it stands for
+#   a roller with a processor of its own, not one that queues for this machine's cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ROLLERTRACE_BUILD_DIR:-$root/build}
@@ -19,13 +23,14 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 mqtt=$(free_port) grpc=$(free_port) m1=$(free_port) m2=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1024\nmax_queued_messages 500000\nmax_packet_size 1048576\nset_tcp_nodelay true\n' "$mqtt" >"$work/m.conf"
 "$root/deploy/mosquitto/run-mosquitto.sh" -c "$work/m.conf" >"$work/mosquitto.log" 2>&1 & pids+=($!)
-ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
+svc_nice=(nice -n "${ROLLERTRACE_SERVICES_NICE:-0}")
+ROLLERTRACE_PSEUDONYM_SECRET=bench-secret-0123456789 "${svc_nice[@]}" "$bin/services/ingest/ingestd" --listen "127.0.0.1:$grpc" \
   --metrics "127.0.0.1:$m1" --data-dir "$work/db" --insecure-no-auth "${nice_arg[@]}" >"$work/ingestd.log" 2>&1 & pids+=($!)
 sleep 0.5
-"$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --metrics "127.0.0.1:$m2" \
+"${svc_nice[@]}" "$bin/services/bridge/mqtt-bridge" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" --metrics "127.0.0.1:$m2" \
   "${nice_arg[@]}" >"$work/bridge.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$m2/metrics" | grep -q '^rollertrace_bridge_mqtt_connected 1' && break; sleep 0.1; done
-lat() { "$bin/bench/latency" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" -n "$N" "$@"; }
+lat() { nice -n "${ROLLERTRACE_CLIENT_NICE:-0}" "$bin/bench/latency" --mqtt "tcp://127.0.0.1:$mqtt" --ingestd "127.0.0.1:$grpc" -n "$N" "$@"; }
 # The bridge's own share of what was measured since bridge-before.prom: its
 # histogram now less then; prints the bucket that holds the 99th percentile and
 # the one that holds them all (a slow hop inside the bridge or outside it).
