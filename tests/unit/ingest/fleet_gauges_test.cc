@@ -1,7 +1,6 @@
 #include "ingest/fleet_gauges.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -9,6 +8,7 @@
 #include <string>
 
 #include "store/commands.h"
+#include "store_fixture.h"
 
 namespace rollertrace::ingest {
 namespace {
@@ -18,21 +18,10 @@ constexpr int64_t kNow = 1'790'000'000'000;  // device clocks and "now" of the r
 class FleetGaugesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("fleet_gauges_test." + std::to_string(getpid()) + "." +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = test::FreshDir("fleet_gauges_test");
     store_ = std::move(*store::EventStore::Open(dir_.string()));
     metrics_ = std::move(*metrics::Metrics::Create(""));
-    for (int i = 0; i < 4; ++i) {
-      rollertrace::v1::Device d;
-      d.set_device_id("R-" + std::to_string(i));
-      d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
-      d.set_needle_count(192);
-      d.set_needle_length_mm(0.5);
-      d.set_rated_penetrations(1920);  // 10 revolutions wear it out
-      ASSERT_TRUE(store::Register(*store_, d, kNow).ok());
-    }
+    test::RegisterRollers(*store_, 4, 1920, kNow);  // 10 revolutions wear one out
     rollertrace::v1::Device s;
     s.set_device_id("S-0");
     s.set_kind(rollertrace::v1::DEVICE_KIND_STERILISER);

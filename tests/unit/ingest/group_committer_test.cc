@@ -1,12 +1,13 @@
 #include "ingest/group_committer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
+
+#include "store_fixture.h"
 
 namespace rollertrace::ingest {
 namespace {
@@ -16,22 +17,11 @@ using rollertrace::v1::IngestRequest;
 class GroupCommitterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("group_committer_test." + std::to_string(getpid()) + "." +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = test::FreshDir("group_committer_test");
     store_ = std::move(*store::EventStore::Open(dir_.string()));
     metrics_ = std::move(*metrics::Metrics::Create(""));
     ingest_metrics_ = std::make_unique<IngestMetrics>(*metrics_);
-    for (int i = 0; i < 4; ++i) {
-      rollertrace::v1::Device d;
-      d.set_device_id("R-" + std::to_string(i));
-      d.set_kind(rollertrace::v1::DEVICE_KIND_ROLLER);
-      d.set_needle_count(192);
-      d.set_needle_length_mm(0.5);
-      d.set_rated_penetrations(1000);
-      ASSERT_TRUE(store::Register(*store_, d, 1).ok());
-    }
+    test::RegisterRollers(*store_, 4, 1000, 1);
     committer_ = std::make_unique<GroupCommitter>(*store_, pseudonymizer_, *ingest_metrics_, [] { return 42; });
   }
   void TearDown() override {
