@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "store/commands.h"
 #include "store_fixture.h"
@@ -137,6 +138,27 @@ TEST_F(FleetGaugesTest, PastItsLimitTheStoreAsksForEveryDeviceToBeReadAgain) {
   gauges_->Refresh(kNow);
   EXPECT_EQ(gauges_->devices_read(), 5u + 3u + 5u) << "four written, more than kept: every device";
   EXPECT_EQ(Gauge("rollertrace_devices_silent"), 1) << "only S-0";
+}
+
+// The refresher runs on its own thread while commits note the devices they
+// wrote: once the writes stop, the next refresh agrees with the store.
+TEST_F(FleetGaugesTest, ARefresherBesideTheWriterEndsAgreeingWithTheStore) {
+  gauges_->Start(std::chrono::milliseconds(1));
+  rollertrace::v1::Event heartbeat;
+  heartbeat.mutable_heartbeat()->set_battery_fraction(1);
+  for (uint64_t s = 1; s <= 50; ++s) {
+    for (int i = 0; i < 3; ++i) Append("R-" + std::to_string(i), s, heartbeat);
+  }
+  ASSERT_TRUE(store::Retire(*store_, "R-3", "dropped", kNow).ok());
+  // The refresher's clock is the wall clock: every device is silent by it,
+  // but a retired one is not counted.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Gauge("rollertrace_rollers", "state", "retired") != 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(Gauge("rollertrace_rollers", "state", "retired"), 1);
+  EXPECT_EQ(Gauge("rollertrace_rollers", "state", "registered"), 3);
+  EXPECT_EQ(Gauge("rollertrace_devices_silent"), 4);
 }
 
 }  // namespace
