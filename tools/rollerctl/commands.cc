@@ -257,9 +257,7 @@ int Cycle(const Context& ctx, const CycleName& cycle) {
     return 0;
   }
   *ctx.out << CycleLine(response) << "\n";
-  std::string load;
-  for (const auto& r : response.cycle().load()) load += (load.empty() ? "" : ", ") + r;
-  *ctx.out << "load: " << (load.empty() ? "-" : load) << "; loaded by " << response.cycle().loaded_by()
+  *ctx.out << "load: " << LoadList(response.cycle()) << "; loaded by " << response.cycle().loaded_by()
            << ", released by " << response.cycle().released_by() << "\n";
   return 0;
 }
@@ -310,9 +308,7 @@ int Recall(const Context& ctx, const CycleName& cycle) {
                                   : std::string("the steriliser's first recorded cycle (no negative indicator before)"))
       << "\n\nSuspect loads:\n";
   for (const auto& c : r.suspect_cycles()) {
-    std::string load;
-    for (const auto& x : c.cycle().load()) load += (load.empty() ? "" : ", ") + x;
-    out << "  " << CycleLine(c) << "\n    load: " << (load.empty() ? "-" : load) << "\n";
+    out << "  " << CycleLine(c) << "\n    load: " << LoadList(c.cycle()) << "\n";
   }
   Table sessions({"ROLLER", "SESSION", "STARTED", "PATIENT", "OPERATOR", "CYCLE"});
   for (const auto& x : r.sessions_at_risk()) {

@@ -194,6 +194,12 @@ void Table::Print(std::ostream& out) const {
   for (const auto& r : rows_) print(r);
 }
 
+std::string LoadList(const rollertrace::v1::SterilisationCycle& cycle) {
+  std::string load;
+  for (const auto& r : cycle.load()) load += (load.empty() ? "" : ", ") + r;
+  return load.empty() ? "-" : load;
+}
+
 std::string CycleLine(const rollertrace::v1::CycleRecord& c) {
   rollertrace::v1::Event e;
   *e.mutable_sterilisation_cycle() = c.cycle();

@@ -37,6 +37,8 @@ std::string DescribeEvent(const rollertrace::v1::Event& event);
 // A cycle on one line: steriliser:number, when it ended, its parameters and
 // its indicator with whose word it is.
 std::string CycleLine(const rollertrace::v1::CycleRecord& cycle);
+// A cycle's load: its rollers, comma-separated; "-" when it had none.
+std::string LoadList(const rollertrace::v1::SterilisationCycle& cycle);
 // A finding on one line, with the two hashes of a conflicting resend.
 std::string FindingLine(const rollertrace::v1::Finding& finding);
 

@@ -176,9 +176,7 @@ int CycleTrail(const Context& ctx, const CycleName& cycle) {
     return 0;
   }
   *ctx.out << CycleLine(t.cycle()) << "\n";
-  std::string load;
-  for (const auto& r : t.cycle().cycle().load()) load += (load.empty() ? "" : ", ") + r;
-  *ctx.out << "load: " << (load.empty() ? "-" : load) << "\n\nSessions that relied on it (" << t.sessions_size()
+  *ctx.out << "load: " << LoadList(t.cycle().cycle()) << "\n\nSessions that relied on it (" << t.sessions_size()
            << "):\n";
   Table table({"STARTED", "ROLLER", "SESSION", "PATIENT", "OPERATOR", "AT RISK"});
   for (const auto& x : t.sessions()) {
